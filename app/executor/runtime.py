@@ -1,0 +1,113 @@
+"""Run-time hygiene: air-gapped, non-root, no home directory, /in read-only.
+
+``setup`` must run before torch, matplotlib or ultralytics are imported: they
+read these variables at import time.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+LOG = logging.getLogger("executor")
+
+_OFFLINE_ENV = {
+    "YOLO_OFFLINE": "1",  # ultralytics: no online checks, no downloads
+    "YOLO_AUTOINSTALL": "false",  # ultralytics: never pip-install at run time
+    "ULTRALYTICS_SKIP_REQUIREMENTS_CHECKS": "1",
+    "HF_HUB_OFFLINE": "1",
+    "TORCH_HUB_DISABLE_AUTOFETCH": "1",
+    "WANDB_MODE": "disabled",
+    "MLFLOW_TRACKING_URI": "",
+    "PYTHONUNBUFFERED": "1",
+}
+
+
+def _writable(path: str | None) -> bool:
+    return bool(path) and os.path.isdir(path) and os.access(path, os.W_OK)
+
+
+def setup(cache_root: str | None = None) -> Path:
+    """Point every settings and cache directory at a writable place and go offline.
+
+    ``cache_root`` defaults to a fresh temp dir: caches never go under /in, and
+    with no writable $HOME (the platform runs ``--user uid:gid``) a temp dir works.
+    """
+    root = Path(cache_root or tempfile.mkdtemp(prefix="ymir-executor-"))
+    root.mkdir(parents=True, exist_ok=True)
+    for key, value in _OFFLINE_ENV.items():
+        os.environ.setdefault(key, value)
+    dirs = {
+        "YOLO_CONFIG_DIR": root / "ultralytics",
+        "MPLCONFIGDIR": root / "matplotlib",
+        "TORCH_HOME": root / "torch",
+        "XDG_CACHE_HOME": root / "cache",
+        "XDG_CONFIG_HOME": root / "config",
+        "TRITON_CACHE_DIR": root / "triton",
+    }
+    for key, path in dirs.items():
+        if not _writable(os.environ.get(key)):
+            path.mkdir(parents=True, exist_ok=True)
+            os.environ[key] = str(path)
+    if not _writable(os.environ.get("HOME")):
+        os.environ["HOME"] = str(root)
+    _install_fonts(Path(os.environ["YOLO_CONFIG_DIR"]))
+    return root
+
+
+def _install_fonts(config_dir: Path) -> None:
+    """Ultralytics downloads Arial.ttf to its config dir for plots; give it a local font instead."""
+    try:
+        import matplotlib
+
+        font = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
+    except Exception:  # noqa: BLE001 - plots then fall back to PIL's default font
+        return
+    if not font.is_file():
+        return
+    config_dir.mkdir(parents=True, exist_ok=True)
+    for name in ("Arial.ttf", "Arial.Unicode.ttf"):
+        target = config_dir / name
+        if not target.exists():
+            shutil.copyfile(font, target)
+
+
+def quiet_ultralytics() -> None:
+    """Turn off ultralytics' telemetry and third-party loggers (import after ``setup``)."""
+    from ultralytics.utils import SETTINGS
+
+    wanted = {"sync": False, "tensorboard": False, "wandb": False, "mlflow": False, "clearml": False,
+              "comet": False, "dvc": False, "neptune": False, "raytune": False}
+    SETTINGS.update({k: v for k, v in wanted.items() if k in SETTINGS})
+
+
+def setup_logging() -> None:
+    """One stream, plain lines: the platform appends stdout to ymir-executor-out.log."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    LOG.handlers[:] = [handler]
+    LOG.setLevel(logging.INFO)
+    LOG.propagate = False
+
+
+def select_device(gpu_ids: list[int]) -> tuple[str, int]:
+    """The device string for torch/ultralytics and the number of GPUs used.
+
+    A GPU asked for but absent is a warning and CPU, not a crash.
+    """
+    import torch
+
+    if not gpu_ids:
+        return "cpu", 0
+    available = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    usable = [g for g in gpu_ids if g < available]
+    if not usable:
+        LOG.warning("gpu_id asks for GPU %s but %d GPU(s) are visible: running on CPU", gpu_ids, available)
+        return "cpu", 0
+    if len(usable) < len(gpu_ids):
+        LOG.warning("GPUs %s are not visible; using %s", sorted(set(gpu_ids) - set(usable)), usable)
+    return ",".join(str(g) for g in usable), len(usable)

@@ -1,0 +1,288 @@
+"""The training task: convert the dataset, train an Ultralytics YOLO detector, report stages.
+
+Ultralytics' own trainer does the work; this module only adds callbacks that
+turn its checkpoints into YMIR model stages (flat, uniquely named files in
+``/out/models``), write result.yaml after every save, tensorboard scalars and
+progress. A stage's mAP is the validation mAP@0.5 of exactly its weights.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from easydict import EasyDict
+
+from executor import dataset, weights
+from executor.protocol import (
+    Monitor,
+    Params,
+    Protocol,
+    Stage,
+    atomic_copy,
+    class_names,
+    config_error,
+    gpu_ids,
+    path_list,
+    write_training_result,
+)
+from executor.runtime import select_device
+
+LOG = logging.getLogger("executor")
+FAMILIES = ("yolo11", "yolov8", "yolo12", "yolo26")
+MODELS = tuple(f"{family}{size}" for family in FAMILIES for size in "nsmlx")
+OPTIMIZERS = ("auto", "SGD", "Adam", "AdamW", "NAdam", "RAdam", "RMSProp")
+AUGMENTATIONS = ("mosaic", "mixup", "fliplr", "flipud", "degrees", "scale", "hsv_h", "hsv_s", "hsv_v")
+MAP_KEY = "metrics/mAP50(B)"
+PLOTS = ("BoxPR_curve.png", "BoxF1_curve.png", "confusion_matrix.png", "confusion_matrix_normalized.png",
+         "results.png", "labels.jpg", "train_batch0.jpg", "val_batch0_labels.jpg", "val_batch0_pred.jpg")
+CONVERSION_SHARE, FINAL_SHARE = 0.05, 0.05  # of the progress bar
+
+
+def weights_dir() -> Path:
+    """Weights baked into the image at build time, one ``<model>.pt`` per model name."""
+    return Path(os.environ.get("YMIR_WEIGHTS_DIR") or Path(__file__).resolve().parents[2] / "weights")
+
+
+@dataclass
+class TrainSettings:
+    """Every training hyper-parameter, read and validated up front (the template is the source)."""
+
+    model: str
+    epochs: int
+    batch_size_per_gpu: int
+    num_workers_per_gpu: int
+    img_size: int
+    optimizer: str
+    lr0: float
+    patience: int
+    save_period: int
+    export_format: str
+    export_onnx: bool
+    opset: int
+    file_patterns: list[str]
+    seed: int
+    close_mosaic: int
+    augment: dict[str, float]
+
+    @classmethod
+    def read(cls, p: Params) -> TrainSettings:
+        patterns = [x.strip() for x in p.str("ymir_saved_file_patterns").split(",") if x.strip()]
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise config_error(f"ymir_saved_file_patterns: '{pattern}' is not a valid regex ({exc})") from None
+        return cls(
+            model=p.str("model", MODELS),
+            epochs=p.int("epochs", 1, 100000),
+            batch_size_per_gpu=p.int("batch_size_per_gpu", 1, 4096),
+            num_workers_per_gpu=p.int("num_workers_per_gpu", 0, 64),
+            img_size=p.int("img_size", 32, 8192),
+            optimizer=p.str("optimizer", OPTIMIZERS),
+            lr0=p.float("lr0", 1e-8, 10.0),
+            patience=p.int("patience", 0),
+            save_period=p.int("save_period", 0),
+            export_format=p.str("export_format"),
+            export_onnx=p.bool("export_onnx"),
+            opset=p.int("opset", 7, 30),
+            file_patterns=patterns,
+            seed=p.int("seed", 0),
+            close_mosaic=p.int("close_mosaic", 0),
+            augment={k: p.float(k, 0.0, 360.0 if k == "degrees" else 1.0) for k in AUGMENTATIONS},
+        )
+
+
+class StageRecorder:
+    """Ultralytics callbacks -> YMIR stages, tensorboard scalars and progress."""
+
+    def __init__(self, cfg: EasyDict, settings: TrainSettings, monitor: Monitor) -> None:
+        self.models_dir = Path(cfg.ymir.output.models_dir)
+        self.result_file = cfg.ymir.output.training_result_file
+        self.protocol = Protocol(cfg.ymir.get("protocol_version"))
+        self.settings = settings
+        self.monitor = monitor
+        self.stages: dict[str, Stage] = {}
+        self.batches_done = 0
+        self.attachments: dict[str, list[str]] = {}
+        self.evaluate_config: dict[str, float] = {}
+        self.last_map = 0.0
+        self.epochs_run = 0
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.tb = SummaryWriter(cfg.ymir.output.tensorboard_dir)
+
+    def register(self, model: Any) -> None:
+        model.add_callback("on_train_epoch_start", self.on_train_epoch_start)
+        model.add_callback("on_train_batch_end", self.on_train_batch_end)
+        model.add_callback("on_model_save", self.on_model_save)
+        model.add_callback("on_fit_epoch_end", self.on_fit_epoch_end)
+
+    # -- progress and tensorboard
+    def on_train_epoch_start(self, trainer: Any) -> None:
+        self.batches_done = 0
+
+    def on_train_batch_end(self, trainer: Any) -> None:
+        self.batches_done += 1
+        batches = max(len(trainer.train_loader), 1)
+        fraction = (trainer.epoch + min(self.batches_done / batches, 1.0)) / max(trainer.epochs, 1)
+        self.monitor.progress(CONVERSION_SHARE + (1 - CONVERSION_SHARE - FINAL_SHARE) * fraction)
+
+    def on_fit_epoch_end(self, trainer: Any) -> None:
+        step = trainer.epoch + 1
+        scalars = {**trainer.label_loss_items(trainer.tloss, prefix="train"), **trainer.metrics, **trainer.lr}
+        for key, value in scalars.items():
+            try:
+                self.tb.add_scalar(key, float(value), step)
+            except (TypeError, ValueError):
+                continue
+        self.tb.flush()
+
+    # -- stages
+    def _files(self, names: list[str]) -> list[str]:
+        if not self.settings.file_patterns:
+            return names
+        return [n for n in names if any(re.search(p, n) for p in self.settings.file_patterns)]
+
+    def _save_stage(self, name: str, source: Path, mAP: float, extra: list[str] | None = None) -> None:
+        target = f"{name}.pt"
+        stripped_copy(source, self.models_dir / target)
+        files = self._files([target] + (extra or []))
+        if files:
+            self.stages[name] = Stage(name, files, mAP, int(time.time()))
+
+    def write_result(self) -> str | None:
+        if not self.stages:
+            return None
+        return write_training_result(
+            self.result_file, str(self.models_dir), self.stages.values(), self.protocol,
+            self.attachments or None, self.evaluate_config or None,
+        )
+
+    def on_model_save(self, trainer: Any) -> None:
+        """After Ultralytics saved last.pt (and best.pt when improved) for this epoch."""
+        epoch = trainer.epoch + 1
+        mAP = float(trainer.metrics.get(MAP_KEY, 0.0))
+        self.last_map, self.epochs_run = mAP, epoch
+        if trainer.best.exists() and trainer.best_fitness == trainer.fitness:
+            self._save_stage("best", trainer.best, mAP)
+        period = self.settings.save_period
+        if period > 0 and epoch % period == 0:
+            self._save_stage(f"epoch_{epoch}", trainer.last, mAP)
+        self._save_stage("last", trainer.last, mAP)
+        self.write_result()
+
+    def finish(self, trainer: Any) -> str | None:
+        """After the final evaluation of best.pt: its own mAP, the stripped files, plots, ONNX."""
+        best_map = float(trainer.metrics.get(MAP_KEY, 0.0)) if trainer.best.exists() else self.last_map
+        validator = getattr(trainer, "validator", None)
+        if validator is not None:
+            self.evaluate_config = {"conf_thr": float(validator.args.conf), "iou_thr": float(validator.args.iou)}
+        self._collect_plots(Path(trainer.save_dir))
+        if trainer.last.exists():
+            self._save_stage("last", trainer.last, self.last_map)
+        if trainer.best.exists():
+            extra = [self._export_onnx(trainer.best)] if self.settings.export_onnx else []
+            self._save_stage("best", trainer.best, best_map, extra)
+        self.tb.close()
+        return self.write_result()
+
+    def _collect_plots(self, save_dir: Path) -> None:
+        target = self.models_dir / "attachments" / "images"
+        names = []
+        for name in PLOTS:
+            if (save_dir / name).is_file():
+                target.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(save_dir / name, target / name)
+                names.append(name)
+        if names:
+            self.attachments = {"images": names}
+
+    def _export_onnx(self, best: Path) -> str:
+        from ultralytics import YOLO
+
+        exported = YOLO(str(best)).export(format="onnx", opset=self.settings.opset, imgsz=self.settings.img_size,
+                                          simplify=False, device="cpu")
+        atomic_copy(exported, self.models_dir / "best.onnx")
+        return "best.onnx"
+
+
+def stripped_copy(source: Path, target: Path) -> None:
+    """Copy a checkpoint without its optimizer state (a third of the size), atomically."""
+    from ultralytics.utils.torch_utils import strip_optimizer
+
+    tmp = target.with_name(f".{target.name}.tmp")
+    strip_optimizer(str(source), str(tmp))
+    os.replace(tmp, target)
+
+
+def starting_weights(cfg: EasyDict, model_name: str) -> Path | None:
+    """YMIR's pretrained model, else weights baked into the image, else none (from scratch)."""
+    offered = path_list(cfg.param.get("pretrained_model_params"))
+    if offered:
+        return weights.choose(offered, cfg.ymir.input.models_dir, "pretrained")
+    baked = weights_dir() / f"{model_name}.pt"
+    if baked.is_file():
+        LOG.info("pretrained weights: %s (baked into the image)", baked)
+        return baked
+    LOG.warning("no pretrained weights for %s: training from scratch, which needs many more epochs", model_name)
+    return None
+
+
+def run(cfg: EasyDict, monitor: Monitor) -> None:
+    params = Params(cfg.defaults, cfg.param)
+    settings = TrainSettings.read(params)
+    names = class_names(cfg.param)
+    device, gpus = select_device(gpu_ids(cfg.param))
+    started = time.time()
+
+    out_root = Path(cfg.ymir.output.root_dir)
+    data_yaml = dataset.convert(
+        cfg.ymir.input.training_index_file, cfg.ymir.input.val_index_file, out_root / "yolo-dataset",
+        settings.export_format, names,
+    )
+    monitor.progress(CONVERSION_SHARE, force=True)
+    Path(cfg.ymir.output.models_dir).mkdir(parents=True, exist_ok=True)
+
+    from ultralytics import YOLO
+
+    start = starting_weights(cfg, settings.model)
+    model = YOLO(f"{settings.model}.yaml")
+    if start is not None:
+        model.load(str(start))
+    recorder = StageRecorder(cfg, settings, monitor)
+    recorder.register(model)
+    model.train(
+        data=data_yaml,
+        epochs=settings.epochs,
+        batch=settings.batch_size_per_gpu * max(gpus, 1),
+        workers=settings.num_workers_per_gpu,
+        imgsz=settings.img_size,
+        optimizer=settings.optimizer,
+        lr0=settings.lr0,
+        patience=settings.patience or settings.epochs + 1,
+        save_period=-1,  # epoch stages are kept by StageRecorder
+        seed=settings.seed,
+        deterministic=True,
+        close_mosaic=min(settings.close_mosaic, settings.epochs),
+        device=device,
+        project=str(out_root / "ultralytics"),
+        name="train",
+        exist_ok=True,
+        plots=True,
+        verbose=False,
+        **settings.augment,
+    )
+    best = recorder.finish(model.trainer)
+    monitor.progress(1.0, force=True)
+    stage = recorder.stages[best] if best else None
+    LOG.info(
+        "training done: best stage '%s' mAP@0.5 %.4f, %d epochs, %.0f s",
+        best, stage.mAP if stage else 0.0, recorder.epochs_run, time.time() - started,
+    )
