@@ -44,15 +44,14 @@ def run(cfg, monitor: Monitor) -> None:
         train.run(cfg, monitor.sub(0.0, share))
         monitor = monitor.sub(share, 1.0)
         tasks = [t for t in tasks if t != "training"]
-    if tasks:
+    if "mining" in tasks:
         from executor import mine
 
-        if "mining" in tasks:
-            mine.run(cfg, monitor, with_infer="infer" in tasks)
-        else:
-            from executor import infer
+        mine.run(cfg, monitor, with_infer="infer" in tasks)
+    elif "infer" in tasks:
+        from executor import infer
 
-            infer.run(cfg, monitor)
+        infer.run(cfg, monitor)
 
 
 def main(env_path: str | None = None) -> int:

@@ -1,0 +1,300 @@
+"""The infer task and the batched engine that mining reuses.
+
+Images are decoded and letterboxed in DataLoader workers, fed to the model in
+batches, and the results stream to infer-result.json as they come, so memory
+stays flat however many candidates there are.
+
+Pixel frame: OpenCV decodes with the EXIF orientation applied, as Ultralytics
+does for training, so boxes are in the displayed frame that training
+annotations use (see ``dataset``). Grayscale, RGBA, palette and 16-bit images
+are converted to 8-bit RGB; an image neither OpenCV nor PIL can decode gets an
+empty box list and is counted.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import cv2
+import numpy as np
+import torch
+from easydict import EasyDict
+from PIL import Image, ImageOps
+
+from executor import weights
+from executor.protocol import (
+    InferResultWriter,
+    Monitor,
+    Params,
+    Protocol,
+    class_names,
+    gpu_ids,
+    model_error,
+    path_list,
+    read_index,
+)
+from executor.runtime import select_device
+
+LOG = logging.getLogger("executor")
+PAD_VALUE = 114  # Ultralytics' letterbox grey
+
+
+def read_image(path: str) -> tuple[np.ndarray | None, str]:
+    """BGR uint8 HxWx3 in the display frame, or None and the reason."""
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        return None, "missing images"
+    if size == 0:
+        return None, "empty (zero-byte) images"
+    image = cv2.imread(path, cv2.IMREAD_COLOR)  # applies EXIF orientation, makes 8-bit BGR
+    if image is not None and image.size:
+        return image, ""
+    try:  # formats OpenCV does not read (some CMYK, palette or odd TIFFs)
+        with Image.open(path) as im:
+            rgb = ImageOps.exif_transpose(im).convert("RGB")
+        return np.ascontiguousarray(np.asarray(rgb)[:, :, ::-1]), ""
+    except Exception:  # noqa: BLE001 - any decoder failure means unreadable
+        return None, "unreadable images"
+
+
+def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, float, tuple[float, float]]:
+    """Resize keeping the aspect ratio and pad to ``size`` x ``size``, centred like Ultralytics."""
+    h, w = image.shape[:2]
+    ratio = min(size / h, size / w)
+    nw, nh = max(1, round(w * ratio)), max(1, round(h * ratio))
+    if (nw, nh) != (w, h):
+        image = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
+    top, left = (size - nh) // 2, (size - nw) // 2
+    out = np.full((size, size, 3), PAD_VALUE, dtype=np.uint8)
+    out[top : top + nh, left : left + nw] = image
+    return out, ratio, (left, top)
+
+
+@dataclass
+class Meta:
+    """Where an input came from and how to map boxes back to its pixels."""
+
+    index: int
+    path: str
+    width: int = 0
+    height: int = 0
+    ratio: float = 1.0
+    pad: tuple[float, float] = (0.0, 0.0)
+    problem: str = ""
+
+
+class CandidateImages(torch.utils.data.Dataset):
+    """Decodes and letterboxes one candidate per item (runs in DataLoader workers)."""
+
+    def __init__(self, paths: Sequence[str], img_size: int) -> None:
+        self.paths = paths
+        self.img_size = img_size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor | None, Meta]:
+        path = self.paths[index]
+        image, problem = read_image(path)
+        if image is None:
+            return None, Meta(index, path, problem=problem)
+        boxed, ratio, pad = letterbox(image, self.img_size)
+        tensor = torch.from_numpy(np.ascontiguousarray(boxed[:, :, ::-1].transpose(2, 0, 1)))  # RGB CHW uint8
+        return tensor, Meta(index, path, image.shape[1], image.shape[0], ratio, pad)
+
+
+def collate(items: list[tuple[torch.Tensor | None, Meta]]) -> tuple[torch.Tensor | None, list[Meta], list[Meta]]:
+    """Stack the readable images; unreadable ones travel as metadata only."""
+    good = [(t, m) for t, m in items if t is not None]
+    bad = [m for t, m in items if t is None]
+    stacked = torch.stack([t for t, _ in good]) if good else None
+    return stacked, [m for _, m in good], bad
+
+
+@dataclass
+class Batch:
+    """One forward pass: inputs, raw head outputs and post-NMS detections per image."""
+
+    images: torch.Tensor  # normalized float, on the device
+    metas: list[Meta]
+    decoded: torch.Tensor  # (B, 4 + nc, anchors) or (B, max_det, 6) for end-to-end heads
+    class_logits: torch.Tensor | None  # (B, nc, anchors) before the sigmoid
+    feats: list[torch.Tensor]  # the head's input feature maps, one per level
+    detections: list[torch.Tensor] = field(default_factory=list)  # per image (n, 6): x1 y1 x2 y2 score class
+
+
+class Engine:
+    """A YOLO checkpoint on a device, with batched, worker-decoded input."""
+
+    def __init__(self, weights_path: Path, device: str, img_size: int, half: bool, names: Sequence[str]) -> None:
+        from ultralytics.nn.tasks import load_checkpoint
+
+        first = device.split(",")[0]
+        self.device = torch.device("cpu" if first == "cpu" else f"cuda:{first}")
+        try:
+            model, _ = load_checkpoint(str(weights_path), device=self.device, fuse=True)
+        except Exception as exc:  # noqa: BLE001 - any load failure is a model problem for the user
+            raise model_error(f"cannot load {weights_path} as a YOLO detection model ({exc}); choose a model trained by this image") from exc
+        self.half = half and self.device.type == "cuda"
+        self.model = (model.half() if self.half else model.float()).eval()
+        self.img_size = img_size
+        self.end2end = bool(getattr(self.model, "end2end", False))
+        model_names = [str(n) for _, n in sorted(dict(getattr(self.model, "names", {})).items())]
+        missing = [n for n in names if n not in model_names]
+        if missing:
+            raise model_error(
+                f"the model knows classes {model_names} but the task asks for {list(names)} "
+                f"({missing} unknown): choose a model trained on these classes"
+            )
+        # model class index -> task class name; classes the task does not ask for map to None
+        self.class_map = [n if n in names else None for n in model_names]
+        self.names = list(names)
+        self.nc = len(model_names)
+
+    def batches(self, paths: Sequence[str], batch_size: int, workers: int) -> Iterator[tuple[torch.Tensor | None, list[Meta], list[Meta]]]:
+        loader = torch.utils.data.DataLoader(
+            CandidateImages(paths, self.img_size), batch_size=batch_size, shuffle=False,
+            num_workers=min(workers, os.cpu_count() or 1), collate_fn=collate,
+            pin_memory=self.device.type == "cuda", persistent_workers=False,
+        )
+        yield from loader
+
+    def prepare(self, images: torch.Tensor) -> torch.Tensor:
+        images = images.to(self.device, non_blocking=True)
+        return (images.half() if self.half else images.float()) / 255.0
+
+    @torch.inference_mode()
+    def forward(self, images: torch.Tensor, metas: list[Meta]) -> Batch:
+        out = self.model(images)
+        decoded, raw = out if isinstance(out, (tuple, list)) else (out, {})
+        if isinstance(raw, dict) and "one2one" in raw:
+            raw = raw["one2many"] or raw["one2one"]
+        logits = raw.get("scores") if isinstance(raw, dict) else None
+        feats = list(raw.get("feats", [])) if isinstance(raw, dict) else []
+        return Batch(images, metas, decoded, logits, feats)
+
+    def detect(self, batch: Batch, conf: float, iou: float, max_det: int, to_image: bool = True) -> list[torch.Tensor]:
+        """Post-NMS detections per image, boxes in original image pixels (else model-input pixels)."""
+        from ultralytics.utils import nms
+
+        dets = nms.non_max_suppression(batch.decoded.float(), conf, iou, max_det=max_det, end2end=self.end2end)
+        if not to_image:
+            return [det[:, :6].float() for det in dets]
+        out = []
+        for det, meta in zip(dets, batch.metas):
+            det = det[:, :6].clone()
+            det[:, [0, 2]] = (det[:, [0, 2]] - meta.pad[0]) / meta.ratio
+            det[:, [1, 3]] = (det[:, [1, 3]] - meta.pad[1]) / meta.ratio
+            out.append(det.cpu())
+        return out
+
+    def boxes(self, det: torch.Tensor) -> list[tuple[str, float, list[float]]]:
+        """(class name, score, xyxy) for the task's classes."""
+        result = []
+        for x1, y1, x2, y2, score, cls in det.tolist():
+            name = self.class_map[int(cls)] if 0 <= int(cls) < self.nc else None
+            if name is not None:
+                result.append((name, score, [x1, y1, x2, y2]))
+        return result
+
+
+@dataclass
+class EngineSettings:
+    """What infer and mining share; read from whichever template holds the keys."""
+
+    img_size: int
+    batch_size: int
+    workers: int
+    half: bool
+    iou: float
+
+    @classmethod
+    def read(cls, p: Params) -> EngineSettings:
+        return cls(
+            img_size=p.int("img_size", 32, 8192),
+            batch_size=p.int("batch_size_per_gpu", 1, 4096),
+            workers=p.int("num_workers_per_gpu", 0, 64),
+            half=p.bool("half"),
+            iou=p.float("iou_thres", 0.0, 1.0),
+        )
+
+
+@dataclass
+class InferSettings:
+    conf: float
+    max_det: int
+
+    @classmethod
+    def read(cls, p: Params) -> InferSettings:
+        return cls(conf=p.float("conf_thres", 0.0, 1.0), max_det=p.int("max_det", 1, 100000))
+
+
+def candidates(cfg: EasyDict) -> list[str]:
+    paths = [fields[0] for _, fields in read_index(cfg.ymir.input.candidate_index_file, 1)]
+    if not paths:
+        from executor.protocol import dataset_error
+
+        raise dataset_error(f"the candidate index {cfg.ymir.input.candidate_index_file} lists no image")
+    return paths
+
+
+def load_engine(cfg: EasyDict, settings: EngineSettings, purpose: str) -> Engine:
+    names = class_names(cfg.param)
+    device, _ = select_device(gpu_ids(cfg.param))
+    chosen = weights.choose(path_list(cfg.param.get("model_params_path")), cfg.ymir.input.models_dir, purpose)
+    return Engine(chosen, device, settings.img_size, settings.half, names)
+
+
+class InferSink:
+    """Consumes batches for the infer task: boxes to the streaming writer, counts for the log."""
+
+    def __init__(self, cfg: EasyDict, engine: Engine, settings: InferSettings, iou: float) -> None:
+        protocol = Protocol(cfg.ymir.get("protocol_version"))
+        self.writer = InferResultWriter(cfg.ymir.output.infer_result_file, protocol, engine.names)
+        self.engine, self.settings, self.iou = engine, settings, iou
+        self.problems: Counter = Counter()
+        self.boxes = 0
+
+    def add(self, batch: Batch | None, bad: list[Meta]) -> None:
+        if batch is not None:
+            dets = self.engine.detect(batch, self.settings.conf, self.iou, self.settings.max_det)
+            for det, meta in zip(dets, batch.metas):
+                found = self.engine.boxes(det)
+                self.boxes += len(found)
+                self.writer.add(meta.path, found, meta.width, meta.height)
+        for meta in bad:
+            self.problems[meta.problem] += 1
+            self.writer.add(meta.path, [], 0, 0)
+
+    def close(self, total: int) -> None:
+        self.writer.close()
+        if self.writer.duplicates:
+            self.problems["duplicate basenames (first kept)"] += self.writer.duplicates
+        problems = ", ".join(f"{k}: {v}" for k, v in sorted(self.problems.items())) or "none"
+        LOG.info("infer done: %d images, %d boxes; problems: %s", total, self.boxes, problems)
+
+
+def run(cfg: EasyDict, monitor: Monitor) -> None:
+    params = Params(cfg.defaults, cfg.param)
+    engine_settings, infer_settings = EngineSettings.read(params), InferSettings.read(params)
+    paths = candidates(cfg)
+    engine = load_engine(cfg, engine_settings, "infer")
+    sink = InferSink(cfg, engine, infer_settings, engine_settings.iou)
+    done = 0
+    try:
+        for images, metas, bad in engine.batches(paths, engine_settings.batch_size, engine_settings.workers):
+            batch = engine.forward(engine.prepare(images), metas) if images is not None else None
+            sink.add(batch, bad)
+            done += len(metas) + len(bad)
+            monitor.progress(done / len(paths))
+    except BaseException:
+        sink.writer.abort()
+        raise
+    sink.close(len(paths))
+    monitor.progress(1.0, force=True)

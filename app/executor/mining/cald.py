@@ -1,0 +1,106 @@
+"""cald: Consistency-based Active Learning for Detection (Yu et al., CVPRW 2022).
+
+The model's boxes on the image are compared with its boxes on augmented copies
+(horizontal flip, cutout, small rotation, down-scaling), all made in the
+model-input frame so each reference box can be mapped exactly. Per reference
+box, consistency = IoU(mapped box, best-matching box) x (1 - |score difference|);
+per augmentation the image's inconsistency is 1 - the class-weighted mean
+consistency, computed once per augmentation (not accumulated inside the box
+loop, a bug of older implementations that made scores grow with box count).
+The image's score is the mean over augmentations; images with no box rank last.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torchvision.ops import box_iou
+
+from executor.mining import Miner, MinerContext
+
+ROTATION_DEGREES = 6.0
+SCALE = 0.8
+NO_DETECTION = -1.0
+
+
+def _flip(images: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    w = images.shape[-1]
+    out = boxes.clone()
+    out[:, [0, 2]] = w - boxes[:, [2, 0]]
+    return images.flip(-1), out
+
+
+def _scale(images: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    size = images.shape[-1]
+    small = F.interpolate(images, scale_factor=SCALE, mode="bilinear", align_corners=False)
+    out = torch.full_like(images, 114 / 255)
+    out[..., : small.shape[-2], : small.shape[-1]] = small
+    return out, boxes * (small.shape[-1] / size)
+
+
+def _rotate(images: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    angle = math.radians(ROTATION_DEGREES)
+    cos, sin = math.cos(angle), math.sin(angle)
+    n, _, h, w = images.shape
+    theta = torch.tensor([[cos, -sin, 0.0], [sin, cos, 0.0]], dtype=images.dtype, device=images.device)
+    grid = F.affine_grid(theta.expand(n, 2, 3), list(images.shape), align_corners=False)
+    rotated = F.grid_sample(images, grid, align_corners=False, padding_mode="zeros")
+    # grid_sample maps output (x', y') to input R(x', y'); a point moves by the inverse rotation.
+    cx, cy = w / 2, h / 2
+    corners = boxes[:, [0, 1, 2, 1, 2, 3, 0, 3]].reshape(-1, 4, 2)
+    x, y = corners[..., 0] - cx, corners[..., 1] - cy
+    xr = cos * x + sin * y + cx
+    yr = -sin * x + cos * y + cy
+    return rotated, torch.stack([xr.min(1).values, yr.min(1).values, xr.max(1).values, yr.max(1).values], 1)
+
+
+class _Cutout:
+    def __init__(self, seed: int) -> None:
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __call__(self, images: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = images.clone()
+        size = images.shape[-1]
+        for i in range(out.shape[0]):
+            for _ in range(2):
+                s = int(size * 0.15)
+                x, y = (torch.randint(0, size - s, (2,), generator=self.generator)).tolist()
+                out[i, :, y : y + s, x : x + s] = 0.5
+        return out, boxes
+
+
+def consistency(ref: torch.Tensor, mapped: torch.Tensor, aug: torch.Tensor) -> torch.Tensor:
+    """Per reference box: IoU with its best match among ``aug`` boxes x score agreement."""
+    if len(aug) == 0:
+        return torch.zeros(len(ref))
+    iou = box_iou(mapped[:, :4], aug[:, :4])
+    best_iou, match = iou.max(1)
+    return best_iou * (1 - (ref[:, 4] - aug[match, 4]).abs())
+
+
+class CALD(Miner):
+    name = "cald"
+
+    def __init__(self, ctx: MinerContext) -> None:
+        super().__init__(ctx)
+        self.augmentations = [_flip, _Cutout(ctx.seed), _rotate, _scale]
+
+    def score(self, batch) -> list[float]:
+        engine = self.ctx.engine
+        refs = self.detections(batch)
+        inconsistency = torch.zeros(len(refs))
+        for augment in self.augmentations:
+            per_image = [augment(batch.images[i : i + 1], refs[i][:, :4]) for i in range(len(refs))]
+            images = torch.cat([im for im, _ in per_image])
+            aug_batch = engine.forward(images, batch.metas)
+            aug_dets = engine.detect(aug_batch, self.ctx.min_score, self.ctx.iou, 300, to_image=False)
+            for i, (ref, (_, mapped)) in enumerate(zip(refs, per_image)):
+                if len(ref) == 0:
+                    continue
+                c = consistency(ref, mapped, aug_dets[i])
+                w = self.ctx.class_weights[ref[:, 5].long()]
+                inconsistency[i] += 1 - float((c * w).sum() / w.sum().clamp_min(1e-9))  # once per augmentation
+        scores = (inconsistency / len(self.augmentations)).tolist()
+        return [s if len(ref) else NO_DETECTION for s, ref in zip(scores, refs)]

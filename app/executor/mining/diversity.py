@@ -1,0 +1,62 @@
+"""diversity: uncertainty-weighted k-center greedy over pooled head features.
+
+Uncertainty alone picks 100 near-copies of the same hard scene. Here each image
+gets a feature (the detection head's input maps, average-pooled per level,
+concatenated, randomly projected to 128 dimensions and L2-normalised) and an
+uncertainty u (the ``entropy`` score). Greedy selection repeatedly takes the
+image maximising (0.1 + u) x distance to the nearest image already taken, for
+``diversity_budget`` picks; that product never grows, so it is the image's
+score, and the images left over score their product at the end. The result is
+a full ranking in which the first ``topk`` lines cover the candidates.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from executor.mining import Miner, MinerContext
+from executor.mining.entropy import image_entropy
+
+DIM = 128
+UNCERTAINTY_FLOOR = 0.1  # a sure image still counts a little for coverage
+MAX_DISTANCE = 2.0  # between unit vectors
+
+
+def greedy_scores(features: torch.Tensor, uncertainty: torch.Tensor, budget: int) -> torch.Tensor:
+    """Scores whose descending order is the greedy pick order (then the rest)."""
+    n = len(features)
+    weight = UNCERTAINTY_FLOOR + uncertainty.float()
+    distance = torch.full((n,), MAX_DISTANCE)
+    scores = torch.empty(n)
+    taken = torch.zeros(n, dtype=torch.bool)
+    for _ in range(min(budget, n)):
+        value = torch.where(taken, torch.tensor(-1.0), weight * distance)
+        pick = int(value.argmax())
+        scores[pick], taken[pick] = value[pick], True
+        distance = torch.minimum(distance, (features - features[pick]).norm(dim=1))
+    rest = ~taken
+    scores[rest] = (weight * distance)[rest]
+    return scores
+
+
+class Diversity(Miner):
+    name = "diversity"
+
+    def __init__(self, ctx: MinerContext) -> None:
+        super().__init__(ctx)
+        self.projection: torch.Tensor | None = None
+        self.features: list[torch.Tensor] = []
+        self.generator = torch.Generator().manual_seed(ctx.seed)
+
+    def score(self, batch) -> list[float]:
+        pooled = torch.cat([f.float().mean(dim=(2, 3)) for f in batch.feats], dim=1).cpu()
+        if self.projection is None:
+            self.projection = torch.randn(pooled.shape[1], DIM, generator=self.generator) / DIM**0.5
+        self.features.append(torch.nn.functional.normalize(pooled @ self.projection, dim=1))
+        return image_entropy(self.detections(batch), self.ctx.class_weights)
+
+    def finish(self, scores: list[float]) -> list[float]:
+        if not scores:
+            return scores
+        features = torch.cat(self.features)
+        return greedy_scores(features, torch.tensor(scores), self.ctx.budget).tolist()

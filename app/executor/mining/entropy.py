@@ -1,0 +1,32 @@
+"""entropy: how unsure the model is of the boxes it keeps after NMS.
+
+Each kept box (score >= ``mining_min_score``) contributes the binary entropy of
+its score times its class weight; the image scores the largest contribution
+(max, not sum, so a cluttered image is not favoured for its box count alone).
+An image with no box scores 0. Raw pre-NMS anchors are never used: thousands of
+near-zero anchors would drown the signal.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from executor.mining import Miner, binary_entropy
+
+
+def image_entropy(dets: list[torch.Tensor], class_weights: torch.Tensor) -> list[float]:
+    scores = []
+    for det in dets:
+        if len(det) == 0:
+            scores.append(0.0)
+            continue
+        weights = class_weights[det[:, 5].long().clamp(0, len(class_weights) - 1)]
+        scores.append(float((binary_entropy(det[:, 4]) * weights).max()))
+    return scores
+
+
+class Entropy(Miner):
+    name = "entropy"
+
+    def score(self, batch) -> list[float]:
+        return image_entropy(self.detections(batch), self.ctx.class_weights)
