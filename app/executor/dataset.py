@@ -15,9 +15,9 @@ import logging
 import os
 import xml.etree.ElementTree as ET
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import yaml
 from PIL import Image, UnidentifiedImageError

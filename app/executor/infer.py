@@ -16,9 +16,9 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -140,7 +140,9 @@ class Engine:
         try:
             model, _ = load_checkpoint(str(weights_path), device=self.device, fuse=True)
         except Exception as exc:  # noqa: BLE001 - any load failure is a model problem for the user
-            raise model_error(f"cannot load {weights_path} as a YOLO detection model ({exc}); choose a model trained by this image") from exc
+            raise model_error(
+                f"cannot load {weights_path} as a YOLO detection model ({exc}); choose a model trained by this image"
+            ) from exc
         self.half = half and self.device.type == "cuda"
         self.model = (model.half() if self.half else model.float()).eval()
         self.img_size = img_size
@@ -187,7 +189,7 @@ class Engine:
         if not to_image:
             return [det[:, :6].float() for det in dets]
         out = []
-        for det, meta in zip(dets, batch.metas):
+        for det, meta in zip(dets, batch.metas, strict=True):
             det = det[:, :6].clone()
             det[:, [0, 2]] = (det[:, [0, 2]] - meta.pad[0]) / meta.ratio
             det[:, [1, 3]] = (det[:, [1, 3]] - meta.pad[1]) / meta.ratio
@@ -264,7 +266,7 @@ class InferSink:
     def add(self, batch: Batch | None, bad: list[Meta]) -> None:
         if batch is not None:
             dets = self.engine.detect(batch, self.settings.conf, self.iou, self.settings.max_det)
-            for det, meta in zip(dets, batch.metas):
+            for det, meta in zip(dets, batch.metas, strict=True):
                 found = self.engine.boxes(det)
                 self.boxes += len(found)
                 self.writer.add(meta.path, found, meta.width, meta.height)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import random
 from collections import Counter
+from dataclasses import dataclass
 
 import torch
 from easydict import EasyDict
@@ -21,15 +22,30 @@ from executor.protocol import Monitor, Params, class_names, write_mining_result
 LOG = logging.getLogger("executor")
 
 
+@dataclass
+class MiningSettings:
+    algorithm: str
+    class_weights: list[float]  # in class_names order
+    min_score: float
+    budget: int
+    seed: int
+
+    @classmethod
+    def read(cls, p: Params, class_count: int) -> MiningSettings:
+        return cls(
+            algorithm=p.str("mining_algorithm", sorted(algorithms())),
+            class_weights=p.floats("class_distribution_scores", class_count),
+            min_score=p.float("mining_min_score", 0.0, 1.0),
+            budget=p.int("diversity_budget", 0),
+            seed=p.int("seed", 0),
+        )
+
+
 def run(cfg: EasyDict, monitor: Monitor, with_infer: bool = False) -> None:
     params = Params(cfg.defaults, cfg.param)
     names = class_names(cfg.param)
-    registry = algorithms()
-    algorithm = params.str("mining_algorithm", sorted(registry))
-    task_weights = params.floats("class_distribution_scores", len(names))
-    min_score = params.float("mining_min_score", 0.0, 1.0)
-    budget = params.int("diversity_budget", 0)
-    seed = params.int("seed", 0)
+    settings = MiningSettings.read(params, len(names))
+    algorithm, seed = settings.algorithm, settings.seed
     engine_settings = EngineSettings.read(params)
     infer_settings = InferSettings.read(params) if with_infer else None
     paths = candidates(cfg)
@@ -43,9 +59,10 @@ def run(cfg: EasyDict, monitor: Monitor, with_infer: bool = False) -> None:
         return
 
     engine = load_engine(cfg, engine_settings, "mining")
-    weight_of = dict(zip(names, task_weights))
+    weight_of = dict(zip(names, settings.class_weights, strict=True))
     class_weights = torch.tensor([weight_of.get(n, 0.0) if n else 0.0 for n in engine.class_map])
-    miner = registry[algorithm](MinerContext(engine, class_weights, min_score, engine_settings.iou, budget, seed))
+    context = MinerContext(engine, class_weights, settings.min_score, engine_settings.iou, settings.budget, seed)
+    miner = algorithms()[algorithm](context)
     sink = InferSink(cfg, engine, infer_settings, engine_settings.iou) if infer_settings else None
     readable: list[str] = []
     scores: list[float] = []
@@ -71,7 +88,7 @@ def run(cfg: EasyDict, monitor: Monitor, with_infer: bool = False) -> None:
             sink.writer.abort()
         raise
     scores = miner.finish(scores)
-    ranked = list(zip(readable, scores)) + [(p, None) for p in unreadable]
+    ranked = list(zip(readable, scores, strict=True)) + [(p, None) for p in unreadable]
     counts = write_mining_result(result_file, ranked)
     LOG.info(
         "mining done (%s): %d images scored, %d unreadable (%s)", algorithm, counts["scored"],

@@ -15,8 +15,9 @@ import hashlib
 import io
 import os
 import random
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import yaml
 from PIL import Image, ImageDraw
@@ -132,6 +133,7 @@ def write_task(root: str | os.PathLike, tasks: Sequence[str], config: dict[str, 
     root = Path(root)
     in_dir, out_dir = root / "in", root / "out"
     out_dir.mkdir(parents=True, exist_ok=True)
+    in_dir.mkdir(parents=True, exist_ok=True)
     env = env_dict(in_dir, out_dir, tasks, protocol_version)
     base = {"task_id": env["task_id"], "gpu_id": "", "gpu_count": 0, "class_names": list(CLASS_NAMES), "object_type": 2}
     (in_dir / "config.yaml").write_text(yaml.safe_dump({**base, **config}, sort_keys=False))

@@ -43,5 +43,5 @@ class ALDD(Miner):
             raise RuntimeError("aldd needs the class maps of an Ultralytics detection head")
         sizes = [f.shape[-2] * f.shape[-1] for f in batch.feats]
         chunks = batch.class_logits.float().sigmoid().split(sizes, dim=2)
-        maps = [c.reshape(c.shape[0], c.shape[1], f.shape[-2], f.shape[-1]) for c, f in zip(chunks, batch.feats)]
+        maps = [c.reshape(c.shape[0], c.shape[1], f.shape[-2], f.shape[-1]) for c, f in zip(chunks, batch.feats, strict=True)]
         return aldd_scores(maps, self.ctx.class_weights).tolist()

@@ -96,11 +96,11 @@ class CALD(Miner):
             images = torch.cat([im for im, _ in per_image])
             aug_batch = engine.forward(images, batch.metas)
             aug_dets = engine.detect(aug_batch, self.ctx.min_score, self.ctx.iou, 300, to_image=False)
-            for i, (ref, (_, mapped)) in enumerate(zip(refs, per_image)):
+            for i, (ref, (_, mapped)) in enumerate(zip(refs, per_image, strict=True)):
                 if len(ref) == 0:
                     continue
                 c = consistency(ref, mapped, aug_dets[i])
                 w = self.ctx.class_weights[ref[:, 5].long()]
                 inconsistency[i] += 1 - float((c * w).sum() / w.sum().clamp_min(1e-9))  # once per augmentation
         scores = (inconsistency / len(self.augmentations)).tolist()
-        return [s if len(ref) else NO_DETECTION for s, ref in zip(scores, refs)]
+        return [s if len(ref) else NO_DETECTION for s, ref in zip(scores, refs, strict=True)]

@@ -1,0 +1,207 @@
+"""Real runs of app/start.py on the sample (CPU, tiny settings), checked against the contract."""
+
+from __future__ import annotations
+
+import shutil
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from conftest import TINY_INFER, TINY_TRAINING, model_files, run_task
+from contract import check_infer_json, check_mining_tsv, check_monitor_error, check_monitor_running, check_result_yaml
+from executor import sample
+from PIL import Image
+
+NAMES = sample.CLASS_NAMES
+
+
+def last_line(log: str) -> str:
+    return [line for line in log.splitlines() if line.strip()][-1]
+
+
+# ---------------------------------------------------------------- training
+
+
+def test_training_writes_contract_outputs(trained):
+    out = trained / "out"
+    data = check_result_yaml(str(out / "models" / "result.yaml"), legacy=False)
+    stages = data["model_stages"]
+    assert {"best", "last", "epoch_1", "epoch_2"} <= set(stages)
+    assert stages["best"]["files"] == ["best.pt"]
+    assert data["evaluate_config"] == {"conf_thr": 0.001, "iou_thr": 0.7}
+    assert "confusion_matrix.png" in data["attachments"]["images"]
+    events = list((out / "tensorboard").glob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 100
+    check_monitor_running(str(out / "monitor.txt"), "t0000sample", 1.0)
+    log = (trained / "log.txt").read_text()
+    assert "training done: best stage" in last_line(log)
+    assert "dataset (ark): train" in log
+    assert not (out / "models" / "weights").exists(), "ultralytics' own run folder stays out of /out/models"
+
+
+def test_tensorboard_has_the_scalars_users_look_for(trained):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(trained / "out" / "tensorboard"))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    for tag in ("train/box_loss", "metrics/precision(B)", "metrics/recall(B)", "metrics/mAP50(B)", "metrics/mAP50-95(B)",
+                "lr/pg0"):
+        assert tag in tags, tags
+
+
+def test_best_stage_map_matches_a_fresh_evaluation(trained):
+    from ultralytics import YOLO
+
+    out = trained / "out"
+    data = yaml.safe_load(open(out / "models" / "result.yaml"))
+    metrics = YOLO(str(out / "models" / "best.pt")).val(
+        data=str(out / "yolo-dataset" / "data.yaml"), imgsz=TINY_TRAINING["img_size"], batch=16, device="cpu",
+        plots=False, verbose=False, project=str(trained / "val"), workers=0)
+    assert abs(metrics.box.map50 - data["model_stages"]["best"]["mAP"]) < 0.02
+
+
+def test_training_legacy_protocol(sample_root, tmp_path):
+    rc, log = run_task(sample_root, ["training"], {**TINY_TRAINING, "epochs": 1, "save_period": 0}, protocol_version=None)
+    assert rc == 0, log[-2000:]
+    data = check_result_yaml(str(sample_root / "out" / "models" / "result.yaml"), legacy=True)
+    assert data["model"] == ["best.pt"]
+
+
+@pytest.mark.parametrize("config, code, words", [
+    ({"epochs": "abc"}, 300001, "epochs"),
+    ({"epochs": 0}, 300001, "epochs"),
+    ({"model": "yolo99z"}, 300001, "model"),
+    ({"export_format": "seg-coco:raw"}, 300002, "export_format"),
+    ({"class_names": []}, 300001, "class_names"),
+])
+def test_training_config_errors_fail_fast_and_explain(sample_root, config, code, words):
+    rc, log = run_task(sample_root, ["training"], {**TINY_TRAINING, **config})
+    assert rc != 0
+    message = check_monitor_error(str(sample_root / "out" / "monitor.txt"), code)
+    assert words in message and words in last_line(log) and str(code) in last_line(log)
+
+
+# ---------------------------------------------------------------- infer and mining
+
+
+def png16(path: Path) -> None:
+    """A 16-bit grayscale PNG written by hand (PIL writes 16-bit only for I;16 mode)."""
+    w, h = 40, 30
+    raw = b"".join(b"\x00" + struct.pack(">" + "H" * w, *([30000] * w)) for _ in range(h))
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 0, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+@pytest.fixture(scope="module")
+def candidates_root(sample_root, tmp_path_factory) -> tuple[Path, list[str], dict[str, str]]:
+    """A copy of the sample whose candidates include every kind of bad and odd image."""
+    root = tmp_path_factory.mktemp("candidates")
+    shutil.copytree(sample_root / "in", root / "in")
+    odd = root / "in" / "assets" / "odd"
+    odd.mkdir()
+    base = np.random.default_rng(0).integers(0, 255, (60, 80, 3), dtype=np.uint8)
+    Image.fromarray(base).convert("L").save(odd / "gray.png")
+    Image.fromarray(base).convert("RGBA").save(odd / "rgba.png")
+    Image.fromarray(base).convert("P").save(odd / "palette.png")
+    Image.fromarray(base).convert("CMYK").save(odd / "cmyk.jpg")
+    Image.new("RGB", (1, 1)).save(odd / "tiny.png")
+    png16(odd / "deep.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(base).save(odd / "rotated.jpg", exif=exif)
+    full = (odd / "rotated.jpg").read_bytes()
+    (odd / "truncated.jpg").write_bytes(full[: len(full) // 2])
+    (odd / "zero.jpg").write_bytes(b"")
+    (odd / "text.jpg").write_text("not an image")
+    good = [line for line in (root / "in" / "candidate-index.tsv").read_text().splitlines() if line]
+    odd_paths = [str(odd / n) for n in ("gray.png", "rgba.png", "palette.png", "cmyk.jpg", "tiny.png", "deep.png",
+                                        "rotated.jpg", "truncated.jpg", "zero.jpg", "text.jpg", "missing.jpg")]
+    paths = good + odd_paths
+    (root / "in" / "candidate-index.tsv").write_text("\r\n".join(paths) + "\r\n\r\n")
+    return root, paths, {Path(p).name: p for p in odd_paths}
+
+
+@pytest.mark.parametrize("version", ["1.1.0", "1.0.0", None])
+def test_infer_every_candidate_with_valid_boxes(trained, candidates_root, version):
+    root, paths, _ = candidates_root
+    config = {**TINY_INFER, "conf_thres": 0.001, "model_params_path": model_files(trained)}
+    rc, log = run_task(root, ["infer"], config, protocol_version=version)
+    assert rc == 0, log[-2000:]
+    detection = check_infer_json(str(root / "out" / "infer-result.json"), paths, NAMES, legacy=version is None)
+    key = "annotations" if version is None else "boxes"
+    for name in ("zero.jpg", "text.jpg", "missing.jpg"):
+        assert detection[name][key] == []
+    for name in ("gray.png", "rgba.png", "palette.png", "cmyk.jpg", "deep.png", "rotated.jpg"):
+        for box in detection[name][key]:  # readable: boxes within the displayed frame
+            b = box["box"]
+            limit = (60, 80) if name == "rotated.jpg" else (80, 60)
+            assert b["x"] + b["w"] <= limit[0] and b["y"] + b["h"] <= limit[1]
+    assert any(detection[n][key] for n in detection), "a model at conf 0.001 finds something somewhere"
+    summary = [line for line in log.splitlines() if "infer done" in line][0]
+    assert "missing images: 1" in summary and "empty (zero-byte) images: 1" in summary and "unreadable images: 1" in summary
+    check_monitor_running(str(root / "out" / "monitor.txt"), "t0000sample", 1.0)
+
+
+@pytest.mark.parametrize("algorithm", ["random", "entropy", "aldd", "cald", "diversity"])
+def test_mining_each_algorithm(trained, candidates_root, algorithm):
+    root, paths, odd = candidates_root
+    config = {**TINY_INFER, "mining_algorithm": algorithm, "mining_min_score": 0.001,
+              "model_params_path": model_files(trained)}
+    rc, log = run_task(root, ["mining"], config)
+    assert rc == 0, log[-2000:]
+    rows = check_mining_tsv(str(root / "out" / "result.tsv"), paths)
+    if algorithm != "random":  # random scores without decoding; model-based ones put unreadable images last
+        assert {r[0] for r in rows[-3:]} == {odd["zero.jpg"], odd["text.jpg"], odd["missing.jpg"]}
+        assert "unreadable" in [line for line in log.splitlines() if "mining done" in line][0]
+    assert not (root / "out" / "infer-result.json").exists()
+
+
+def test_mining_is_deterministic(trained, candidates_root):
+    root, _, _ = candidates_root
+    config = {**TINY_INFER, "mining_algorithm": "cald", "mining_min_score": 0.001, "model_params_path": model_files(trained)}
+    results = []
+    for _ in range(2):
+        assert run_task(root, ["mining"], config)[0] == 0
+        results.append((root / "out" / "result.tsv").read_text())
+    assert results[0] == results[1]
+
+
+@pytest.mark.parametrize("algorithm", ["entropy", "random"])
+def test_mining_and_infer_together(trained, candidates_root, algorithm):
+    root, paths, _ = candidates_root
+    config = {**TINY_INFER, "mining_algorithm": algorithm, "model_params_path": model_files(trained)}
+    rc, log = run_task(root, ["mining", "infer"], config)
+    assert rc == 0, log[-2000:]
+    check_mining_tsv(str(root / "out" / "result.tsv"), paths)
+    check_infer_json(str(root / "out" / "infer-result.json"), paths, NAMES, legacy=False)
+    check_monitor_running(str(root / "out" / "monitor.txt"), "t0000sample", 1.0)
+
+
+@pytest.mark.parametrize("config, code, words", [
+    ({"model_params_path": ["/nowhere/best.pt"]}, 300004, "/nowhere/best.pt"),
+    ({"class_names": ["circle", "zebra"]}, 300004, "zebra"),
+    ({"conf_thres": "high"}, 300001, "conf_thres"),
+])
+def test_infer_errors_fail_fast_and_explain(trained, candidates_root, config, code, words):
+    root, _, _ = candidates_root
+    rc, log = run_task(root, ["infer"], {**TINY_INFER, "model_params_path": model_files(trained), **config})
+    assert rc != 0
+    assert words in check_monitor_error(str(root / "out" / "monitor.txt"), code)
+    assert words in last_line(log)
+    assert not (root / "out" / "infer-result.json").exists()
+
+
+def test_not_a_model_file(trained, candidates_root, tmp_path):
+    root, _, _ = candidates_root
+    fake = tmp_path / "best.pt"
+    fake.write_bytes(b"not a checkpoint")
+    rc, log = run_task(root, ["infer"], {**TINY_INFER, "model_params_path": [str(fake)]})
+    assert rc != 0 and "cannot load" in check_monitor_error(str(root / "out" / "monitor.txt"), 300004)

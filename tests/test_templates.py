@@ -1,0 +1,43 @@
+"""The templates are the source of truth: every key the code reads is in its template, and vice versa."""
+
+from __future__ import annotations
+
+from executor import protocol
+from executor.infer import EngineSettings, InferSettings
+from executor.mine import MiningSettings
+from executor.train import TrainSettings
+
+
+def read_keys(task, *readers):
+    template = protocol.load_template(task)
+    p = protocol.Params(template, {})
+    for reader in readers:
+        reader(p)
+    return set(template), p.read_keys
+
+
+def test_training_template_matches_code():
+    template, read = read_keys("training", TrainSettings.read)
+    assert template == read
+
+
+def test_infer_template_matches_code():
+    template, read = read_keys("infer", EngineSettings.read, InferSettings.read)
+    assert template == read
+
+
+def test_mining_template_matches_code():
+    template, read = read_keys("mining", EngineSettings.read, lambda p: MiningSettings.read(p, 2))
+    assert template == read
+
+
+def test_shared_keys_have_one_default():
+    mining, infer = protocol.load_template("mining"), protocol.load_template("infer")
+    for key in set(mining) & set(infer):
+        assert mining[key] == infer[key], key
+
+
+def test_template_defaults_are_valid():
+    """The defaults themselves pass validation (a template typo fails here, not in a user's task)."""
+    TrainSettings.read(protocol.Params(protocol.load_template("training"), {}))
+    MiningSettings.read(protocol.Params(protocol.load_template("mining"), {}), 3)
