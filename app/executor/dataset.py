@@ -181,7 +181,7 @@ def convert(
 ) -> str:
     """Build the YOLO dataset under ``root``; returns the path of its data.yaml."""
     fmt = annotation_format(export_format)
-    root = Path(root)
+    root = Path(root).absolute()  # Ultralytics resolves relative dataset paths against its own folders
     stats: Counter = Counter()
     train = convert_split(train_index, "train", root, fmt, class_names, stats)
     val = convert_split(val_index, "val", root, fmt, class_names, stats)

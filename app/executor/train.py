@@ -242,7 +242,7 @@ def run(cfg: EasyDict, monitor: Monitor) -> None:
     device, gpus = select_device(gpu_ids(cfg.param))
     started = time.time()
 
-    out_root = Path(cfg.ymir.output.root_dir)
+    out_root = Path(cfg.ymir.output.root_dir).absolute()  # a relative project would land under ./runs
     data_yaml = dataset.convert(
         cfg.ymir.input.training_index_file, cfg.ymir.input.val_index_file, out_root / "yolo-dataset",
         settings.export_format, names,

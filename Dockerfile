@@ -1,0 +1,42 @@
+# YMIR detection executor: training, mining and infer with Ultralytics YOLO, in one image.
+# The base must carry the torch/torchvision pair of requirements.txt (torch 2.14.1, torchvision 0.29.1)
+# with a CUDA runtime; its torch is kept, the rest of requirements.txt is installed over it.
+ARG BASE_IMAGE=pytorch/pytorch:2.14.1-cuda13.0-cudnn9-runtime
+FROM ${BASE_IMAGE}
+
+# Mirrors and proxies: pass --build-arg PIP_INDEX_URL=... PIP_TRUSTED_HOST=... PIP_CERT=/path/in/context
+ARG PIP_INDEX_URL=https://pypi.org/simple
+ARG PIP_TRUSTED_HOST=
+ARG PIP_CERT=
+# Pretrained weights baked in at build time (space-separated model names, e.g. "yolo11n yolo11s"); empty allowed.
+ARG WEIGHTS=""
+
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONUNBUFFERED=1 \
+    LANG=C.UTF-8 YMIR_WEIGHTS_DIR=/app/weights
+
+COPY requirements.txt /app/requirements.txt
+COPY docker/ /tmp/docker/
+RUN set -eux; \
+    cert=""; if [ -n "$PIP_CERT" ]; then cert="--cert /tmp/docker/$(basename "$PIP_CERT")"; fi; \
+    grep -vE '^(torch|torchvision)==' /app/requirements.txt > /tmp/requirements-app.txt; \
+    python3 -m pip install --no-cache-dir $cert --index-url "$PIP_INDEX_URL" \
+        ${PIP_TRUSTED_HOST:+--trusted-host "$PIP_TRUSTED_HOST"} -r /tmp/requirements-app.txt; \
+    python3 -c "import torch, torchvision, ultralytics; print('torch', torch.__version__, 'ultralytics', ultralytics.__version__)"; \
+    mkdir -p /app/weights; \
+    for name in $WEIGHTS; do \
+        python3 -c "import sys; from ultralytics.utils.downloads import attempt_download_asset as get; get(sys.argv[1])" \
+            "/app/weights/$name.pt"; \
+    done; \
+    rm -rf /tmp/docker /tmp/requirements-app.txt /root/.cache
+
+COPY app /app
+COPY training-template.yaml mining-template.yaml infer-template.yaml manifest.yaml /img-man/
+COPY start.sh /usr/bin/start.sh
+
+# Air-gapped at run time, any --user uid:gid, no home directory: caches go to a temp dir (see app/executor/runtime.py).
+ENV YOLO_OFFLINE=1 YOLO_AUTOINSTALL=false HF_HUB_OFFLINE=1 MPLBACKEND=Agg
+RUN chmod -R a+rX /app /img-man && chmod a+rx /usr/bin/start.sh
+WORKDIR /app
+
+# No ENTRYPOINT: the platform runs `docker run --rm IMAGE cat /img-man/<task>-template.yaml`.
+CMD ["bash", "/usr/bin/start.sh"]
