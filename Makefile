@@ -16,7 +16,7 @@ demo: $(STAMP)
 	$(PY) app/demo.py demo-run
 
 lint: $(STAMP)
-	$(PY) -m ruff check app tests
+	$(PY) -m ruff check app tests bench
 
 test: $(STAMP) lint
 	$(PY) -m pytest -q -m "not slow" tests

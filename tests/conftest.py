@@ -22,7 +22,7 @@ runtime.setup()  # before anything imports torch or ultralytics: offline, writab
 from executor import sample  # noqa: E402
 
 TINY_TRAINING = {"epochs": 2, "img_size": 64, "batch_size_per_gpu": 8, "num_workers_per_gpu": 0, "save_period": 1,
-                 "model": "yolo11n"}
+                 "model": "yolo11n", "export_format": "ark:raw"}
 TINY_INFER = {"img_size": 64, "num_workers_per_gpu": 0, "batch_size_per_gpu": 4}
 
 

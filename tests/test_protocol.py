@@ -168,6 +168,13 @@ def test_training_result_stage_form(tmp_path):
     assert data["evaluate_config"] == {"conf_thr": 0.001, "iou_thr": 0.7}
 
 
+def test_training_result_exact_ties_go_to_the_stage_named_best(tmp_path):
+    _stage_files(tmp_path, ["last.pt", "best.pt"])
+    stages = [Stage("best", ["best.pt"], 0.5, 100), Stage("last", ["last.pt"], 0.5, 100)]
+    assert write_training_result(str(tmp_path / "r.yaml"), str(tmp_path), stages, Protocol("1.1.0")) == "best"
+    assert write_training_result(str(tmp_path / "r.yaml"), str(tmp_path), stages[::-1], Protocol("1.1.0")) == "best"
+
+
 def test_training_result_best_ties_go_to_newest_and_legacy_form(tmp_path):
     models = tmp_path
     _stage_files(models, ["last.pt", "best.pt"])

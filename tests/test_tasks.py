@@ -158,9 +158,8 @@ def test_mining_each_algorithm(trained, candidates_root, algorithm):
     rc, log = run_task(root, ["mining"], config)
     assert rc == 0, log[-2000:]
     rows = check_mining_tsv(str(root / "out" / "result.tsv"), paths)
-    if algorithm != "random":  # random scores without decoding; model-based ones put unreadable images last
-        assert {r[0] for r in rows[-3:]} == {odd["zero.jpg"], odd["text.jpg"], odd["missing.jpg"]}
-        assert "unreadable" in [line for line in log.splitlines() if "mining done" in line][0]
+    assert {r[0] for r in rows[-3:]} == {odd["zero.jpg"], odd["text.jpg"], odd["missing.jpg"]}
+    assert "3 unreadable" in [line for line in log.splitlines() if "mining done" in line][0]
     assert not (root / "out" / "infer-result.json").exists()
 
 

@@ -41,3 +41,11 @@ def test_template_defaults_are_valid():
     """The defaults themselves pass validation (a template typo fails here, not in a user's task)."""
     TrainSettings.read(protocol.Params(protocol.load_template("training"), {}))
     MiningSettings.read(protocol.Params(protocol.load_template("mining"), {}), 3)
+
+
+def test_absent_export_format_means_voc():
+    template = protocol.load_template("training")
+    assert TrainSettings.read(protocol.Params(template, template, {})).export_format == ""
+    assert TrainSettings.read(protocol.Params(template, template, {"export_format": ""})).export_format == ""
+    given = {**template, "export_format": "det-ark:raw"}
+    assert TrainSettings.read(protocol.Params(template, given, {"export_format": "det-ark:raw"})).export_format == "det-ark:raw"

@@ -165,9 +165,11 @@ def convert_split(
             name, n = f"{stem}_{n}", n + 1
         used_names.add(name)
         link = image_dir / f"{name}{ext}"
-        if link.is_symlink() or link.exists():
+        try:
+            os.symlink(os.path.abspath(image), link)
+        except FileExistsError:  # a re-run into the same /out
             link.unlink()
-        os.symlink(os.path.abspath(image), link)
+            os.symlink(os.path.abspath(image), link)
         (label_dir / f"{name}.txt").write_text("\n".join(lines) + ("\n" if lines else ""), encoding="utf-8")
         images.append(str(link))
         boxes += len(lines)

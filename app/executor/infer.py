@@ -283,7 +283,7 @@ class InferSink:
 
 
 def run(cfg: EasyDict, monitor: Monitor) -> None:
-    params = Params(cfg.defaults, cfg.param)
+    params = Params(cfg.defaults, cfg.param, cfg.config)
     engine_settings, infer_settings = EngineSettings.read(params), InferSettings.read(params)
     paths = candidates(cfg)
     engine = load_engine(cfg, engine_settings, "infer")

@@ -15,11 +15,20 @@ from dataclasses import dataclass
 import torch
 from easydict import EasyDict
 
+from executor.dataset import image_size
 from executor.infer import Batch, EngineSettings, InferSettings, InferSink, candidates, load_engine
 from executor.mining import MinerContext, algorithms
 from executor.protocol import Monitor, Params, class_names, write_mining_result
 
 LOG = logging.getLogger("executor")
+
+
+def _readable(path: str) -> bool:
+    try:
+        image_size(path)
+        return True
+    except Exception:  # noqa: BLE001 - any failure to read the header means unreadable
+        return False
 
 
 @dataclass
@@ -42,7 +51,7 @@ class MiningSettings:
 
 
 def run(cfg: EasyDict, monitor: Monitor, with_infer: bool = False) -> None:
-    params = Params(cfg.defaults, cfg.param)
+    params = Params(cfg.defaults, cfg.param, cfg.config)
     names = class_names(cfg.param)
     settings = MiningSettings.read(params, len(names))
     algorithm, seed = settings.algorithm, settings.seed
@@ -52,9 +61,9 @@ def run(cfg: EasyDict, monitor: Monitor, with_infer: bool = False) -> None:
     result_file = cfg.ymir.output.mining_result_file
 
     if algorithm == "random" and not with_infer:
-        rng = random.Random(seed)  # no model needed: every candidate gets a seeded score
-        counts = write_mining_result(result_file, [(p, rng.random()) for p in paths])
-        LOG.info("mining done (random): %d images", counts["scored"])
+        rng = random.Random(seed)  # no model needed: a seeded score, and a header read to put unreadable images last
+        counts = write_mining_result(result_file, [(p, rng.random() if _readable(p) else None) for p in paths])
+        LOG.info("mining done (random): %d images scored, %d unreadable", counts["scored"], counts["unreadable"])
         monitor.progress(1.0, force=True)
         return
 

@@ -230,7 +230,7 @@ def get_merged_config(env_path: str | None = None) -> EasyDict:
     defaults: dict[str, Any] = {}
     for task in tasks_to_run(env):
         defaults.update(load_template(task))
-    return EasyDict({"ymir": env, "param": {**defaults, **config}, "defaults": defaults})
+    return EasyDict({"ymir": env, "param": {**defaults, **config}, "defaults": defaults, "config": config})
 
 
 _TRUE = {"true", "1", "yes", "y", "on"}
@@ -255,10 +255,15 @@ class Params:
     Every key read is recorded so a test can check code and templates agree.
     """
 
-    def __init__(self, defaults: dict[str, Any], values: dict[str, Any]) -> None:
+    def __init__(self, defaults: dict[str, Any], values: dict[str, Any], user: dict[str, Any] | None = None) -> None:
         self._defaults = defaults
         self._values = values
+        self._user = values if user is None else user
         self.read_keys: set[str] = set()
+
+    def given(self, key: str) -> bool:
+        """Whether config.yaml itself sets ``key`` (some keys mean something when absent)."""
+        return key in self._user and self._user[key] not in (None, "")
 
     def unknown_keys(self) -> list[str]:
         return sorted(k for k in self._values if k not in self._defaults and k not in PLATFORM_KEYS)
@@ -462,7 +467,7 @@ def write_training_result(
 ) -> str:
     """Write result.yaml; returns the best stage's name.
 
-    Keeps at most 11 stages (the 10 newest and the best: best by mAP, then newest),
+    Keeps at most 11 stages (the 10 newest and the best: best by mAP, then newest, then the one named best),
     checks every listed file is a regular file in ``models_dir`` (or its stage folder).
     """
     by_name: dict[str, Stage] = {}
@@ -480,7 +485,7 @@ def write_training_result(
         by_name[name] = Stage(name, list(stage.files), mAP, int(stage.timestamp))
     if not by_name:
         raise ValueError("a training result needs at least one model stage")
-    best = max(by_name.values(), key=lambda s: (s.mAP, s.timestamp))
+    best = max(by_name.values(), key=lambda s: (s.mAP, s.timestamp, s.name == "best"))
     newest = sorted(by_name.values(), key=lambda s: s.timestamp, reverse=True)
     kept = [s for s in newest if s is not best][: MAX_STAGES - 1] + [best]
     kept.sort(key=lambda s: s.timestamp)

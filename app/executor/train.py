@@ -79,6 +79,7 @@ class TrainSettings:
                 re.compile(pattern)
             except re.error as exc:
                 raise config_error(f"ymir_saved_file_patterns: '{pattern}' is not a valid regex ({exc})") from None
+        export_format = p.str("export_format")
         return cls(
             model=p.str("model", MODELS),
             epochs=p.int("epochs", 1, 100000),
@@ -89,7 +90,7 @@ class TrainSettings:
             lr0=p.float("lr0", 1e-8, 10.0),
             patience=p.int("patience", 0),
             save_period=p.int("save_period", 0),
-            export_format=p.str("export_format"),
+            export_format=export_format if p.given("export_format") else "",  # absent means voc:raw
             export_onnx=p.bool("export_onnx"),
             opset=p.int("opset", 7, 30),
             file_patterns=patterns,
@@ -186,7 +187,9 @@ class StageRecorder:
             self.evaluate_config = {"conf_thr": float(validator.args.conf), "iou_thr": float(validator.args.iou)}
         self._collect_plots(Path(trainer.save_dir))
         if trainer.last.exists():
-            self._save_stage("last", trainer.last, self.last_map)
+            # When the best epoch is the last one both files hold the same weights: one number for both.
+            same = trainer.best.exists() and getattr(trainer.stopper, "best_epoch", None) == self.epochs_run
+            self._save_stage("last", trainer.last, best_map if same else self.last_map)
         if trainer.best.exists():
             extra = [self._export_onnx(trainer.best)] if self.settings.export_onnx else []
             self._save_stage("best", trainer.best, best_map, extra)
@@ -236,7 +239,7 @@ def starting_weights(cfg: EasyDict, model_name: str) -> Path | None:
 
 
 def run(cfg: EasyDict, monitor: Monitor) -> None:
-    params = Params(cfg.defaults, cfg.param)
+    params = Params(cfg.defaults, cfg.param, cfg.config)
     settings = TrainSettings.read(params)
     names = class_names(cfg.param)
     device, gpus = select_device(gpu_ids(cfg.param))
