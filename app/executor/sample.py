@@ -26,28 +26,48 @@ CLASS_NAMES = ["circle", "square"]
 COLORS = [(220, 40, 40), (40, 90, 220), (40, 170, 60), (230, 200, 40)]
 
 
-def draw_image(rng: random.Random, objects: int, size: tuple[int, int]) -> tuple[Image.Image, list[tuple[int, int, int, int, int]]]:
-    """An RGB image and its boxes ``(class_id, x1, y1, x2, y2)``."""
+def draw_image(
+    rng: random.Random, objects: int, size: tuple[int, int], square_share: float = 0.5, hard: bool = False
+) -> tuple[Image.Image, list[tuple[int, int, int, int, int]]]:
+    """An RGB image and its boxes ``(class_id, x1, y1, x2, y2)``.
+
+    ``square_share`` makes the classes imbalanced; ``hard`` draws small, low-contrast
+    objects in heavy clutter (the images a model misses).
+    """
     width, height = size
     base = tuple(rng.randint(60, 200) for _ in range(3))
     im = Image.new("RGB", size, base)
     draw = ImageDraw.Draw(im)
-    for _ in range(12):  # background clutter: thin lines
+    for _ in range(40 if hard else 12):  # background clutter: thin lines
         x, y = rng.randrange(width), rng.randrange(height)
-        draw.line((x, y, x + rng.randint(-30, 30), y + rng.randint(-30, 30)), fill=tuple(rng.randint(0, 255) for _ in range(3)), width=1)
+        end = (x + rng.randint(-30, 30), y + rng.randint(-30, 30))
+        draw.line((x, y, *end), fill=tuple(rng.randint(0, 255) for _ in range(3)), width=2 if hard else 1)
     boxes = []
     for _ in range(objects):
-        side = rng.randint(max(8, min(size) // 6), max(10, min(size) // 3))
+        lo, hi = (max(6, min(size) // 12), max(8, min(size) // 7)) if hard else (max(8, min(size) // 6), max(10, min(size) // 3))
+        side = rng.randint(lo, hi)
         w, h = side, int(side * rng.uniform(0.8, 1.25))
         x1, y1 = rng.randint(0, width - w - 1), rng.randint(0, height - h - 1)
-        cls = rng.randrange(len(CLASS_NAMES))
-        color = COLORS[rng.randrange(len(COLORS))]
-        if cls == 0:
-            draw.ellipse((x1, y1, x1 + w, y1 + h), fill=color, outline=(0, 0, 0))
+        cls = 1 if rng.random() < square_share else 0
+        if hard:
+            color = tuple(min(255, max(0, c + rng.randint(-45, 45))) for c in base)
         else:
-            draw.rectangle((x1, y1, x1 + w, y1 + h), fill=color, outline=(0, 0, 0))
+            color = COLORS[rng.randrange(len(COLORS))]
+        outline = None if hard else (0, 0, 0)
+        if cls == 0:
+            draw.ellipse((x1, y1, x1 + w, y1 + h), fill=color, outline=outline)
+        else:
+            draw.rectangle((x1, y1, x1 + w, y1 + h), fill=color, outline=outline)
         boxes.append((cls, x1, y1, x1 + w, y1 + h))
     return im, boxes
+
+
+def jitter(im: Image.Image, rng: random.Random) -> Image.Image:
+    """A near-duplicate: the same scene with a little pixel noise (as from a video stream)."""
+    import numpy as np
+
+    noise = np.random.default_rng(rng.randrange(1 << 30)).integers(-6, 7, (im.height, im.width, 3))
+    return Image.fromarray(np.clip(np.asarray(im, dtype=np.int16) + noise, 0, 255).astype("uint8"))
 
 
 def save_asset(assets_dir: Path, im: Image.Image, ext: str = "jpg") -> Path:
