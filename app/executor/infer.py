@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import logging
 import os
-from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -28,7 +28,6 @@ from PIL import Image, ImageOps
 
 from executor import weights
 from executor.protocol import (
-    InferResultWriter,
     Monitor,
     Params,
     Protocol,
@@ -246,57 +245,29 @@ def candidates(cfg: EasyDict) -> list[str]:
     return paths
 
 
-def load_engine(cfg: EasyDict, settings: EngineSettings, purpose: str) -> Engine:
-    names = class_names(cfg.param)
-    device, _ = select_device(gpu_ids(cfg.param))
-    chosen = weights.choose(path_list(cfg.param.get("model_params_path")), cfg.ymir.input.models_dir, purpose)
-    return Engine(chosen, device, settings.img_size, settings.half, names)
-
-
-class InferSink:
-    """Consumes batches for the infer task: boxes to the streaming writer, counts for the log."""
-
-    def __init__(self, cfg: EasyDict, engine: Engine, settings: InferSettings, iou: float) -> None:
-        protocol = Protocol(cfg.ymir.get("protocol_version"))
-        self.writer = InferResultWriter(cfg.ymir.output.infer_result_file, protocol, engine.names)
-        self.engine, self.settings, self.iou = engine, settings, iou
-        self.problems: Counter = Counter()
-        self.boxes = 0
-
-    def add(self, batch: Batch | None, bad: list[Meta]) -> None:
-        if batch is not None:
-            dets = self.engine.detect(batch, self.settings.conf, self.iou, self.settings.max_det)
-            for det, meta in zip(dets, batch.metas, strict=True):
-                found = self.engine.boxes(det)
-                self.boxes += len(found)
-                self.writer.add(meta.path, found, meta.width, meta.height)
-        for meta in bad:
-            self.problems[meta.problem] += 1
-            self.writer.add(meta.path, [], 0, 0)
-
-    def close(self, total: int) -> None:
-        self.writer.close()
-        if self.writer.duplicates:
-            self.problems["duplicate basenames (first kept)"] += self.writer.duplicates
-        problems = ", ".join(f"{k}: {v}" for k, v in sorted(self.problems.items())) or "none"
-        LOG.info("infer done: %d images, %d boxes; problems: %s", total, self.boxes, problems)
-
-
 def run(cfg: EasyDict, monitor: Monitor) -> None:
+    from executor import scan
+
     params = Params(cfg.defaults, cfg.param, cfg.config)
     engine_settings, infer_settings = EngineSettings.read(params), InferSettings.read(params)
+    job = scan_job(cfg, engine_settings, infer_settings, None, "infer")
     paths = candidates(cfg)
-    engine = load_engine(cfg, engine_settings, "infer")
-    sink = InferSink(cfg, engine, infer_settings, engine_settings.iou)
-    done = 0
-    try:
-        for images, metas, bad in engine.batches(paths, engine_settings.batch_size, engine_settings.workers):
-            batch = engine.forward(engine.prepare(images), metas) if images is not None else None
-            sink.add(batch, bad)
-            done += len(metas) + len(bad)
-            monitor.progress(done / len(paths))
-    except BaseException:
-        sink.writer.abort()
-        raise
-    sink.close(len(paths))
+    result = scan.run(job, paths, devices(cfg), monitor, cfg.ymir.output.infer_result_file,
+                      Protocol(cfg.ymir.get("protocol_version")))
+    problems = ", ".join(f"{k}: {v}" for k, v in sorted(result.problems.items())) or "none"
+    LOG.info("infer done: %d images, %d boxes; problems: %s", len(paths), result.boxes, problems)
     monitor.progress(1.0, force=True)
+
+
+def devices(cfg: EasyDict) -> list[str]:
+    device, _ = select_device(gpu_ids(cfg.param))
+    return device.split(",")
+
+
+def scan_job(cfg: EasyDict, engine: EngineSettings, infer: InferSettings | None, mining: Any, purpose: str):
+    """What every scan worker needs: the chosen weights, classes and settings."""
+    from executor.scan import ScanJob
+
+    chosen = weights.choose(path_list(cfg.param.get("model_params_path")), cfg.ymir.input.models_dir, purpose)
+    shard_dir = str(Path(cfg.ymir.output.root_dir).absolute() / ".shards")
+    return ScanJob(str(chosen), class_names(cfg.param), engine, infer, mining, shard_dir)

@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import logging
 import random
-from collections import Counter
 from dataclasses import dataclass
 
-import torch
 from easydict import EasyDict
 
 from executor.dataset import image_size
-from executor.infer import Batch, EngineSettings, InferSettings, InferSink, candidates, load_engine
-from executor.mining import MinerContext, algorithms
-from executor.protocol import Monitor, Params, class_names, write_mining_result
+from executor.infer import EngineSettings, InferSettings, candidates, devices, scan_job
+from executor.mining import algorithms
+from executor.protocol import Monitor, Params, Protocol, class_names, write_mining_result
 
 LOG = logging.getLogger("executor")
 
@@ -67,42 +65,18 @@ def run(cfg: EasyDict, monitor: Monitor, with_infer: bool = False) -> None:
         monitor.progress(1.0, force=True)
         return
 
-    engine = load_engine(cfg, engine_settings, "mining")
-    weight_of = dict(zip(names, settings.class_weights, strict=True))
-    class_weights = torch.tensor([weight_of.get(n, 0.0) if n else 0.0 for n in engine.class_map])
-    context = MinerContext(engine, class_weights, settings.min_score, engine_settings.iou, settings.budget, seed)
-    miner = algorithms()[algorithm](context)
-    sink = InferSink(cfg, engine, infer_settings, engine_settings.iou) if infer_settings else None
-    readable: list[str] = []
-    scores: list[float] = []
-    unreadable: list[str] = []
-    problems: Counter = Counter()
-    done = 0
-    try:
-        for images, metas, bad in engine.batches(paths, engine_settings.batch_size, engine_settings.workers):
-            batch: Batch | None = None
-            if images is not None:
-                batch = engine.forward(engine.prepare(images), metas)
-                scores += miner.score(batch)
-                readable += [m.path for m in metas]
-            for meta in bad:
-                unreadable.append(meta.path)
-                problems[meta.problem] += 1
-            if sink is not None:
-                sink.add(batch, bad)
-            done += len(metas) + len(bad)
-            monitor.progress(done / len(paths))
-    except BaseException:
-        if sink is not None:
-            sink.writer.abort()
-        raise
-    scores = miner.finish(scores)
-    ranked = list(zip(readable, scores, strict=True)) + [(p, None) for p in unreadable]
+    from executor import scan
+
+    mining = scan.MiningJob(algorithm, dict(zip(names, settings.class_weights, strict=True)), settings.min_score,
+                            settings.budget, seed)
+    job = scan_job(cfg, engine_settings, infer_settings, mining, "mining")
+    infer_file = cfg.ymir.output.infer_result_file if with_infer else None
+    result = scan.run(job, paths, devices(cfg), monitor, infer_file, Protocol(cfg.ymir.get("protocol_version")))
+    ranked = list(zip(result.readable, result.scores, strict=True)) + [(p, None) for p in result.unreadable]
     counts = write_mining_result(result_file, ranked)
-    LOG.info(
-        "mining done (%s): %d images scored, %d unreadable (%s)", algorithm, counts["scored"],
-        counts["unreadable"], ", ".join(f"{k}: {v}" for k, v in sorted(problems.items())) or "none",
-    )
-    if sink is not None:
-        sink.close(len(paths))
+    problems = ", ".join(f"{k}: {v}" for k, v in sorted(result.problems.items())) or "none"
+    LOG.info("mining done (%s): %d images scored, %d unreadable (%s)", algorithm, counts["scored"], counts["unreadable"],
+             problems)
+    if with_infer:
+        LOG.info("infer done: %d images, %d boxes; problems: %s", len(paths), result.boxes, problems)
     monitor.progress(1.0, force=True)

@@ -19,12 +19,13 @@ if TYPE_CHECKING:
 
 @dataclass
 class MinerContext:
-    engine: Engine
+    engine: Engine | None  # None when only merging shards' results
     class_weights: torch.Tensor  # per model class; 0 for classes the task does not ask for
     min_score: float  # boxes below this are not considered
     iou: float
     budget: int
     seed: int
+    rank: int = 0  # which shard (GPU) this miner scores; merged miners use 0
 
 
 class Miner:
@@ -40,6 +41,13 @@ class Miner:
 
     def finish(self, scores: list[float]) -> list[float]:
         return scores
+
+    def state(self) -> object:
+        """What ``finish`` needs from this shard, saved by a worker (picklable)."""
+        return None
+
+    def merge_states(self, states: list[object]) -> None:
+        """Take the shards' states, in candidate order, before ``finish``."""
 
     def detections(self, batch: Batch) -> list[torch.Tensor]:
         """Post-NMS boxes in model-input pixels, ``(n, 6)``: x1 y1 x2 y2 score class."""

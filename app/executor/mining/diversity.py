@@ -55,6 +55,12 @@ class Diversity(Miner):
         self.features.append(torch.nn.functional.normalize(pooled @ self.projection, dim=1))
         return image_entropy(self.detections(batch), self.ctx.class_weights)
 
+    def state(self) -> object:
+        return torch.cat(self.features) if self.features else torch.zeros(0, DIM)
+
+    def merge_states(self, states: list[object]) -> None:
+        self.features = [s for s in states if isinstance(s, torch.Tensor)]
+
     def finish(self, scores: list[float]) -> list[float]:
         if not scores:
             return scores

@@ -12,7 +12,7 @@ class RandomScore(Miner):
 
     def __init__(self, ctx: MinerContext) -> None:
         super().__init__(ctx)
-        self.generator = torch.Generator().manual_seed(ctx.seed)
+        self.generator = torch.Generator().manual_seed(ctx.seed * 1000 + ctx.rank)
 
     def score(self, batch) -> list[float]:
         return torch.rand(len(batch.metas), generator=self.generator).tolist()

@@ -1,0 +1,206 @@
+"""One pass over the candidates, shared by infer and mining, sharded over GPUs.
+
+Each device gets a contiguous shard of the candidate list and a worker (run in this
+process when there is a single device, in spawned processes otherwise). A worker
+writes its infer results as JSON lines and its mining scores to ``/out/.shards``;
+the parent merges them in candidate order into infer-result.json (streaming, so
+memory stays flat) and result.tsv. One code path serves one device and many.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from executor.infer import Engine, EngineSettings, InferSettings
+from executor.protocol import ErrorCode, InferResultWriter, Monitor, Protocol, YmirError, classify_exception
+
+LOG = logging.getLogger("executor")
+
+
+@dataclass
+class MiningJob:
+    algorithm: str
+    class_weights: dict[str, float]  # by task class name
+    min_score: float
+    budget: int
+    seed: int
+
+
+@dataclass
+class ScanJob:
+    """Everything a worker needs (picklable: workers may be spawned)."""
+
+    weights: str
+    names: list[str]
+    engine: EngineSettings
+    infer: InferSettings | None
+    mining: MiningJob | None
+    shard_dir: str
+
+
+@dataclass
+class ScanResult:
+    readable: list[str]
+    scores: list[float]
+    unreadable: list[str]
+    problems: Counter
+    boxes: int
+
+
+def _miner(job: ScanJob, engine: Engine | None, rank: int):
+    from executor.mining import MinerContext, algorithms
+
+    assert job.mining is not None
+    m = job.mining
+    model_classes = engine.class_map if engine is not None else job.names
+    weights = torch.tensor([m.class_weights.get(n, 0.0) if n else 0.0 for n in model_classes])
+    context = MinerContext(engine, weights, m.min_score, job.engine.iou, m.budget, m.seed, rank)
+    return algorithms()[m.algorithm](context)
+
+
+class _Counter:
+    """Progress from a spawned worker: images done, in shared memory the parent polls."""
+
+    def __init__(self, array: Any, rank: int) -> None:
+        self.array, self.rank = array, rank
+
+    def __call__(self, done: int) -> None:
+        self.array[self.rank] = done
+
+
+def worker(rank: int, job: ScanJob, shards: list[list[str]], devices: list[str], report: Callable[[int], None]) -> None:
+    """Scan one shard on one device; writes ``infer-<rank>.jsonl`` and ``scan-<rank>.pt``."""
+    shard_dir = Path(job.shard_dir)
+    try:
+        paths = shards[rank]
+        engine = Engine(Path(job.weights), devices[rank], job.engine.img_size, job.engine.half, job.names)
+        miner = _miner(job, engine, rank) if job.mining else None
+        readable: list[str] = []
+        scores: list[float] = []
+        unreadable: list[str] = []
+        problems: Counter = Counter()
+        boxes, done = 0, 0
+        infer_file = open(shard_dir / f"infer-{rank}.jsonl", "w", encoding="utf-8") if job.infer else None
+        try:
+            for images, metas, bad in engine.batches(paths, job.engine.batch_size, job.engine.workers):
+                if images is not None:
+                    batch = engine.forward(engine.prepare(images), metas)
+                    if miner is not None:
+                        scores += miner.score(batch)
+                        readable += [m.path for m in metas]
+                    if infer_file is not None:
+                        dets = engine.detect(batch, job.infer.conf, job.engine.iou, job.infer.max_det)
+                        for det, meta in zip(dets, metas, strict=True):
+                            found = engine.boxes(det)
+                            boxes += len(found)
+                            infer_file.write(json.dumps([meta.path, found, meta.width, meta.height]) + "\n")
+                for meta in bad:
+                    unreadable.append(meta.path)
+                    problems[meta.problem] += 1
+                    if infer_file is not None:
+                        infer_file.write(json.dumps([meta.path, [], 0, 0]) + "\n")
+                done += len(metas) + len(bad)
+                report(done)
+        finally:
+            if infer_file is not None:
+                infer_file.close()
+        state = miner.state() if miner is not None else None
+        torch.save({"readable": readable, "scores": scores, "unreadable": unreadable, "problems": dict(problems),
+                    "boxes": boxes, "state": state}, shard_dir / f"scan-{rank}.pt")
+    except BaseException as exc:
+        code, message = classify_exception(exc)
+        (shard_dir / f"error-{rank}.json").write_text(json.dumps({"code": int(code), "message": message}))
+        raise
+
+
+def _spawn(job: ScanJob, shards: list[list[str]], devices: list[str], total: int, monitor: Monitor) -> None:
+    import torch.multiprocessing as mp
+
+    array = mp.get_context("spawn").Array("q", len(devices), lock=False)
+    context = mp.start_processes(_spawned, args=(job, shards, devices, array), nprocs=len(devices), join=False,
+                                 start_method="spawn")
+    try:
+        while not context.join(timeout=1.0):
+            monitor.progress(sum(array) / total)
+    except Exception as exc:
+        for error in sorted(Path(job.shard_dir).glob("error-*.json")):
+            found = json.loads(error.read_text())
+            raise YmirError(ErrorCode(found["code"]), found["message"]) from exc
+        raise
+
+
+def _spawned(rank: int, job: ScanJob, shards: list[list[str]], devices: list[str], array: Any) -> None:
+    from executor import runtime
+
+    runtime.setup_logging()
+    worker(rank, job, shards, devices, _Counter(array, rank))
+
+
+def split(paths: list[str], parts: int) -> list[list[str]]:
+    """Contiguous shards, so merging them in rank order keeps the candidate order."""
+    size, extra = divmod(len(paths), parts)
+    out, start = [], 0
+    for i in range(parts):
+        end = start + size + (1 if i < extra else 0)
+        out.append(paths[start:end])
+        start = end
+    return out
+
+
+def run(job: ScanJob, paths: list[str], devices: list[str], monitor: Monitor, infer_file: str | None,
+        protocol: Protocol) -> ScanResult:
+    """Scan ``paths`` over ``devices``; writes infer-result.json when the job infers; returns mining scores."""
+    devices = [d for d in devices if d] or ["cpu"]
+    devices = devices[: max(1, len(paths))]
+    shard_dir = Path(job.shard_dir)
+    shutil.rmtree(shard_dir, ignore_errors=True)
+    shard_dir.mkdir(parents=True)
+    shards = split(paths, len(devices))
+    try:
+        if len(devices) == 1:
+            worker(0, job, shards, devices, lambda done: monitor.progress(done / len(paths)))
+        else:
+            LOG.info("scanning %d candidates on %d devices (%s)", len(paths), len(devices), ", ".join(devices))
+            _spawn(job, shards, devices, len(paths), monitor)
+        parts = [torch.load(shard_dir / f"scan-{r}.pt", weights_only=False) for r in range(len(devices))]
+        result = ScanResult(
+            readable=[p for part in parts for p in part["readable"]],
+            scores=[s for part in parts for s in part["scores"]],
+            unreadable=[p for part in parts for p in part["unreadable"]],
+            problems=sum((Counter(part["problems"]) for part in parts), Counter()),
+            boxes=sum(part["boxes"] for part in parts),
+        )
+        if job.mining is not None:
+            miner = _miner(job, None, 0)
+            miner.merge_states([part["state"] for part in parts])
+            result.scores = miner.finish(result.scores)
+        if infer_file is not None:
+            _merge_infer(shard_dir, len(devices), infer_file, protocol, job.names, result)
+        return result
+    finally:
+        shutil.rmtree(shard_dir, ignore_errors=True)
+
+
+def _merge_infer(shard_dir: Path, parts: int, path: str, protocol: Protocol, names: list[str], result: ScanResult) -> None:
+    writer = InferResultWriter(path, protocol, names)
+    try:
+        for rank in range(parts):
+            with open(shard_dir / f"infer-{rank}.jsonl", encoding="utf-8") as fp:
+                for line in fp:
+                    image, found, width, height = json.loads(line)
+                    writer.add(image, found, width, height)
+    except BaseException:
+        writer.abort()
+        raise
+    writer.close()
+    if writer.duplicates:
+        result.problems["duplicate basenames (first kept)"] += writer.duplicates

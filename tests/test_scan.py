@@ -1,0 +1,66 @@
+"""Sharding the candidate pass over devices: spawned workers, merged in order, same results as one device."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import TINY_INFER, model_files
+from contract import check_infer_json
+from executor import scan, weights
+from executor.infer import EngineSettings, InferSettings
+from executor.protocol import ErrorCode, Monitor, Protocol, YmirError
+
+
+def test_split_is_contiguous_and_complete():
+    parts = scan.split(list(range(10)), 3)
+    assert parts == [[0, 1, 2, 3], [4, 5, 6], [7, 8, 9]]
+    assert scan.split([1], 2) == [[1], []]
+
+
+def job_for(trained, tmp_path, algorithm):
+    chosen = weights.choose(model_files(trained), str(tmp_path), "test")
+    engine = EngineSettings(img_size=TINY_INFER["img_size"], batch_size=4, workers=0, half=False, iou=0.45)
+    mining = scan.MiningJob(algorithm, {"circle": 1.0, "square": 1.0}, 0.001, 100, 0)
+    return scan.ScanJob(str(chosen), ["circle", "square"], engine, InferSettings(conf=0.001, max_det=300), mining,
+                        str(tmp_path / ".shards"))
+
+
+@pytest.mark.parametrize("algorithm", ["entropy", "diversity"])
+def test_two_workers_match_one(trained, sample_root, tmp_path, algorithm, monkeypatch):
+    from executor.mining.diversity import Diversity
+
+    seen = []  # what the parent's finish gets: merged features and uncertainties, in candidate order
+    original = Diversity.finish
+    monkeypatch.setattr(Diversity, "finish", lambda self, scores: seen.append((self.state(), list(scores))) or original(self, scores))
+    paths = [p for p in (sample_root / "in" / "candidate-index.tsv").read_text().splitlines() if p]
+    paths.append(str(tmp_path / "missing.jpg"))
+    job = job_for(trained, tmp_path, algorithm)
+    monitor = Monitor(str(tmp_path / "monitor.txt"), "t")
+    results = {}
+    for n in (1, 2):
+        out = tmp_path / f"infer-{n}.json"
+        results[n] = (scan.run(job, paths, ["cpu"] * n, monitor, str(out), Protocol("1.1.0")), json.loads(out.read_text()))
+        check_infer_json(str(out), paths, ["circle", "square"], legacy=False)
+        assert not (tmp_path / ".shards").exists(), "shard files are cleaned up"
+    (one, one_json), (two, two_json) = results[1], results[2]
+    assert one.readable == two.readable and one.unreadable == two.unreadable == [paths[-1]]
+    if algorithm == "diversity":  # greedy picks among near-ties may differ on float noise: compare its inputs
+        (features_1, uncertainty_1), (features_2, uncertainty_2) = seen
+        assert features_1.shape == features_2.shape == (len(paths) - 1, 128)
+        assert (features_1 - features_2).abs().max() < 1e-4
+        assert uncertainty_1 == pytest.approx(uncertainty_2, abs=1e-4)
+    else:
+        assert one.scores == pytest.approx(two.scores, abs=1e-4)
+    assert list(one_json["detection"]) == list(two_json["detection"]), "candidate order kept"
+    for key, entry in one_json["detection"].items():
+        assert len(entry["boxes"]) == len(two_json["detection"][key]["boxes"])
+
+
+def test_worker_errors_reach_the_parent_with_their_code(trained, sample_root, tmp_path):
+    paths = [p for p in (sample_root / "in" / "candidate-index.tsv").read_text().splitlines() if p]
+    job = job_for(trained, tmp_path, "entropy")
+    job.names = ["circle", "zebra"]
+    with pytest.raises(YmirError) as info:
+        scan.run(job, paths, ["cpu", "cpu"], Monitor(str(tmp_path / "m.txt"), "t"), None, Protocol("1.1.0"))
+    assert info.value.code == ErrorCode.MODEL and "zebra" in info.value.message
