@@ -204,3 +204,14 @@ def test_not_a_model_file(trained, candidates_root, tmp_path):
     fake.write_bytes(b"not a checkpoint")
     rc, log = run_task(root, ["infer"], {**TINY_INFER, "model_params_path": [str(fake)]})
     assert rc != 0 and "cannot load" in check_monitor_error(str(root / "out" / "monitor.txt"), 300004)
+
+
+def test_training_exports_onnx_and_filters_files(sample_root):
+    config = {**TINY_TRAINING, "epochs": 1, "save_period": 1, "export_onnx": "true", "opset": 12,
+              "ymir_saved_file_patterns": r"^best\."}
+    rc, log = run_task(sample_root, ["training"], config)
+    assert rc == 0, log[-2000:]
+    data = check_result_yaml(str(sample_root / "out" / "models" / "result.yaml"), legacy=False)
+    assert list(data["model_stages"]) == ["best"], "stages whose files the patterns drop are left out"
+    assert data["model_stages"]["best"]["files"] == ["best.pt", "best.onnx"]
+    assert (sample_root / "out" / "models" / "best.onnx").stat().st_size > 100_000
