@@ -177,13 +177,23 @@ def generate(root: str | os.PathLike, train: int = 40, val: int = 16, candidates
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("root")
+    parser.add_argument("root", help="writes ROOT/in (and ROOT/out); '/' writes /in and /out")
     parser.add_argument("--train", type=int, default=40)
     parser.add_argument("--val", type=int, default=16)
     parser.add_argument("--candidates", type=int, default=24)
     parser.add_argument("--format", choices=["ark", "voc"], default="ark")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--task", nargs="+", choices=["training", "mining", "infer"],
+                        help="only (re)write env.yaml and config.yaml for these tasks")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=YAML", help="config.yaml values for --task")
     args = parser.parse_args()
+    if args.task:
+        config = {}
+        for item in args.set:
+            key, _, value = item.partition("=")
+            config[key] = yaml.safe_load(value)
+        print(write_task(args.root, args.task, config))
+        return
     print(generate(args.root, args.train, args.val, args.candidates, args.format, args.seed))
 
 
