@@ -215,3 +215,37 @@ def test_training_exports_onnx_and_filters_files(sample_root):
     assert list(data["model_stages"]) == ["best"], "stages whose files the patterns drop are left out"
     assert data["model_stages"]["best"]["files"] == ["best.pt", "best.onnx"]
     assert (sample_root / "out" / "models" / "best.onnx").stat().st_size > 100_000
+
+
+def test_stage_callbacks_survive_ddp_pickling(tmp_path):
+    """Ultralytics cloudpickles callbacks into its DDP workers; ours must survive and work there."""
+    import cloudpickle
+    from easydict import EasyDict
+    from executor.protocol import Monitor, Params, load_template
+    from executor.train import StageRecorder, TrainSettings
+
+    out = tmp_path / "out"
+    cfg = EasyDict({"ymir": {"protocol_version": "1.1.0", "output": {
+        "models_dir": str(out / "models"), "training_result_file": str(out / "models" / "result.yaml"),
+        "tensorboard_dir": str(out / "tensorboard")}}})
+    settings = TrainSettings.read(Params(load_template("training"), {}))
+    recorder = StageRecorder(cfg, settings, Monitor(str(out / "monitor.txt"), "t"))
+    callbacks: dict = {}
+
+    class Model:
+        def add_callback(self, event, fn):
+            callbacks.setdefault(event, []).append(fn)
+
+    recorder.register(Model())
+    assert recorder.tb is not None  # a live writer must not stop pickling
+    restored = cloudpickle.loads(cloudpickle.dumps(callbacks))
+
+    class Trainer:
+        epoch, tloss, metrics, lr = 0, None, {"metrics/mAP50(B)": 0.5}, {"lr/pg0": 0.01}
+
+        @staticmethod
+        def label_loss_items(loss, prefix):
+            return {f"{prefix}/box_loss": 1.0}
+
+    restored["on_fit_epoch_end"][0](Trainer())
+    assert list((out / "tensorboard").glob("events.out.tfevents.*"))

@@ -17,14 +17,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
 from easydict import EasyDict
 
 from executor import dataset, weights
 from executor.protocol import (
+    ErrorCode,
     Monitor,
     Params,
     Protocol,
     Stage,
+    YmirError,
     atomic_copy,
     class_names,
     config_error,
@@ -115,15 +118,34 @@ class StageRecorder:
         self.evaluate_config: dict[str, float] = {}
         self.last_map = 0.0
         self.epochs_run = 0
-        from torch.utils.tensorboard import SummaryWriter
+        self.tensorboard_dir = cfg.ymir.output.tensorboard_dir
+        self._tb: Any = None
 
-        self.tb = SummaryWriter(cfg.ymir.output.tensorboard_dir)
+    # Ultralytics cloudpickles callbacks into its DDP workers: the writer is made where it is used.
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_tb": None}
+
+    @property
+    def tb(self) -> Any:
+        if self._tb is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(self.tensorboard_dir)
+        return self._tb
 
     def register(self, model: Any) -> None:
-        model.add_callback("on_train_epoch_start", self.on_train_epoch_start)
-        model.add_callback("on_train_batch_end", self.on_train_batch_end)
-        model.add_callback("on_model_save", self.on_model_save)
-        model.add_callback("on_fit_epoch_end", self.on_fit_epoch_end)
+        for event in ("on_train_epoch_start", "on_train_batch_end", "on_model_save", "on_fit_epoch_end", "on_train_end"):
+            model.add_callback(event, self._main_process_only(getattr(self, event)))
+
+    @staticmethod
+    def _main_process_only(callback: Any) -> Any:
+        """In DDP only rank 0 reports (RANK is set by torch.distributed in each worker)."""
+
+        def call(trainer: Any) -> None:
+            if int(os.environ.get("RANK", -1)) in (-1, 0):
+                callback(trainer)
+
+        return call
 
     # -- progress and tensorboard
     def on_train_epoch_start(self, trainer: Any) -> None:
@@ -178,6 +200,9 @@ class StageRecorder:
             self._save_stage(f"epoch_{epoch}", trainer.last, mAP)
         self._save_stage("last", trainer.last, mAP)
         self.write_result()
+
+    def on_train_end(self, trainer: Any) -> None:
+        self.finish(trainer)
 
     def finish(self, trainer: Any) -> str | None:
         """After the final evaluation of best.pt: its own mAP, the stripped files, plots, ONNX."""
@@ -282,10 +307,21 @@ def run(cfg: EasyDict, monitor: Monitor) -> None:
         verbose=False,
         **settings.augment,
     )
-    best = recorder.finish(model.trainer)
     monitor.progress(1.0, force=True)
-    stage = recorder.stages[best] if best else None
-    LOG.info(
-        "training done: best stage '%s' mAP@0.5 %.4f, %d epochs, %.0f s",
-        best, stage.mAP if stage else 0.0, recorder.epochs_run, time.time() - started,
-    )
+    # result.yaml was written by the callbacks, in this process or in Ultralytics' DDP rank 0.
+    try:
+        result = yaml.safe_load(open(cfg.ymir.output.training_result_file)) or {}
+    except FileNotFoundError:
+        raise YmirError(ErrorCode.MODEL, "training ended without saving any model stage; see the log above") from None
+    best = result.get("best_stage_name") or "best"
+    stage = (result.get("model_stages") or {}).get(best, {})
+    LOG.info("training done: best stage '%s' mAP@0.5 %.4f, %d epochs, %.0f s", best,
+             float(stage.get("mAP", result.get("map", 0.0))), epochs_run(model.trainer.save_dir), time.time() - started)
+
+
+def epochs_run(save_dir: str | Path) -> int:
+    """Epochs Ultralytics logged (early stopping may end sooner), read from its results.csv."""
+    try:
+        return max(0, len(Path(save_dir, "results.csv").read_text().strip().splitlines()) - 1)
+    except OSError:
+        return 0
