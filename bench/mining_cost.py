@@ -1,0 +1,49 @@
+"""Mining cost: each algorithm's time over infer's on the same candidates, and joint mining + infer
+over infer alone (benchmark issue, item 2). All runs in one process, side by side.
+
+Usage: python bench/mining_cost.py [--quick] [--device cpu|0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+from common import machine, run_tasks, sample, trained_model
+
+ALGORITHMS = ("random", "entropy", "aldd", "cald", "diversity")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="CPU-sized: 96 images at 320 px")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+    images, img_size = (96, 320) if args.quick else (2000, 640)
+    gpu = "" if args.device == "cpu" else args.device
+    with tempfile.TemporaryDirectory() as tmp:
+        root = sample.generate(Path(tmp), train=32, val=8, candidates=images)
+        model = trained_model(root, 128)
+        base = {"img_size": img_size, "batch_size_per_gpu": 16, "num_workers_per_gpu": 2, "gpu_id": gpu,
+                "gpu_count": 1 if gpu else 0, "model_params_path": [str(model)]}
+
+        def best(tasks, extra=None) -> float:
+            run_tasks(root, tasks, {**base, **(extra or {})})  # warm-up
+            return min(run_tasks(root, tasks, {**base, **(extra or {})}) for _ in range(args.repeats))
+
+        infer = best(["infer"])
+        rows = [("infer alone", infer)]
+        for algorithm in ALGORITHMS:
+            rows.append((f"mining {algorithm}", best(["mining"], {"mining_algorithm": algorithm})))
+            rows.append((f"mining {algorithm} + infer", best(["mining", "infer"], {"mining_algorithm": algorithm})))
+    print(f"\nmachine: {machine()}; {images} candidates at {img_size} px, batch 16, device {args.device}, "
+          f"best of {args.repeats} (model load included)")
+    print("| run | seconds | vs infer alone |\n| --- | --- | --- |")
+    for name, seconds in rows:
+        print(f"| {name} | {seconds:.2f} | {seconds / infer:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()

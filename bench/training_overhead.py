@@ -1,0 +1,55 @@
+"""Training overhead: this project's training task vs Ultralytics' own ``model.train`` on the same
+converted data and settings (benchmark issue, item 4). Target: <= 1.05x.
+
+A: the executor's training task (conversion, training, stages, tensorboard, result.yaml);
+B: the same conversion plus ``YOLO(<model>.yaml).train(...)`` with the same arguments.
+Runs alternate A, B, A, B so drift hits both.
+
+Usage: python bench/training_overhead.py [--epochs 5] [--repeats 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from common import machine, run_tasks, sample
+from executor import dataset
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--img-size", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+    settings = {"model": "yolo11n", "epochs": args.epochs, "img_size": args.img_size, "batch_size_per_gpu": 16,
+                "num_workers_per_gpu": 2, "save_period": 10, "patience": 0, "export_format": "ark:raw"}
+    from ultralytics import YOLO
+
+    a, b = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = sample.generate(Path(tmp), train=96, val=24, candidates=1)
+        for _ in range(args.repeats):
+            a.append(run_tasks(root, ["training"], settings))
+            plain = root / "plain"
+            shutil.rmtree(plain, ignore_errors=True)
+            start = time.perf_counter()
+            data = dataset.convert(str(root / "in" / "train-index.tsv"), str(root / "in" / "val-index.tsv"), plain / "data",
+                                   "ark:raw", sample.CLASS_NAMES)
+            YOLO("yolo11n.yaml").train(data=data, epochs=args.epochs, batch=16, workers=2, imgsz=args.img_size, seed=0,
+                                       deterministic=True, device="cpu", project=str(plain), name="train", exist_ok=True,
+                                       plots=True, verbose=False, patience=args.epochs + 1, close_mosaic=10)
+            b.append(time.perf_counter() - start)
+    print(f"\nmachine: {machine()}; yolo11n from scratch, 96 train / 24 val images at {args.img_size} px, "
+          f"{args.epochs} epochs, runs alternated, best of {args.repeats}")
+    print("| run | seconds | ratio |\n| --- | --- | --- |")
+    print(f"| A executor training task | {min(a):.1f} | {min(a) / min(b):.3f}x |")
+    print(f"| B conversion + Ultralytics model.train | {min(b):.1f} | 1.000x |")
+
+
+if __name__ == "__main__":
+    main()
