@@ -32,6 +32,7 @@ from executor.protocol import (
     Params,
     Protocol,
     class_names,
+    dataset_error,
     gpu_ids,
     model_error,
     path_list,
@@ -239,8 +240,6 @@ class InferSettings:
 def candidates(cfg: EasyDict) -> list[str]:
     paths = [fields[0] for _, fields in read_index(cfg.ymir.input.candidate_index_file, 1)]
     if not paths:
-        from executor.protocol import dataset_error
-
         raise dataset_error(f"the candidate index {cfg.ymir.input.candidate_index_file} lists no image")
     return paths
 
