@@ -265,6 +265,7 @@ def test_infer_result_abort_leaves_no_file(tmp_path):
     (RuntimeError("CUDA error: device-side assert triggered"), 300101),
     (RuntimeError("Training failed: NaN persisted for 3 epochs"), 300201),
     (ValueError("something else"), 300004),
+    (OSError(28, "No space left on device"), 300004),
 ])
 def test_classify_exception(exc, code):
     found, message = classify_exception(exc)

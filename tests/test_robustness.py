@@ -109,3 +109,103 @@ def test_sigkill_never_leaves_a_broken_result(trained, sample_root, tasks):
             check_mining_tsv(str(out / "result.tsv"), paths)
         if (out / "infer-result.json").exists():
             check_infer_json(str(out / "infer-result.json"), paths, sample.CLASS_NAMES, legacy=False)
+
+
+def _template_cases():
+    from executor import protocol
+
+    for task in ("training", "mining", "infer"):
+        for key, default in protocol.load_template(task).items():
+            yield task, key, default
+
+
+def _read_all(task, values):
+    from executor import protocol
+    from executor.infer import EngineSettings, InferSettings
+    from executor.mine import MiningSettings
+    from executor.train import TrainSettings
+
+    p = protocol.Params(protocol.load_template(task), {**protocol.load_template(task), **values}, values)
+    if task == "training":
+        TrainSettings.read(p)
+    else:
+        EngineSettings.read(p)
+        (InferSettings.read(p) if task == "infer" else MiningSettings.read(p, 2))
+
+
+@pytest.mark.parametrize("task, key, default", list(_template_cases()))
+def test_every_template_key_rejects_a_wrong_type(task, key, default):
+    """A list where a scalar belongs is wrong for every key; numbers and switches also refuse words."""
+    from executor.protocol import ErrorCode, YmirError
+
+    bad_values = [[1, 2]]
+    if isinstance(default, (bool, int, float)):
+        bad_values += ["not-a-number", ""]
+    for bad in bad_values:
+        if bad == "" and task == "training" and key == "export_format":
+            continue
+        with pytest.raises(YmirError) as info:
+            _read_all(task, {key: bad})
+        assert info.value.code == ErrorCode.CONFIG and key in info.value.message
+
+
+@pytest.mark.parametrize("task, key, value", [
+    ("training", "epochs", -1), ("training", "img_size", 8), ("training", "lr0", 0), ("training", "batch_size_per_gpu", 0),
+    ("training", "mosaic", 1.5), ("training", "optimizer", "Adamax"), ("training", "model", "resnet50"),
+    ("training", "ymir_saved_file_patterns", "(unclosed"),
+    ("infer", "conf_thres", 1.5), ("infer", "max_det", 0), ("infer", "iou_thres", -0.1),
+    ("mining", "mining_algorithm", "magic"), ("mining", "class_distribution_scores", "1,2,3"),
+    ("mining", "class_distribution_scores", "1,-1"), ("mining", "diversity_budget", -5),
+])
+def test_out_of_range_values_fail_with_the_key(task, key, value):
+    from executor.protocol import ErrorCode, YmirError
+
+    with pytest.raises(YmirError) as info:
+        _read_all(task, {key: value})
+    assert info.value.code == ErrorCode.CONFIG and key in info.value.message
+
+
+def test_huge_image_is_inferred(trained, tmp_path):
+    from PIL import Image
+
+    root = sample.generate(tmp_path, train=2, val=1, candidates=1)
+    huge = root / "in" / "assets" / "huge.jpg"
+    Image.new("RGB", (12000, 12000), (100, 150, 200)).save(huge, quality=50)
+    (root / "in" / "candidate-index.tsv").write_text(f"{huge}\n")
+    rc, log = run_task(root, ["infer"], {**TINY_INFER, "model_params_path": model_files(trained)})
+    assert rc == 0, log[-2000:]
+    check_infer_json(str(root / "out" / "infer-result.json"), [str(huge)], sample.CLASS_NAMES, legacy=False)
+
+
+def _can(command: list[str]) -> bool:
+    return subprocess.run(command, capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not _can(["unshare", "-n", "true"]), reason="needs root and unshare -n")
+def test_no_network_at_run_time(trained, sample_root):
+    """The whole infer task inside a network namespace with no interface up: nothing needs the network."""
+    env_path = sample.write_task(sample_root, ["mining", "infer"], {**TINY_INFER, "mining_algorithm": "aldd",
+                                                                    "model_params_path": model_files(trained)})
+    proc = subprocess.run(["unshare", "-n", sys.executable, str(ROOT / "app" / "start.py")], capture_output=True, text=True,
+                          env={**os.environ, "DEFAULT_ENV_FILE_PATH": str(env_path)})
+    assert proc.returncode == 0, proc.stdout[-2000:]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
+def test_out_nearly_full_fails_with_a_message(trained, tmp_path):
+    root = sample.generate(tmp_path / "s", train=2, val=1, candidates=4)
+    out = root / "out"
+    out.mkdir(exist_ok=True)
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(out)], capture_output=True).returncode:
+        pytest.skip("tmpfs mount not permitted here")
+    try:
+        env_path = sample.write_task(root, ["training"], {**TINY_TRAINING, "epochs": 1})
+        proc = subprocess.run([sys.executable, str(ROOT / "app" / "start.py")], capture_output=True, text=True,
+                              env={**os.environ, "DEFAULT_ENV_FILE_PATH": str(env_path)})
+        assert proc.returncode != 0
+        assert "no space left on the output disk" in last_line(proc.stdout)
+        result = out / "models" / "result.yaml"
+        if result.exists():
+            check_result_yaml(str(result), legacy=False)
+    finally:
+        subprocess.run(["umount", str(out)], check=False)

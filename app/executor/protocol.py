@@ -7,6 +7,7 @@ This is the only module that knows what the platform reads and writes
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import math
@@ -93,6 +94,8 @@ def classify_exception(exc: BaseException) -> tuple[ErrorCode, str]:
             f"out of memory ({text[:200]}); lower batch_size_per_gpu or img_size, "
             "or num_workers_per_gpu",
         )
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return ErrorCode.MODEL, f"no space left on the output disk ({text[:200]}); free space where /out is mounted"
     if "cuda" in lowered or "cudnn" in lowered or "nccl" in lowered:
         return ErrorCode.CUDA, f"CUDA failure ({text[:200]}); check the GPU driver and gpu_id"
     if re.search(r"\bnan\b", lowered):
