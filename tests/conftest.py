@@ -35,12 +35,13 @@ def snapshot(directory: Path) -> dict[str, str]:
     return out
 
 
-def run_task(root: Path, tasks: list[str], config: dict, protocol_version: str | None = "1.1.0") -> tuple[int, str]:
+def run_task(root: Path, tasks: list[str], config: dict, protocol_version: str | None = "1.1.0",
+             extra_env: dict | None = None) -> tuple[int, str]:
     """Run app/start.py in a subprocess exactly as start.sh does, with a fresh /out."""
     shutil.rmtree(root / "out", ignore_errors=True)
     env_path = sample.write_task(root, tasks, config, protocol_version)
     before = snapshot(root / "in")
-    env = {**os.environ, "DEFAULT_ENV_FILE_PATH": str(env_path)}
+    env = {**os.environ, "DEFAULT_ENV_FILE_PATH": str(env_path), **(extra_env or {})}
     proc = subprocess.run([sys.executable, str(ROOT / "app" / "start.py")], env=env, capture_output=True, text=True,
                           timeout=600)
     assert snapshot(root / "in") == before, "the run wrote under /in"

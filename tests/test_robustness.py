@@ -209,3 +209,18 @@ def test_out_nearly_full_fails_with_a_message(trained, tmp_path):
             check_result_yaml(str(result), legacy=False)
     finally:
         subprocess.run(["umount", str(out)], check=False)
+
+
+def test_weights_baked_into_the_image_are_used_and_nothing_is_downloaded(trained, sample_root, tmp_path):
+    import shutil
+
+    baked = tmp_path / "weights"
+    baked.mkdir()
+    shutil.copyfile(trained / "out" / "models" / "best.pt", baked / "yolo11n.pt")
+    rc, log = run_task(sample_root, ["training"], {**TINY_TRAINING, "epochs": 1, "save_period": 0},
+                       extra_env={"YMIR_WEIGHTS_DIR": str(baked)})
+    assert rc == 0, log[-2000:]
+    assert f"pretrained weights: {baked / 'yolo11n.pt'} (baked into the image)" in log
+    rc, log = run_task(sample_root, ["training"], {**TINY_TRAINING, "epochs": 1, "save_period": 0, "model": "yolov8n"},
+                       extra_env={"YMIR_WEIGHTS_DIR": str(baked)})
+    assert rc == 0 and "training from scratch" in log and "Downloading" not in log
