@@ -53,16 +53,17 @@ def main() -> None:
                              device=args.device, verbose=False, half=gpu != "")
             return time.perf_counter() - start
 
-        from executor.infer import Engine, letterbox, read_image
+        from executor.infer import CandidateImages, Engine, collate
 
         engine = Engine(model_path, args.device if gpu else "cpu", img_size, True, sample.CLASS_NAMES)
-        tensors = [torch.from_numpy(letterbox(read_image(p)[0], img_size)[0][:, :, ::-1].transpose(2, 0, 1).copy())
-                   for p in paths]
+        decoded = CandidateImages(paths, img_size)  # the engine's own decoding and letterbox, done up front
+        batches = [collate([decoded[j] for j in range(i, min(i + args.batch, len(paths)))])[0]
+                   for i in range(0, len(paths), args.batch)]
 
         def ceiling() -> float:
             start = time.perf_counter()
-            for i in range(0, len(tensors), args.batch):
-                engine.forward(engine.prepare(torch.stack(tensors[i : i + args.batch])), [])
+            for batch in batches:
+                engine.forward(engine.prepare(batch), [])
             if engine.device.type == "cuda":
                 torch.cuda.synchronize()
             return time.perf_counter() - start

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from executor.mining import binary_entropy
 from executor.mining.aldd import aldd_scores
@@ -64,9 +65,10 @@ def test_cald_consistency_same_boxes_is_one_and_moved_or_rescored_is_less():
     assert consistency(ref, ref, det()).tolist() == [0.0]
 
 
-def test_cald_box_mappings_follow_the_image():
-    """A bright square moved by each augmentation lands where its mapped box says."""
-    images = torch.zeros(1, 3, 64, 64)
+@pytest.mark.parametrize("height, width", [(64, 64), (64, 96), (96, 64)])
+def test_cald_box_mappings_follow_the_image(height, width):
+    """A bright rectangle moved by each augmentation lands where its mapped box says (square and not)."""
+    images = torch.zeros(1, 3, height, width)
     images[..., 10:26, 8:20] = 1.0
     box = torch.tensor([[8.0, 10.0, 20.0, 26.0]])
     for augment in (_flip, _scale, _rotate):

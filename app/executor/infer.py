@@ -42,6 +42,7 @@ from executor.runtime import select_device
 
 LOG = logging.getLogger("executor")
 PAD_VALUE = 114  # Ultralytics' letterbox grey
+STRIDE = 32  # the largest stride of the YOLO detection heads
 
 
 def read_image(path: str) -> tuple[np.ndarray | None, str]:
@@ -63,15 +64,17 @@ def read_image(path: str) -> tuple[np.ndarray | None, str]:
         return None, "unreadable images"
 
 
-def letterbox(image: np.ndarray, size: int) -> tuple[np.ndarray, float, tuple[float, float]]:
-    """Resize keeping the aspect ratio and pad to ``size`` x ``size``, centred like Ultralytics."""
+def letterbox(image: np.ndarray, size: int, stride: int = STRIDE) -> tuple[np.ndarray, float, tuple[float, float]]:
+    """Resize keeping the aspect ratio to fit ``size`` and pad, centred, to the smallest multiple
+    of ``stride`` (Ultralytics' rectangular inference): no compute is spent on a square's padding."""
     h, w = image.shape[:2]
     ratio = min(size / h, size / w)
     nw, nh = max(1, round(w * ratio)), max(1, round(h * ratio))
     if (nw, nh) != (w, h):
         image = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
-    top, left = (size - nh) // 2, (size - nw) // 2
-    out = np.full((size, size, 3), PAD_VALUE, dtype=np.uint8)
+    ph, pw = -(-nh // stride) * stride, -(-nw // stride) * stride
+    top, left = (ph - nh) // 2, (pw - nw) // 2
+    out = np.full((ph, pw, 3), PAD_VALUE, dtype=np.uint8)
     out[top : top + nh, left : left + nw] = image
     return out, ratio, (left, top)
 
@@ -113,7 +116,13 @@ def collate(items: list[tuple[torch.Tensor | None, Meta]]) -> tuple[torch.Tensor
     """Stack the readable images; unreadable ones travel as metadata only."""
     good = [(t, m) for t, m in items if t is not None]
     bad = [m for t, m in items if t is None]
-    stacked = torch.stack([t for t, _ in good]) if good else None
+    if not good:
+        return None, [], bad
+    # Pad right and bottom to the batch's largest image: the per-image offsets in Meta stay valid.
+    height, width = max(t.shape[1] for t, _ in good), max(t.shape[2] for t, _ in good)
+    stacked = torch.full((len(good), 3, height, width), PAD_VALUE, dtype=torch.uint8)
+    for i, (t, _) in enumerate(good):
+        stacked[i, :, : t.shape[1], : t.shape[2]] = t
     return stacked, [m for _, m in good], bad
 
 

@@ -33,18 +33,20 @@ def _flip(images: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torc
 
 
 def _scale(images: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    size = images.shape[-1]
+    h, w = images.shape[-2:]
     small = F.interpolate(images, scale_factor=SCALE, mode="bilinear", align_corners=False)
     out = torch.full_like(images, 114 / 255)
     out[..., : small.shape[-2], : small.shape[-1]] = small
-    return out, boxes * (small.shape[-1] / size)
+    scale = torch.tensor([small.shape[-1] / w, small.shape[-2] / h] * 2, dtype=boxes.dtype)
+    return out, boxes * scale
 
 
 def _rotate(images: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     angle = math.radians(ROTATION_DEGREES)
     cos, sin = math.cos(angle), math.sin(angle)
     n, _, h, w = images.shape
-    theta = torch.tensor([[cos, -sin, 0.0], [sin, cos, 0.0]], dtype=images.dtype, device=images.device)
+    # A rotation in pixels, written in affine_grid's normalised coordinates (each axis scaled to [-1, 1]).
+    theta = torch.tensor([[cos, -sin * h / w, 0.0], [sin * w / h, cos, 0.0]], dtype=images.dtype, device=images.device)
     grid = F.affine_grid(theta.expand(n, 2, 3), list(images.shape), align_corners=False)
     rotated = F.grid_sample(images, grid, align_corners=False, padding_mode="zeros")
     # grid_sample maps output (x', y') to input R(x', y'); a point moves by the inverse rotation.
@@ -62,11 +64,12 @@ class _Cutout:
 
     def __call__(self, images: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out = images.clone()
-        size = images.shape[-1]
+        h, w = images.shape[-2:]
+        s = max(1, int(min(h, w) * 0.15))
         for i in range(out.shape[0]):
             for _ in range(2):
-                s = int(size * 0.15)
-                x, y = (torch.randint(0, size - s, (2,), generator=self.generator)).tolist()
+                x = int(torch.randint(0, w - s + 1, (1,), generator=self.generator))
+                y = int(torch.randint(0, h - s + 1, (1,), generator=self.generator))
                 out[i, :, y : y + s, x : x + s] = 0.5
         return out, boxes
 
