@@ -263,7 +263,9 @@ def test_infer_result_abort_leaves_no_file(tmp_path):
     (MemoryError(), 300103),
     (RuntimeError("CUDA out of memory. Tried to allocate"), 300103),
     (RuntimeError("CUDA error: device-side assert triggered"), 300101),
-    (RuntimeError("Training failed: NaN persisted for 3 epochs"), 300201),
+    (RuntimeError("Training failed: NaN persisted for 3 epochs"), 300201),  # Ultralytics' own words, 8.4.190
+    (RuntimeError("Loss NaN/Inf detected but no valid last.pt is available for recovery"), 300201),
+    (RuntimeError("Checkpoint /out/ultralytics/train/weights/last.pt is corrupted with NaN/Inf weights"), 300201),
     (ValueError("something else"), 300004),
     (OSError(28, "No space left on device"), 300004),
 ])

@@ -224,3 +224,32 @@ def test_weights_baked_into_the_image_are_used_and_nothing_is_downloaded(trained
     rc, log = run_task(sample_root, ["training"], {**TINY_TRAINING, "epochs": 1, "save_period": 0, "model": "yolov8n"},
                        extra_env={"YMIR_WEIGHTS_DIR": str(baked)})
     assert rc == 0 and "training from scratch" in log and "Downloading" not in log
+
+
+def test_nan_loss_in_the_first_epoch_fails_with_the_nan_code(tmp_path):
+    """Ultralytics cannot recover from a NaN loss in its first epoch (no last.pt yet) and trains on into a
+    model that finds nothing; our epoch-end callback stops it with 300201. Later epochs are left to
+    Ultralytics' own recovery (its final RuntimeError maps to 300201, see test_protocol)."""
+    import torch
+    from easydict import EasyDict
+    from executor.protocol import ErrorCode, Monitor, Params, YmirError, load_template
+    from executor.train import StageRecorder, TrainSettings
+
+    out = tmp_path / "out"
+    cfg = EasyDict({"ymir": {"protocol_version": "1.1.0", "output": {
+        "models_dir": str(out / "models"), "training_result_file": str(out / "models" / "result.yaml"),
+        "tensorboard_dir": str(out / "tensorboard")}}})
+    settings = TrainSettings.read(Params(load_template("training"), {"lr0": "5"}))
+    recorder = StageRecorder(cfg, settings, Monitor(str(out / "monitor.txt"), "t"))
+
+    class Trainer:
+        def __init__(self, epoch, loss):
+            self.epoch, self.start_epoch, self.loss = epoch, 0, loss
+
+    recorder.on_train_epoch_end(Trainer(0, torch.tensor([1.5, 0.2])))
+    recorder.on_train_epoch_end(Trainer(3, torch.tensor(float("nan"))))  # Ultralytics reloads last.pt itself
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(YmirError) as info:
+            recorder.on_train_epoch_end(Trainer(0, torch.tensor([bad, 1.0])))
+        assert info.value.code == ErrorCode.NAN_LOSS
+        assert "lower lr0" in info.value.message and "lr0 5.0" in info.value.message

@@ -42,6 +42,15 @@ def test_training_writes_contract_outputs(trained):
     assert not (out / "models" / "weights").exists(), "ultralytics' own run folder stays out of /out/models"
 
 
+def test_final_stages_carry_no_optimizer_state(trained):
+    """best/last are plain copies while training runs (cheap), stripped once at the end; epoch stages at once."""
+    import torch
+
+    for name in ("best.pt", "last.pt", "epoch_1.pt", "epoch_2.pt"):
+        checkpoint = torch.load(trained / "out" / "models" / name, map_location="cpu", weights_only=False)
+        assert checkpoint.get("optimizer") is None and checkpoint["model"] is not None, name
+
+
 def test_tensorboard_has_the_scalars_users_look_for(trained):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

@@ -134,7 +134,8 @@ class StageRecorder:
         return self._tb
 
     def register(self, model: Any) -> None:
-        for event in ("on_train_epoch_start", "on_train_batch_end", "on_model_save", "on_fit_epoch_end", "on_train_end"):
+        for event in ("on_train_epoch_start", "on_train_batch_end", "on_train_epoch_end", "on_model_save", "on_fit_epoch_end",
+                      "on_train_end"):
             model.add_callback(event, self._main_process_only(getattr(self, event)))
 
     @staticmethod
@@ -157,6 +158,19 @@ class StageRecorder:
         fraction = (trainer.epoch + min(self.batches_done / batches, 1.0)) / max(trainer.epochs, 1)
         self.monitor.progress(CONVERSION_SHARE + (1 - CONVERSION_SHARE - FINAL_SHARE) * fraction)
 
+    def on_train_epoch_end(self, trainer: Any) -> None:
+        """A NaN/Inf loss in the first epoch: Ultralytics has no last.pt to recover from and trains on
+        regardless, into a model that finds nothing. Fail with 300201 instead. (In later epochs its own
+        recovery reloads last.pt and raises a RuntimeError naming NaN after 3 tries, mapped to 300201 too.)"""
+        if trainer.epoch != getattr(trainer, "start_epoch", 0) or trainer.loss is None:
+            return
+        if not torch_isfinite(trainer.loss):
+            raise YmirError(
+                ErrorCode.NAN_LOSS,
+                f"training diverged: the loss became NaN/Inf in the first epoch (optimizer {self.settings.optimizer}, "
+                f"lr0 {self.settings.lr0}); lower lr0, or set optimizer to auto, and check the annotations",
+            )
+
     def on_fit_epoch_end(self, trainer: Any) -> None:
         step = trainer.epoch + 1
         scalars = {**trainer.label_loss_items(trainer.tloss, prefix="train"), **trainer.metrics, **trainer.lr}
@@ -173,9 +187,15 @@ class StageRecorder:
             return names
         return [n for n in names if any(re.search(p, n) for p in self.settings.file_patterns)]
 
-    def _save_stage(self, name: str, source: Path, mAP: float, extra: list[str] | None = None) -> None:
+    def _save_stage(self, name: str, source: Path, mAP: float, extra: list[str] | None = None, strip: bool = True) -> None:
+        """Copy a checkpoint into a stage. ``strip`` drops the optimizer state (a load and a save, about 4x
+        the cost of a plain copy): done for stages kept for good, not for the best/last of every epoch,
+        which ``finish`` strips once."""
         target = f"{name}.pt"
-        stripped_copy(source, self.models_dir / target)
+        if strip:
+            stripped_copy(source, self.models_dir / target)
+        else:
+            atomic_copy(source, self.models_dir / target)
         files = self._files([target] + (extra or []))
         if files:
             self.stages[name] = Stage(name, files, mAP, int(time.time()))
@@ -194,11 +214,11 @@ class StageRecorder:
         mAP = float(trainer.metrics.get(MAP_KEY, 0.0))
         self.last_map, self.epochs_run = mAP, epoch
         if trainer.best.exists() and trainer.best_fitness == trainer.fitness:
-            self._save_stage("best", trainer.best, mAP)
+            self._save_stage("best", trainer.best, mAP, strip=False)
         period = self.settings.save_period
         if period > 0 and epoch % period == 0:
             self._save_stage(f"epoch_{epoch}", trainer.last, mAP)
-        self._save_stage("last", trainer.last, mAP)
+        self._save_stage("last", trainer.last, mAP, strip=False)
         self.write_result()
 
     def on_train_end(self, trainer: Any) -> None:
@@ -239,6 +259,13 @@ class StageRecorder:
                                           simplify=False, device="cpu")
         atomic_copy(exported, self.models_dir / "best.onnx")
         return "best.onnx"
+
+
+def torch_isfinite(value: Any) -> bool:
+    """Whether every element of a loss (tensor or number) is finite."""
+    import torch
+
+    return bool(torch.isfinite(torch.as_tensor(value)).all())
 
 
 def stripped_copy(source: Path, target: Path) -> None:
