@@ -26,7 +26,8 @@ def machine() -> str:
     import torch
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {gpu}, torch {torch.__version__}"
+    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, {gpu}, torch {torch.__version__} "
+            f"({torch.get_num_threads()} threads)")
 
 
 def run_tasks(root: Path, tasks: list[str], config: dict) -> float:

@@ -1,7 +1,8 @@
 """Infer throughput, side by side in one process (benchmark issue, item 1).
 
 A: this project's infer task (index in, infer-result.json out, model load included);
-B: a plain Ultralytics ``YOLO.predict`` loop over the same images, model, size, batch and device;
+B: a plain Ultralytics ``YOLO.predict`` loop over the same images, model, size, batch and device
+   (model load included, as in A);
 C: the model's bare forward pass on pre-decoded tensors (the ceiling, no decoding or NMS).
 
 Usage: python bench/infer_throughput.py [--quick] [--device cpu|0]
@@ -19,7 +20,7 @@ from common import machine, run_tasks, sample, trained_model
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="CPU-sized: 96 images at 320 px")
+    parser.add_argument("--quick", action="store_true", help="CPU-sized: 480 images at 320 px")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--images", type=int)
     parser.add_argument("--img-size", type=int)
@@ -27,7 +28,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
-    images = args.images or (96 if args.quick else 2000)
+    images = args.images or (480 if args.quick else 2000)
     img_size = args.img_size or (320 if args.quick else 640)
 
     import torch
@@ -44,10 +45,9 @@ def main() -> None:
         def ours() -> float:
             return run_tasks(root, ["infer"], config)
 
-        yolo = YOLO(str(model_path))
-
         def plain() -> float:
             start = time.perf_counter()
+            yolo = YOLO(str(model_path))  # loading the model counts, as it does for A
             for i in range(0, len(paths), args.batch):
                 yolo.predict(paths[i : i + args.batch], imgsz=img_size, conf=0.25, iou=0.45, batch=args.batch,
                              device=args.device, verbose=False, half=gpu != "")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import platform
 import shutil
 import struct
 import zlib
@@ -205,6 +206,21 @@ def test_infer_errors_fail_fast_and_explain(trained, candidates_root, config, co
     assert words in check_monitor_error(str(root / "out" / "monitor.txt"), code)
     assert words in last_line(log)
     assert not (root / "out" / "infer-result.json").exists()
+
+
+def test_cpu_engine_runs_as_ultralytics_predictor_does(trained):
+    """Same CPU thread count and memory format as Ultralytics' predictor (importing ultralytics sets
+    OMP_NUM_THREADS=1; only its select_device raises the count again, and our engine bypasses it)."""
+    import torch
+    from executor.infer import Engine
+    from ultralytics.utils import NUM_THREADS
+
+    torch.set_num_threads(NUM_THREADS + 1)
+    engine = Engine(trained / "out" / "models" / "best.pt", "cpu", 64, True, NAMES)
+    assert torch.get_num_threads() == NUM_THREADS
+    assert not engine.half, "half precision is for GPUs"
+    conv = next(m for m in engine.model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last) == (platform.machine() in ("x86_64", "AMD64"))
 
 
 def test_not_a_model_file(trained, candidates_root, tmp_path):

@@ -164,6 +164,12 @@ class Engine:
         self.model = (model.half() if self.half else model.float()).eval()
         if channels_last_helps(self.device):
             self.model.to(memory_format=torch.channels_last)
+        if self.device.type == "cpu":
+            # Importing ultralytics sets OMP_NUM_THREADS=1 before torch starts; its own predictor raises the
+            # count again in select_device. This engine bypasses that, so it sets the same count itself.
+            from ultralytics.utils import NUM_THREADS
+
+            torch.set_num_threads(NUM_THREADS)
         self.img_size = img_size
         self.end2end = bool(getattr(self.model, "end2end", False))
         model_names = [str(n) for _, n in sorted(dict(getattr(self.model, "names", {})).items())]
