@@ -8,9 +8,6 @@ FROM ${BASE_IMAGE}
 ARG PIP_INDEX_URL=https://pypi.org/simple
 ARG PIP_TRUSTED_HOST=
 ARG PIP_CERT=
-# Pretrained weights baked in at build time (space-separated model names, e.g. "yolo11n yolo11s"); empty allowed.
-ARG WEIGHTS=""
-
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONUNBUFFERED=1 \
     LANG=C.UTF-8 YMIR_WEIGHTS_DIR=/app/weights
 
@@ -22,12 +19,19 @@ RUN set -eux; \
     python3 -m pip install --no-cache-dir $cert --index-url "$PIP_INDEX_URL" \
         ${PIP_TRUSTED_HOST:+--trusted-host "$PIP_TRUSTED_HOST"} -r /tmp/requirements-app.txt; \
     python3 -c "import torch, torchvision, ultralytics; print('torch', torch.__version__, 'ultralytics', ultralytics.__version__)"; \
-    mkdir -p /app/weights; \
+    rm -rf /tmp/docker /tmp/requirements-app.txt /root/.cache
+
+# Pretrained weights baked in at build time (space-separated model names, e.g. "yolo11n yolo11s"); empty allowed.
+# Declared after the pip layer so that changing it does not reinstall anything. A name that cannot be fetched
+# fails the build: an image that silently trains from scratch would be worse.
+ARG WEIGHTS=""
+RUN set -eu; mkdir -p /app/weights; \
     for name in $WEIGHTS; do \
         python3 -c "import sys; from ultralytics.utils.downloads import attempt_download_asset as get; get(sys.argv[1])" \
-            "/app/weights/$name.pt"; \
+            "/app/weights/$name.pt" || true; \
+        [ -s "/app/weights/$name.pt" ] || { echo "WEIGHTS: could not download $name.pt from the Ultralytics releases (offline, or not a model name); build with WEIGHTS=\"\" or through a proxy"; exit 1; }; \
     done; \
-    rm -rf /tmp/docker /tmp/requirements-app.txt /root/.cache
+    rm -rf /root/.cache /root/.config
 
 COPY app /app
 COPY training-template.yaml mining-template.yaml infer-template.yaml manifest.yaml /img-man/
