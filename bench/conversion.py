@@ -2,7 +2,8 @@
 
 Usage: python bench/conversion.py [--lines 100000] [--images 200]
 Lines reuse a pool of distinct image files (the cost per line is the header read,
-the annotation parse, the symlink and the label write, not the pixel count).
+the annotation parse, the symlink and the label write, not the pixel count), each line
+through a symlink of its own name, since YMIR names every asset by its content hash.
 """
 
 from __future__ import annotations
@@ -23,10 +24,15 @@ def build(root: Path, fmt: str, lines: int, images: int) -> Path:
 
     rng = random.Random(0)
     split = sample.make_split(root, "pool", images, rng, fmt, 0.0)
+    names = root / "names"
+    names.mkdir()
     index = root / f"{fmt}.tsv"
     with open(index, "w") as fp:
         for i in range(lines):
-            fp.write(split[i % len(split)] + "\n")
+            image, annotation = split[i % len(split)].split("\t")
+            unique = names / f"{i:08d}{Path(image).suffix}"
+            unique.symlink_to(image)
+            fp.write(f"{unique}\t{annotation}\n")
     return index
 
 

@@ -112,6 +112,15 @@ def test_duplicate_basenames_are_kept_apart(tmp_path):
     assert set(labels(tmp_path / "yolo")) == {"same", "same_1"}
 
 
+def test_many_repeats_of_a_name_and_a_clash_with_a_made_up_name(tmp_path):
+    a = tmp_path / "in"
+    ann = write(a / "s.txt", "0, 1, 1, 20, 20\n")
+    paths = [image(a / "x" / "same.jpg"), image(a / "y" / "same.jpg"), image(a / "z" / "same_1.jpg"),
+             image(a / "w" / "same.jpg")]
+    convert(tmp_path, [f"{p}\t{ann}" for p in paths])
+    assert set(labels(tmp_path / "yolo")) == {"same", "same_1", "same_1_1", "same_2"}
+
+
 @pytest.mark.parametrize("fmt", ["seg-coco:raw", "coco:raw", "ark:compressed"])
 def test_unsupported_formats_fail_clearly(fmt):
     with pytest.raises(YmirError) as info:

@@ -140,6 +140,7 @@ def convert_split(
     label_dir.mkdir(parents=True, exist_ok=True)
     class_index = {name: i for i, name in enumerate(class_names)}
     used_names: set[str] = set()
+    next_suffix: dict[str, int] = {}  # per stem, so that many repeats of one name stay linear
     images, boxes = [], 0
     for _, fields in read_index(index_file, 2):
         image = fields[0]
@@ -158,11 +159,13 @@ def convert_split(
         if not lines:
             stats[f"{split} images without objects"] += 1
         stem, ext = asset_id(image), os.path.splitext(image)[1].lower() or ".jpg"
-        name, n = stem, 1
+        name = stem
         if name in used_names:  # the same basename in two folders
             stats["duplicate image names renamed"] += 1
-        while name in used_names:
-            name, n = f"{stem}_{n}", n + 1
+            n = next_suffix.get(stem, 1)
+            while f"{stem}_{n}" in used_names:
+                n += 1
+            name, next_suffix[stem] = f"{stem}_{n}", n + 1
         used_names.add(name)
         link = image_dir / f"{name}{ext}"
         try:
