@@ -52,3 +52,14 @@ def test_missing_weights_name_the_paths_tried(tmp_path):
     assert info.value.code == ErrorCode.MODEL and "/nope/model.pt" in info.value.message
     with pytest.raises(YmirError, match="model_params_path is empty"):
         weights.choose([], str(tmp_path), "infer")
+
+
+def test_every_model_family_builds_from_the_pinned_ultralytics_offline():
+    """The names the template offers exist in the pinned Ultralytics and build without any download."""
+    from executor.train import FAMILIES, MODELS
+    from ultralytics import YOLO
+
+    assert len(MODELS) == 5 * len(FAMILIES)
+    for family in FAMILIES:
+        model = YOLO(f"{family}n.yaml")
+        assert model.task == "detect" and sum(p.numel() for p in model.model.parameters()) > 1_000_000, family
