@@ -223,12 +223,36 @@ def test_cpu_engine_runs_as_ultralytics_predictor_does(trained):
     assert conv.weight.is_contiguous(memory_format=torch.channels_last) == (platform.machine() in ("x86_64", "AMD64"))
 
 
-def test_not_a_model_file(trained, candidates_root, tmp_path):
+def bad_checkpoint(kind: str, trained: Path, path: Path) -> Path:
+    """A .pt file that is not a usable YOLO checkpoint: garbage, a truncated real one, or a plain state_dict."""
+    import torch
+
+    if kind == "garbage":
+        path.write_bytes(b"not a checkpoint")
+    elif kind == "truncated":
+        full = (trained / "out" / "models" / "best.pt").read_bytes()
+        path.write_bytes(full[: len(full) // 2])
+    else:
+        torch.save({"conv.weight": torch.zeros(4, 3, 3, 3)}, path)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["garbage", "truncated", "state_dict"])
+def test_not_a_model_file(trained, candidates_root, tmp_path, kind):
     root, _, _ = candidates_root
-    fake = tmp_path / "best.pt"
-    fake.write_bytes(b"not a checkpoint")
+    fake = bad_checkpoint(kind, trained, tmp_path / "best.pt")
     rc, log = run_task(root, ["infer"], {**TINY_INFER, "model_params_path": [str(fake)]})
     assert rc != 0 and "cannot load" in check_monitor_error(str(root / "out" / "monitor.txt"), 300004)
+    assert "cannot load" in last_line(log) and str(fake) in last_line(log)
+
+
+@pytest.mark.parametrize("kind", ["truncated", "state_dict"])
+def test_pretrained_model_not_a_yolo_checkpoint(trained, sample_root, tmp_path, kind):
+    fake = bad_checkpoint(kind, trained, tmp_path / "best.pt")
+    rc, log = run_task(sample_root, ["training"], {**TINY_TRAINING, "epochs": 1, "pretrained_model_params": [str(fake)]})
+    assert rc != 0
+    message = check_monitor_error(str(sample_root / "out" / "monitor.txt"), 300004)
+    assert message.startswith(f"cannot load {fake} as pretrained weights") and "choose a model" in last_line(log), message
 
 
 def test_training_exports_onnx_and_filters_files(sample_root):

@@ -32,6 +32,7 @@ from executor.protocol import (
     class_names,
     config_error,
     gpu_ids,
+    model_error,
     path_list,
     write_training_result,
 )
@@ -310,7 +311,13 @@ def run(cfg: EasyDict, monitor: Monitor) -> None:
     start = starting_weights(cfg, settings.model)
     model = YOLO(f"{settings.model}.yaml")
     if start is not None:
-        model.load(str(start))
+        try:
+            model.load(str(start))
+        except Exception as exc:  # noqa: BLE001 - any load failure is a model problem for the user
+            raise model_error(
+                f"cannot load {start} as pretrained weights ({type(exc).__name__}: {str(exc)[:160]}); choose a model "
+                "trained by this image, or none to start from the image's own weights"
+            ) from exc
     recorder = StageRecorder(cfg, settings, monitor)
     recorder.register(model)
     model.train(
