@@ -26,16 +26,20 @@ import yaml
 from common import machine, run_tasks, sample
 
 
-def build_pool(root: Path, seed: int, sizes: dict[str, int]) -> dict[str, list[str]]:
-    """Images with ark annotations under root/in; returns index lines per split."""
+def build_pool(root: Path, seed: int, sizes: dict[str, int]) -> tuple[dict[str, list[str]], dict[str, tuple[str, int]]]:
+    """Images with ark annotations under root/in; returns index lines per split, and for each pool
+    line its kind (duplicate, normal, hard) and number of squares (the rare class)."""
     rng = random.Random(seed)
     in_dir = root / "in"
+    kinds: dict[str, tuple[str, int]] = {}
 
-    def one(name: str, im, boxes) -> str:
+    def one(name: str, im, boxes, kind: str = "") -> str:
         image = sample.save_asset(in_dir / "assets", im)
         annotation = in_dir / "annotations" / name / f"{image.stem}.txt"
         sample.write_annotation(annotation, "ark", boxes, im.size)
-        return f"{image}\t{annotation}"
+        line = f"{image}\t{annotation}"
+        kinds[line] = (kind, sum(1 for b in boxes if b[0] == 1))
+        return line
 
     def draw(hard: bool, share: float):
         return sample.draw_image(rng, rng.randint(1, 3), (160, 128), square_share=share, hard=hard)
@@ -48,13 +52,20 @@ def build_pool(root: Path, seed: int, sizes: dict[str, int]) -> dict[str, list[s
     scenes = [draw(False, 0.02) for _ in range(sizes["scenes"])]
     for i in range(sizes["duplicates"]):
         im, boxes = scenes[i % len(scenes)]
-        splits["pool"].append(one("pool", sample.jitter(im, rng), boxes))
+        splits["pool"].append(one("pool", sample.jitter(im, rng), boxes, "duplicate"))
     for _ in range(sizes["normal"]):
-        splits["pool"].append(one("pool", *draw(False, 0.1)))
+        splits["pool"].append(one("pool", *draw(False, 0.1), "normal"))
     for _ in range(sizes["hard"]):
-        splits["pool"].append(one("pool", *draw(True, 0.1)))
+        splits["pool"].append(one("pool", *draw(True, 0.1), "hard"))
     rng.shuffle(splits["pool"])
-    return splits
+    return splits, kinds
+
+
+def composition(picked: list[str], kinds: dict[str, tuple[str, int]]) -> str:
+    """What a pick holds: how many near-duplicates, ordinary and hard images, and squares (the rare class)."""
+    count = {k: sum(1 for line in picked if kinds[line][0] == k) for k in ("duplicate", "normal", "hard")}
+    squares = sum(kinds[line][1] for line in picked)
+    return f"{count['duplicate']} dup / {count['normal']} normal / {count['hard']} hard, {squares} squares"
 
 
 def train(root: Path, labelled: list[str], val: list[str], start: Path | None, epochs: int, img: int) -> tuple[float, Path]:
@@ -90,6 +101,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int)
     parser.add_argument("--algorithms", default="random,entropy,aldd,cald,diversity")
     parser.add_argument("--json", help="also write the raw results here")
+    parser.add_argument("--picks-only", action="store_true",
+                        help="train the seed model, mine once with each algorithm and show what each picks (no rounds)")
     args = parser.parse_args()
     if args.quick:
         sizes = {"seed": 60, "val": 120, "scenes": 8, "duplicates": 160, "normal": 100, "hard": 60}
@@ -103,9 +116,15 @@ def main() -> None:
     for seed in range(args.seeds):
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)
-            splits = build_pool(root, seed, sizes)
+            splits, kinds = build_pool(root, seed, sizes)
             map0, model0 = train(root, splits["seed"], splits["val"], None, seed_epochs, img)
-            print(f"seed {seed}: seed model mAP@0.5 {map0:.3f}", flush=True)
+            print(f"seed {seed}: seed model mAP@0.5 {map0:.3f}; the pool holds "
+                  f"{composition(splits['pool'], kinds)}", flush=True)
+            if args.picks_only:
+                for algorithm in algorithms:
+                    picked = mine(root, splits["pool"], model0, algorithm, budget, img, seed)
+                    print(f"seed {seed} {algorithm} picks: {composition(picked, kinds)}", flush=True)
+                continue
             for algorithm in algorithms:
                 labelled, pool, model, curve = list(splits["seed"]), list(splits["pool"]), model0, [map0]
                 for r in range(rounds):
@@ -115,8 +134,11 @@ def main() -> None:
                     labelled += picked
                     mAP, model = train(root, labelled, splits["val"], model, round_epochs, img)
                     curve.append(mAP)
-                    print(f"seed {seed} {algorithm} round {r + 1}: {len(labelled)} labelled, mAP@0.5 {mAP:.3f}", flush=True)
+                    print(f"seed {seed} {algorithm} round {r + 1}: {len(labelled)} labelled, mAP@0.5 {mAP:.3f}; "
+                          f"picked {composition(picked, kinds)}", flush=True)
                 curves[algorithm].append(curve)
+    if args.picks_only:
+        return
     print(f"\nmachine: {machine()}; {args.seeds} seeds, {rounds} rounds of {budget} images, "
           f"img {img}, {time.time() - started:.0f} s")
     header = " | ".join(f"round {r}" for r in range(rounds + 1))
