@@ -1,10 +1,12 @@
 """`make demo`: train on a generated sample, then mine + infer with the trained model, on CPU.
 
-Usage: python app/demo.py [DIR]  (default: demo-run). Prints where the outputs are and a summary.
+Usage: python app/demo.py [DIR] [--quick]  (DIR defaults to demo-run). Prints where the outputs are and a
+summary. ``--quick`` uses tiny settings (seconds, a model that detects little): the tests run it.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -18,9 +20,12 @@ sys.path.insert(0, str(APP))
 
 from executor import sample  # noqa: E402
 
+# The sample's annotations are ark files; config.yaml must say so (an absent export_format means voc:raw).
 TRAINING = {"model": "yolo11n", "epochs": 40, "img_size": 128, "batch_size_per_gpu": 16, "num_workers_per_gpu": 2,
-            "save_period": 10, "patience": 0, "close_mosaic": 10}
+            "save_period": 10, "patience": 0, "close_mosaic": 10, "export_format": "ark:raw"}
 MINING = {"mining_algorithm": "diversity", "img_size": 128, "num_workers_per_gpu": 2}
+QUICK_TRAINING = {"epochs": 2, "img_size": 64, "save_period": 1, "close_mosaic": 1, "num_workers_per_gpu": 0}
+QUICK_MINING = {"img_size": 64, "num_workers_per_gpu": 0}
 
 
 def run(root: Path, tasks: list[str], config: dict) -> float:
@@ -39,14 +44,19 @@ def keep(out: Path, target: Path) -> None:
 
 
 def main() -> None:
-    root = Path(sys.argv[1] if len(sys.argv) > 1 else "demo-run").resolve()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("dir", nargs="?", default="demo-run")
+    parser.add_argument("--quick", action="store_true", help="tiny settings, for the tests")
+    args = parser.parse_args()
+    root = Path(args.dir).resolve()
     if not (root / "in" / "train-index.tsv").exists():
-        sample.generate(root, train=160, val=40, candidates=60)
+        sample.generate(root, *((24, 8, 12) if args.quick else (160, 40, 60)))
     train_out, mine_out = root / "out-training", root / "out-mining-infer"
-    train_time = run(root, ["training"], TRAINING)
+    train_time = run(root, ["training"], {**TRAINING, **(QUICK_TRAINING if args.quick else {})})
     keep(root / "out", train_out)
     models = sorted(str(p) for p in (train_out / "models").iterdir() if p.is_file())
-    mine_time = run(root, ["mining", "infer"], {**MINING, "model_params_path": models})
+    mine_time = run(root, ["mining", "infer"], {**MINING, **(QUICK_MINING if args.quick else {}),
+                                                "model_params_path": models})
     keep(root / "out", mine_out)
 
     import yaml

@@ -17,11 +17,11 @@ ALGORITHMS = ("random", "entropy", "aldd", "cald", "diversity")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="CPU-sized: 96 images at 320 px")
+    parser.add_argument("--quick", action="store_true", help="CPU-sized: 480 images at 320 px")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
-    images, img_size = (96, 320) if args.quick else (2000, 640)
+    images, img_size = (480, 320) if args.quick else (2000, 640)
     gpu = "" if args.device == "cpu" else args.device
     with tempfile.TemporaryDirectory() as tmp:
         root = sample.generate(Path(tmp), train=32, val=8, candidates=images)

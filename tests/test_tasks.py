@@ -298,3 +298,21 @@ def test_stage_callbacks_survive_ddp_pickling(tmp_path):
 
     restored["on_fit_epoch_end"][0](Trainer())
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_demo_runs_end_to_end(tmp_path):
+    """`make demo` is one of the README's two commands: its quick mode must train, mine and infer."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    proc = subprocess.run([sys.executable, str(ROOT / "app" / "demo.py"), str(tmp_path / "demo"), "--quick"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    summary = proc.stdout[proc.stdout.index("==== demo summary ===="):]
+    assert "best stage" in summary and "mining+infer:" in summary and "12 candidates" in summary
+    check_result_yaml(str(tmp_path / "demo" / "out-training" / "models" / "result.yaml"), legacy=False)
+    paths = [p for p in (tmp_path / "demo" / "in" / "candidate-index.tsv").read_text().splitlines() if p]
+    check_mining_tsv(str(tmp_path / "demo" / "out-mining-infer" / "result.tsv"), paths)
+    check_infer_json(str(tmp_path / "demo" / "out-mining-infer" / "infer-result.json"), paths, NAMES, legacy=False)
