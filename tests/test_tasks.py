@@ -43,6 +43,27 @@ def test_training_writes_contract_outputs(trained):
     assert not (out / "models" / "weights").exists(), "ultralytics' own run folder stays out of /out/models"
 
 
+def test_stages_with_the_same_weights_report_the_same_map(trained):
+    """The best epoch's weights sit in best.pt and in an epoch stage (and in last.pt when it was the last
+    epoch): one set of weights, one number, else a rounding difference picks the best stage."""
+    import torch
+
+    out = trained / "out" / "models"
+    data = yaml.safe_load(open(out / "result.yaml"))
+    stages = data["model_stages"]
+
+    def weights(name):
+        model = torch.load(out / stages[name]["files"][0], map_location="cpu", weights_only=False)["model"]
+        return [t.float() for t in model.state_dict().values()]
+
+    best = weights("best")
+    twins = [n for n in stages if n != "best" and all(torch.equal(a, b) for a, b in zip(best, weights(n), strict=True))]
+    assert any(n.startswith("epoch_") for n in twins), twins  # 2 epochs, a stage every epoch: one holds them
+    for name in twins:
+        assert stages[name]["mAP"] == stages["best"]["mAP"], (name, stages)
+    assert data["best_stage_name"] not in twins, "on a tie of the same weights the stage named best is the best"
+
+
 def test_final_stages_carry_no_optimizer_state(trained):
     """best/last are plain copies while training runs (cheap), stripped once at the end; epoch stages at once."""
     import torch

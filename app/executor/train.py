@@ -119,6 +119,7 @@ class StageRecorder:
         self.evaluate_config: dict[str, float] = {}
         self.last_map = 0.0
         self.epochs_run = 0
+        self.best_epoch = 0  # the epoch whose weights best.pt holds
         self.tensorboard_dir = cfg.ymir.output.tensorboard_dir
         self._tb: Any = None
 
@@ -214,7 +215,8 @@ class StageRecorder:
         epoch = trainer.epoch + 1
         mAP = float(trainer.metrics.get(MAP_KEY, 0.0))
         self.last_map, self.epochs_run = mAP, epoch
-        if trainer.best.exists() and trainer.best_fitness == trainer.fitness:
+        if trainer.best.exists() and trainer.best_fitness == trainer.fitness:  # Ultralytics' own test for best.pt
+            self.best_epoch = epoch
             self._save_stage("best", trainer.best, mAP, strip=False)
         period = self.settings.save_period
         if period > 0 and epoch % period == 0:
@@ -232,9 +234,12 @@ class StageRecorder:
         if validator is not None:
             self.evaluate_config = {"conf_thr": float(validator.args.conf), "iou_thr": float(validator.args.iou)}
         self._collect_plots(Path(trainer.save_dir))
+        # Stages holding the best epoch's weights get the final evaluation's number too: one set of weights,
+        # one mAP (the in-training figure differs in the last digits, and would otherwise decide the best stage).
+        same = trainer.best.exists() and self.best_epoch == self.epochs_run
+        if f"epoch_{self.best_epoch}" in self.stages and trainer.best.exists():
+            self.stages[f"epoch_{self.best_epoch}"].mAP = best_map
         if trainer.last.exists():
-            # When the best epoch is the last one both files hold the same weights: one number for both.
-            same = trainer.best.exists() and getattr(trainer.stopper, "best_epoch", None) == self.epochs_run
             self._save_stage("last", trainer.last, best_map if same else self.last_map)
         if trainer.best.exists():
             extra = [self._export_onnx(trainer.best)] if self.settings.export_onnx else []
