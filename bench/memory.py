@@ -53,13 +53,13 @@ def main() -> None:
         everything = index.read_text()
         for tasks, extra in ((["infer"], {}), (["mining"], {"mining_algorithm": "entropy"}),
                              (["mining"], {"mining_algorithm": "diversity"}), (["mining", "infer"], {"mining_algorithm": "aldd"})):
-            peaks = []
+            runs = []
             for count in (args.n, args.n * 10):
                 index.write_text("\n".join(everything.splitlines()[:count]) + "\n")
                 config = {"img_size": 128, "batch_size_per_gpu": 16, "num_workers_per_gpu": 2,
                           "model_params_path": [str(model)], **extra}
-                peaks.append(rss_mb(sample.write_task(root, tasks, config)))
-            rows.append((" + ".join(tasks) + (f" ({extra['mining_algorithm']})" if extra else ""), *peaks))
+                runs.append(rss_mb(sample.write_task(root, tasks, config)))
+            rows.append((" + ".join(tasks) + (f" ({extra['mining_algorithm']})" if extra else ""), *runs))
     n, n10 = args.n, args.n * 10
     print(f"\nmachine: {machine()}; RSS of the main process, MB: peak, and at the end of the run")
     print(f"| run | peak, {n} | peak, {n10} | growth | end, {n} | end, {n10} | growth |\n|---|---|---|---|---|---|---|")

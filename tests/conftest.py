@@ -67,3 +67,16 @@ def trained(tmp_path_factory, sample_root) -> Path:
 def model_files(trained: Path) -> list[str]:
     """What the image verifier hands to mining and infer: every top-level file of /out/models."""
     return sorted(p for p in glob.glob(str(trained / "out" / "models" / "*")) if os.path.isfile(p))
+
+
+def stage_recorder(out: Path, values: dict | None = None):
+    """Our Ultralytics training callbacks, on their own (no trainer), writing under ``out``."""
+    from easydict import EasyDict
+    from executor.protocol import Monitor, Params, load_template
+    from executor.train import StageRecorder, TrainSettings
+
+    cfg = EasyDict({"ymir": {"protocol_version": "1.1.0", "output": {
+        "models_dir": str(out / "models"), "training_result_file": str(out / "models" / "result.yaml"),
+        "tensorboard_dir": str(out / "tensorboard")}}})
+    settings = TrainSettings.read(Params(load_template("training"), values or {}))
+    return StageRecorder(cfg, settings, Monitor(str(out / "monitor.txt"), "t"))

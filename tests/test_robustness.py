@@ -11,7 +11,7 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT, TINY_INFER, TINY_TRAINING, model_files, run_task, sample
+from conftest import ROOT, TINY_INFER, TINY_TRAINING, model_files, run_task, sample, stage_recorder
 from contract import check_infer_json, check_mining_tsv, check_monitor_error, check_result_yaml
 
 
@@ -231,16 +231,9 @@ def test_nan_loss_in_the_first_epoch_fails_with_the_nan_code(tmp_path):
     model that finds nothing; our epoch-end callback stops it with 300201. Later epochs are left to
     Ultralytics' own recovery (its final RuntimeError maps to 300201, see test_protocol)."""
     import torch
-    from easydict import EasyDict
-    from executor.protocol import ErrorCode, Monitor, Params, YmirError, load_template
-    from executor.train import StageRecorder, TrainSettings
+    from executor.protocol import ErrorCode, YmirError
 
-    out = tmp_path / "out"
-    cfg = EasyDict({"ymir": {"protocol_version": "1.1.0", "output": {
-        "models_dir": str(out / "models"), "training_result_file": str(out / "models" / "result.yaml"),
-        "tensorboard_dir": str(out / "tensorboard")}}})
-    settings = TrainSettings.read(Params(load_template("training"), {"lr0": "5"}))
-    recorder = StageRecorder(cfg, settings, Monitor(str(out / "monitor.txt"), "t"))
+    recorder = stage_recorder(tmp_path / "out", {"lr0": "5"})
 
     class Trainer:
         def __init__(self, epoch, loss):

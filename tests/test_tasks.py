@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import TINY_INFER, TINY_TRAINING, model_files, run_task
+from conftest import TINY_INFER, TINY_TRAINING, model_files, run_task, stage_recorder
 from contract import check_infer_json, check_mining_tsv, check_monitor_error, check_monitor_running, check_result_yaml
 from executor import sample
 from PIL import Image
@@ -290,16 +290,9 @@ def test_training_exports_onnx_and_filters_files(sample_root):
 def test_stage_callbacks_survive_ddp_pickling(tmp_path):
     """Ultralytics cloudpickles callbacks into its DDP workers; ours must survive and work there."""
     import cloudpickle
-    from easydict import EasyDict
-    from executor.protocol import Monitor, Params, load_template
-    from executor.train import StageRecorder, TrainSettings
 
     out = tmp_path / "out"
-    cfg = EasyDict({"ymir": {"protocol_version": "1.1.0", "output": {
-        "models_dir": str(out / "models"), "training_result_file": str(out / "models" / "result.yaml"),
-        "tensorboard_dir": str(out / "tensorboard")}}})
-    settings = TrainSettings.read(Params(load_template("training"), {}))
-    recorder = StageRecorder(cfg, settings, Monitor(str(out / "monitor.txt"), "t"))
+    recorder = stage_recorder(out)
     callbacks: dict = {}
 
     class Model:
