@@ -8,7 +8,11 @@ reported per round, with the area under the curve (mean over rounds 0..R).
 The pool makes the question real: the rare class ``square`` (10 %), many near-duplicates of a few
 easy scenes (a video stream), and some hard images (small, low-contrast objects in clutter).
 
-Usage: python bench/active_learning.py [--quick] [--seeds 2] [--algorithms random,entropy,...]
+An algorithm named ``NAME:K`` mines with seed ``seed + 1000 K``: ``random:1`` is a second random
+draw, the control that shows how far two equally good picks land apart (the noise floor).
+
+Usage: python bench/active_learning.py [--quick] [--seeds 2] [--first-seed 0] [--algorithms random,entropy,...]
+       python bench/active_learning.py --report a.json [b.json ...]   (one table from several runs' results)
 """
 
 from __future__ import annotations
@@ -68,6 +72,39 @@ def composition(picked: list[str], kinds: dict[str, tuple[str, int]]) -> str:
     return f"{count['duplicate']} dup / {count['normal']} normal / {count['hard']} hard, {squares} squares"
 
 
+def class_signal(root: Path, pool: list[str], kinds: dict[str, tuple[str, int]], model: Path, img: int) -> str:
+    """Can the model tell the classes apart, and does it see the hard objects? Infer over the pool (boxes
+    from 0.05) and, per annotated class, how many objects a box finds (IoU >= 0.5) and how many of those
+    it names right; then how many of the hard images' objects are found."""
+    (root / "in" / "candidate-index.tsv").write_text("\n".join(line.split("\t")[0] for line in pool) + "\n")
+    run_tasks(root, ["infer"], {"img_size": img, "num_workers_per_gpu": 2, "model_params_path": [str(model)],
+                                "conf_thres": 0.05})
+    found = json.loads((root / "out" / "infer-result.json").read_text())["detection"]
+    counts = {name: [0, 0, 0] for name in sample.CLASS_NAMES}  # objects, found, named right
+    hard = [0, 0]  # objects in hard images, found
+    for line in pool:
+        image, annotation = line.split("\t")
+        boxes = found[Path(image).name]["boxes"]
+        for row in Path(annotation).read_text().splitlines():
+            cls, x1, y1, x2, y2 = (int(float(v)) for v in row.split(",")[:5])
+            best, named = 0.0, ""
+            for b in boxes:
+                bx, by, bw, bh = (b["box"][k] for k in ("x", "y", "w", "h"))
+                inter = max(0, min(x2, bx + bw) - max(x1, bx)) * max(0, min(y2, by + bh) - max(y1, by))
+                iou = inter / ((x2 - x1) * (y2 - y1) + bw * bh - inter)
+                if iou > best:
+                    best, named = iou, b["class_name"]
+            name = sample.CLASS_NAMES[cls]
+            counts[name][0] += 1
+            counts[name][1] += best >= 0.5
+            counts[name][2] += best >= 0.5 and named == name
+            if kinds[line][0] == "hard":
+                hard[0] += 1
+                hard[1] += best >= 0.5
+    return ("; ".join(f"{name}: {n} objects, {f} found, {r} named {name}" for name, (n, f, r) in counts.items())
+            + f"; in the hard images: {hard[0]} objects, {hard[1]} found")
+
+
 def train(root: Path, labelled: list[str], val: list[str], start: Path | None, epochs: int, img: int) -> tuple[float, Path]:
     (root / "in" / "train-index.tsv").write_text("\n".join(labelled) + "\n")
     (root / "in" / "val-index.tsv").write_text("\n".join(val) + "\n")
@@ -85,6 +122,8 @@ def train(root: Path, labelled: list[str], val: list[str], start: Path | None, e
 
 
 def mine(root: Path, pool: list[str], model: Path, algorithm: str, budget: int, img: int, seed: int) -> list[str]:
+    algorithm, _, draw = algorithm.partition(":")
+    seed += 1000 * int(draw or 0)
     by_image = {line.split("\t")[0]: line for line in pool}
     (root / "in" / "candidate-index.tsv").write_text("\n".join(by_image) + "\n")
     config = {"mining_algorithm": algorithm, "img_size": img, "num_workers_per_gpu": 2, "model_params_path": [str(model)],
@@ -94,26 +133,61 @@ def mine(root: Path, pool: list[str], model: Path, algorithm: str, budget: int, 
     return [by_image[p] for p in ranked[:budget]]
 
 
+def report(curves: dict[str, dict[str, list[float]]], header: str) -> None:
+    """The table: mean mAP per round, AUC (mean over rounds), and the AUC gain over random per seed,
+    with its mean and standard error over the seeds both ran."""
+    print(f"\n{header}")
+    rounds = min(len(c) for cs in curves.values() for c in cs.values()) - 1
+    auc = {a: {s: statistics.mean(c[: rounds + 1]) for s, c in cs.items()} for a, cs in curves.items()}
+    cols = " | ".join(f"round {r}" for r in range(rounds + 1))
+    print(f"| algorithm | {cols} | AUC | vs random | seeds ahead | AUC vs random, per seed |\n|---|{'---|' * (rounds + 5)}")
+    for algorithm, cs in curves.items():
+        means = [statistics.mean(c[r] for c in cs.values()) for r in range(rounds + 1)]
+        mean_auc = statistics.mean(auc[algorithm].values())
+        row = f"| {algorithm} ({len(cs)} seeds) | " + " | ".join(f"{m:.3f}" for m in means) + f" | {mean_auc:.3f} |"
+        shared = sorted(set(cs) & set(auc.get("random", {}))) if algorithm != "random" else []
+        if shared:
+            gains = [auc[algorithm][s] - auc["random"][s] for s in shared]
+            error = statistics.stdev(gains) / len(gains) ** 0.5 if len(gains) > 1 else float("nan")
+            row += (f" {statistics.mean(gains):+.3f} ± {error:.3f} | {sum(g > 0 for g in gains)} of {len(gains)} | "
+                    + ", ".join(f"{g:+.3f}" for g in gains) + " |")
+        else:
+            row += " | | |"
+        print(row)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="CPU-sized (about 30 minutes on 2 cores)")
+    parser.add_argument("--quick", action="store_true", help="CPU-sized (2 cores: 2 minutes per seed model, 2-3 per algorithm and seed)")
     parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--first-seed", type=int, default=0, help="run seeds first-seed .. first-seed + seeds - 1")
     parser.add_argument("--rounds", type=int)
-    parser.add_argument("--algorithms", default="random,entropy,aldd,cald,diversity")
-    parser.add_argument("--json", help="also write the raw results here")
+    parser.add_argument("--seed-epochs", type=int, help="train the seed model this long (quick: 40, full: 100)")
+    parser.add_argument("--algorithms", default="random,random:1,entropy,aldd,cald,diversity")
+    parser.add_argument("--json", help="also write the raw results here (after every seed)")
+    parser.add_argument("--report", nargs="+", metavar="JSON", help="only print the table from earlier runs' --json files")
     parser.add_argument("--picks-only", action="store_true",
-                        help="train the seed model, mine once with each algorithm and show what each picks (no rounds)")
+                        help="train the seed model, show whether it tells the classes apart, and what each algorithm "
+                             "would pick (no rounds)")
     args = parser.parse_args()
+    if args.report:
+        curves: dict[str, dict[str, list[float]]] = {}
+        for path in args.report:
+            for algorithm, cs in json.loads(Path(path).read_text())["curves"].items():
+                curves.setdefault(algorithm, {}).update(cs)
+        report(curves, f"from {', '.join(args.report)}")
+        return
     if args.quick:
         sizes = {"seed": 60, "val": 120, "scenes": 8, "duplicates": 160, "normal": 100, "hard": 60}
         budget, img, seed_epochs, round_epochs, rounds = 40, 128, 40, 15, args.rounds or 2
     else:
         sizes = {"seed": 200, "val": 500, "scenes": 20, "duplicates": 1000, "normal": 600, "hard": 400}
         budget, img, seed_epochs, round_epochs, rounds = 200, 320, 100, 40, args.rounds or 4
+    seed_epochs = args.seed_epochs or seed_epochs
     algorithms = args.algorithms.split(",")
-    curves: dict[str, list[list[float]]] = {a: [] for a in algorithms}
+    curves = {a: {} for a in algorithms}  # algorithm -> seed -> mAP per round
     started = time.time()
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)
             splits, kinds = build_pool(root, seed, sizes)
@@ -121,6 +195,7 @@ def main() -> None:
             print(f"seed {seed}: seed model mAP@0.5 {map0:.3f}; the pool holds "
                   f"{composition(splits['pool'], kinds)}", flush=True)
             if args.picks_only:
+                print(f"seed {seed}: seed model on the pool: {class_signal(root, splits['pool'], kinds, model0, img)}", flush=True)
                 for algorithm in algorithms:
                     picked = mine(root, splits["pool"], model0, algorithm, budget, img, seed)
                     print(f"seed {seed} {algorithm} picks: {composition(picked, kinds)}", flush=True)
@@ -136,20 +211,12 @@ def main() -> None:
                     curve.append(mAP)
                     print(f"seed {seed} {algorithm} round {r + 1}: {len(labelled)} labelled, mAP@0.5 {mAP:.3f}; "
                           f"picked {composition(picked, kinds)}", flush=True)
-                curves[algorithm].append(curve)
-    if args.picks_only:
-        return
-    print(f"\nmachine: {machine()}; {args.seeds} seeds, {rounds} rounds of {budget} images, "
-          f"img {img}, {time.time() - started:.0f} s")
-    header = " | ".join(f"round {r}" for r in range(rounds + 1))
-    print(f"| algorithm | {header} | AUC | vs random |\n|---|{'---|' * (rounds + 3)}")
-    auc = {a: statistics.mean(statistics.mean(c) for c in cs) for a, cs in curves.items()}
-    for algorithm, cs in curves.items():
-        means = [statistics.mean(c[r] for c in cs) for r in range(rounds + 1)]
-        gain = f"{auc[algorithm] - auc['random']:+.3f}" if "random" in auc else "-"
-        print(f"| {algorithm} | " + " | ".join(f"{m:.3f}" for m in means) + f" | {auc[algorithm]:.3f} | {gain} |")
-    if args.json:
-        Path(args.json).write_text(json.dumps({"curves": curves, "auc": auc, "sizes": sizes, "budget": budget}, indent=1))
+                curves[algorithm][str(seed)] = curve
+        if args.json:
+            Path(args.json).write_text(json.dumps({"curves": curves, "sizes": sizes, "budget": budget}, indent=1))
+    if not args.picks_only:
+        report(curves, f"machine: {machine()}; seeds {args.first_seed}-{args.first_seed + args.seeds - 1}, {rounds} rounds "
+                       f"of {budget} images, img {img}, {time.time() - started:.0f} s")
 
 
 if __name__ == "__main__":
