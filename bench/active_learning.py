@@ -30,9 +30,11 @@ import yaml
 from common import machine, run_tasks, sample
 
 
-def build_pool(root: Path, seed: int, sizes: dict[str, int]) -> tuple[dict[str, list[str]], dict[str, tuple[str, int]]]:
+def build_pool(root: Path, seed: int, sizes: dict[str, int], seed_squares: float = 0.1
+               ) -> tuple[dict[str, list[str]], dict[str, tuple[str, int]]]:
     """Images with ark annotations under root/in; returns index lines per split, and for each pool
-    line its kind (duplicate, normal, hard) and number of squares (the rare class)."""
+    line its kind (duplicate, normal, hard) and number of squares (the rare class). ``seed_squares``
+    changes only the classes of the seed set's objects, never the images of the pool or validation set."""
     rng = random.Random(seed)
     in_dir = root / "in"
     kinds: dict[str, tuple[str, int]] = {}
@@ -50,7 +52,7 @@ def build_pool(root: Path, seed: int, sizes: dict[str, int]) -> tuple[dict[str, 
 
     splits: dict[str, list[str]] = {"seed": [], "pool": [], "val": []}
     for _ in range(sizes["seed"]):
-        splits["seed"].append(one("seed", *draw(False, 0.1)))
+        splits["seed"].append(one("seed", *draw(False, seed_squares)))
     for _ in range(sizes["val"]):  # balanced, a third hard: what users care to detect
         splits["val"].append(one("val", *draw(rng.random() < 0.33, 0.5)))
     scenes = [draw(False, 0.02) for _ in range(sizes["scenes"])]
@@ -163,6 +165,7 @@ def main() -> None:
     parser.add_argument("--first-seed", type=int, default=0, help="run seeds first-seed .. first-seed + seeds - 1")
     parser.add_argument("--rounds", type=int)
     parser.add_argument("--seed-epochs", type=int, help="train the seed model this long (quick: 40, full: 100)")
+    parser.add_argument("--seed-squares", type=float, default=0.1, help="share of squares in the seed set")
     parser.add_argument("--algorithms", default="random,random:1,entropy,aldd,cald,diversity")
     parser.add_argument("--json", help="also write the raw results here (after every seed)")
     parser.add_argument("--report", nargs="+", metavar="JSON", help="only print the table from earlier runs' --json files")
@@ -190,7 +193,7 @@ def main() -> None:
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)
-            splits, kinds = build_pool(root, seed, sizes)
+            splits, kinds = build_pool(root, seed, sizes, args.seed_squares)
             map0, model0 = train(root, splits["seed"], splits["val"], None, seed_epochs, img)
             print(f"seed {seed}: seed model mAP@0.5 {map0:.3f}; the pool holds "
                   f"{composition(splits['pool'], kinds)}", flush=True)
