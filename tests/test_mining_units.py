@@ -7,7 +7,7 @@ import torch
 from executor.mining import binary_entropy
 from executor.mining.aldd import aldd_scores
 from executor.mining.cald import _flip, _rotate, _scale, consistency
-from executor.mining.diversity import greedy_scores
+from executor.mining.diversity import greedy_scores, uncertainty_mass
 from executor.mining.entropy import image_entropy
 
 ONES = torch.ones(2)
@@ -92,3 +92,13 @@ def test_diversity_scores_never_grow_along_the_pick_order():
     features = torch.nn.functional.normalize(torch.randn(50, 8), dim=1)
     scores = greedy_scores(features, torch.rand(50), budget=20)
     assert torch.isfinite(scores).all() and len(set(scores.tolist())) > 40
+
+
+def test_diversity_uncertainty_adds_up_the_unsure_boxes():
+    one_unsure = det([0, 0, 10, 10, 0.5, 0])
+    two_unsure = det([0, 0, 10, 10, 0.5, 0], [20, 20, 30, 30, 0.5, 1])
+    sure = det(*[[i, i, i + 5, i + 5, 0.999, 0] for i in range(20)])
+    mass = uncertainty_mass([one_unsure, two_unsure, sure, det()], ONES)
+    assert mass[1] == pytest.approx(2 * mass[0]) and mass[0] == pytest.approx(1.0)
+    assert mass[2] < 0.5 * mass[0] and mass[3] == 0.0
+    assert uncertainty_mass([two_unsure], torch.tensor([1.0, 0.0]))[0] == pytest.approx(1.0)

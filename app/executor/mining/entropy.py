@@ -14,15 +14,14 @@ import torch
 from executor.mining import Miner, binary_entropy
 
 
+def box_entropies(det: torch.Tensor, class_weights: torch.Tensor) -> torch.Tensor:
+    """Per kept box ``(n, 6)``: the binary entropy of its score times its class weight."""
+    weights = class_weights[det[:, 5].long().clamp(0, len(class_weights) - 1)]
+    return binary_entropy(det[:, 4]) * weights
+
+
 def image_entropy(dets: list[torch.Tensor], class_weights: torch.Tensor) -> list[float]:
-    scores = []
-    for det in dets:
-        if len(det) == 0:
-            scores.append(0.0)
-            continue
-        weights = class_weights[det[:, 5].long().clamp(0, len(class_weights) - 1)]
-        scores.append(float((binary_entropy(det[:, 4]) * weights).max()))
-    return scores
+    return [float(box_entropies(det, class_weights).max()) if len(det) else 0.0 for det in dets]
 
 
 class Entropy(Miner):
