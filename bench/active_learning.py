@@ -67,6 +67,10 @@ def build_pool(root: Path, seed: int, sizes: dict[str, int], seed_squares: float
     return splits, kinds
 
 
+def write_candidates(root: Path, images: list[str]) -> None:
+    (root / "in" / "candidate-index.tsv").write_text("\n".join(images) + "\n")
+
+
 def composition(picked: list[str], kinds: dict[str, tuple[str, int]]) -> str:
     """What a pick holds: how many near-duplicates, ordinary and hard images, and squares (the rare class)."""
     count = {k: sum(1 for line in picked if kinds[line][0] == k) for k in ("duplicate", "normal", "hard")}
@@ -78,7 +82,10 @@ def class_signal(root: Path, pool: list[str], kinds: dict[str, tuple[str, int]],
     """Can the model tell the classes apart, and does it see the hard objects? Infer over the pool (boxes
     from 0.05) and, per annotated class, how many objects a box finds (IoU >= 0.5) and how many of those
     it names right; then how many of the hard images' objects are found."""
-    (root / "in" / "candidate-index.tsv").write_text("\n".join(line.split("\t")[0] for line in pool) + "\n")
+    import torch
+    from torchvision.ops import box_iou
+
+    write_candidates(root, [line.split("\t")[0] for line in pool])
     run_tasks(root, ["infer"], {"img_size": img, "num_workers_per_gpu": 2, "model_params_path": [str(model)],
                                 "conf_thres": 0.05})
     found = json.loads((root / "out" / "infer-result.json").read_text())["detection"]
@@ -87,22 +94,20 @@ def class_signal(root: Path, pool: list[str], kinds: dict[str, tuple[str, int]],
     for line in pool:
         image, annotation = line.split("\t")
         boxes = found[Path(image).name]["boxes"]
-        for row in Path(annotation).read_text().splitlines():
-            cls, x1, y1, x2, y2 = (int(float(v)) for v in row.split(",")[:5])
-            best, named = 0.0, ""
-            for b in boxes:
-                bx, by, bw, bh = (b["box"][k] for k in ("x", "y", "w", "h"))
-                inter = max(0, min(x2, bx + bw) - max(x1, bx)) * max(0, min(y2, by + bh) - max(y1, by))
-                iou = inter / ((x2 - x1) * (y2 - y1) + bw * bh - inter)
-                if iou > best:
-                    best, named = iou, b["class_name"]
+        rows = [[int(float(v)) for v in row.split(",")[:5]] for row in Path(annotation).read_text().splitlines()]
+        truth = torch.tensor([r[1:] for r in rows], dtype=torch.float32).reshape(-1, 4)
+        predicted = torch.tensor([[b["box"]["x"], b["box"]["y"], b["box"]["x"] + b["box"]["w"], b["box"]["y"] + b["box"]["h"]]
+                                  for b in boxes], dtype=torch.float32).reshape(-1, 4)
+        iou = box_iou(truth, predicted)
+        for (cls, *_), row in zip(rows, iou, strict=True):
+            hit = len(boxes) > 0 and float(row.max()) >= 0.5
             name = sample.CLASS_NAMES[cls]
             counts[name][0] += 1
-            counts[name][1] += best >= 0.5
-            counts[name][2] += best >= 0.5 and named == name
+            counts[name][1] += hit
+            counts[name][2] += hit and boxes[int(row.argmax())]["class_name"] == name
             if kinds[line][0] == "hard":
                 hard[0] += 1
-                hard[1] += best >= 0.5
+                hard[1] += hit
     return ("; ".join(f"{name}: {n} objects, {f} found, {r} named {name}" for name, (n, f, r) in counts.items())
             + f"; in the hard images: {hard[0]} objects, {hard[1]} found")
 
@@ -127,7 +132,7 @@ def mine(root: Path, pool: list[str], model: Path, algorithm: str, budget: int, 
     algorithm, _, draw = algorithm.partition(":")
     seed += 1000 * int(draw or 0)
     by_image = {line.split("\t")[0]: line for line in pool}
-    (root / "in" / "candidate-index.tsv").write_text("\n".join(by_image) + "\n")
+    write_candidates(root, list(by_image))
     config = {"mining_algorithm": algorithm, "img_size": img, "num_workers_per_gpu": 2, "model_params_path": [str(model)],
               "seed": seed, "diversity_budget": budget}
     run_tasks(root, ["mining"], config)
