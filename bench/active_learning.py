@@ -153,10 +153,10 @@ def sign_flip_p(gains: list[float]) -> float:
     return hits / (1 << n)
 
 
-def report(curves: dict[str, dict[str, list[float]]], header: str) -> None:
+def report(curves: dict[str, dict[str, list[float]]], header: str, focus: str = "diversity") -> None:
     """The table: mean mAP per round, AUC (mean over rounds), and the AUC gain over random per seed,
-    with its mean and standard error over the seeds both ran; then, where a second random draw ran,
-    each algorithm against the mean of both draws, with the exact sign-flip p-value."""
+    with its mean and standard error over the seeds both ran; then the paired comparisons (below),
+    each with the exact sign-flip p-value."""
     print(f"\n{header}")
     rounds = min(len(c) for cs in curves.values() for c in cs.values()) - 1
     auc = {a: {s: statistics.mean(c[: rounds + 1]) for s, c in cs.items()} for a, cs in curves.items()}
@@ -175,17 +175,31 @@ def report(curves: dict[str, dict[str, list[float]]], header: str) -> None:
         else:
             row += " | | |"
         print(row)
-    if "random:1" not in auc:
-        return
-    print("\n| algorithm | vs the mean of random and random:1 | seeds ahead | one-sided p (exact sign flip) |\n|---|---|---|---|")
-    for algorithm in curves:
-        shared = sorted(set(auc[algorithm]) & set(auc["random"]) & set(auc["random:1"]))
-        if algorithm.startswith("random") or not shared:
-            continue
-        gains = [auc[algorithm][s] - (auc["random"][s] + auc["random:1"][s]) / 2 for s in shared]
-        error = statistics.stdev(gains) / len(gains) ** 0.5 if len(gains) > 1 else float("nan")
-        print(f"| {algorithm} ({len(gains)} seeds) | {statistics.mean(gains):+.3f} ± {error:.3f} | "
-              f"{sum(g > 0 for g in gains)} of {len(gains)} | {sign_flip_p(gains):.4f} |")
+    print("\n| paired comparison of AUC | mean gain | seeds ahead | one-sided p (exact sign flip) |\n|---|---|---|---|")
+    for name, a, b in paired_comparisons(auc, focus):
+        gains = [a[s] - b[s] for s in sorted(set(a) & set(b))]
+        if gains:
+            error = statistics.stdev(gains) / len(gains) ** 0.5 if len(gains) > 1 else float("nan")
+            print(f"| {name} ({len(gains)} seeds) | {statistics.mean(gains):+.3f} ± {error:.3f} | "
+                  f"{sum(g > 0 for g in gains)} of {len(gains)} | {sign_flip_p(gains):.4f} |")
+
+
+def paired_comparisons(auc: dict[str, dict[str, float]], focus: str) -> list[tuple[str, dict[str, float], dict[str, float]]]:
+    """What the significance table compares: the second random draw against the first (the noise floor:
+    must come out level), every other algorithm against the mean of both draws and against ``random``
+    alone, and ``focus`` (the default algorithm) against every other model-based one (the peers)."""
+    out = []
+    draws = [a for a in ("random", "random:1") if a in auc]
+    others = [a for a in auc if not a.startswith("random")]
+    if len(draws) == 2:
+        out.append(("random:1 vs random", auc["random:1"], auc["random"]))
+        both = {s: (auc["random"][s] + auc["random:1"][s]) / 2 for s in set(auc["random"]) & set(auc["random:1"])}
+        out += [(f"{a} vs the mean of random and random:1", auc[a], both) for a in others]
+    if "random" in auc:
+        out += [(f"{a} vs random", auc[a], auc["random"]) for a in others]
+    if focus in auc:
+        out += [(f"{focus} vs {a}", auc[focus], auc[a]) for a in others if a != focus]
+    return out
 
 
 def main() -> None:
