@@ -6,7 +6,7 @@ import pytest
 import torch
 from executor.mining import binary_entropy
 from executor.mining.aldd import aldd_scores
-from executor.mining.cald import _flip, _rotate, _scale, consistency
+from executor.mining.cald import _flip, _rotate, _scale, consistency, inconsistency
 from executor.mining.diversity import greedy_scores, uncertainty_mass
 from executor.mining.entropy import image_entropy
 
@@ -63,6 +63,19 @@ def test_cald_consistency_same_boxes_is_one_and_moved_or_rescored_is_less():
     rescored = det([10, 10, 30, 30, 0.4, 0])
     assert consistency(ref, ref, moved) < 1 and torch.allclose(consistency(ref, ref, rescored), torch.tensor([0.5]))
     assert consistency(ref, ref, det()).tolist() == [0.0]
+
+
+def test_cald_unwanted_classes_do_not_count():
+    """A class weighted 0 is not wanted: an image holding only such boxes has nothing to score (it ranks
+    with the images without boxes), and an unwanted box does not dilute a wanted one's inconsistency."""
+    ref = det([10, 10, 30, 30, 0.9, 1])
+    assert inconsistency(ref, ref, det(), torch.tensor([1.0, 0.0])) is None
+    assert inconsistency(ref, ref, det(), torch.tensor([0.0, 1.0])) == pytest.approx(1.0)
+    both = det([10, 10, 30, 30, 0.9, 0], [40, 40, 60, 60, 0.9, 1])
+    kept_only_the_cat = det([40, 40, 60, 60, 0.9, 1])
+    assert inconsistency(both, both, kept_only_the_cat, torch.tensor([0.0, 1.0])) == pytest.approx(0.0)
+    assert inconsistency(both, both, kept_only_the_cat, ONES) == pytest.approx(0.5)
+    assert inconsistency(det(), det(), det(), ONES) is None
 
 
 @pytest.mark.parametrize("height, width", [(64, 64), (64, 96), (96, 64)])

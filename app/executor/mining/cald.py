@@ -7,7 +7,8 @@ box, consistency = IoU(mapped box, best-matching box) x (1 - |score difference|)
 per augmentation the image's inconsistency is 1 - the class-weighted mean
 consistency, computed once per augmentation (not accumulated inside the box
 loop, a bug of older implementations that made scores grow with box count).
-The image's score is the mean over augmentations; images with no box rank last.
+The image's score is the mean over augmentations; images with no box (of a class
+with a weight above 0) rank last.
 """
 
 from __future__ import annotations
@@ -83,6 +84,16 @@ def consistency(ref: torch.Tensor, mapped: torch.Tensor, aug: torch.Tensor) -> t
     return best_iou * (1 - (ref[:, 4] - aug[match, 4]).abs())
 
 
+def inconsistency(ref: torch.Tensor, mapped: torch.Tensor, aug: torch.Tensor, class_weights: torch.Tensor) -> float | None:
+    """One augmentation's inconsistency for one image: 1 - the class-weighted mean consistency of its
+    reference boxes; None when no box is of a class that counts (a weight of 0 means "not wanted",
+    so such an image must not rank as maximally inconsistent)."""
+    w = class_weights[ref[:, 5].long()]
+    if len(ref) == 0 or float(w.sum()) <= 0:
+        return None
+    return 1 - float((consistency(ref, mapped, aug) * w).sum() / w.sum())
+
+
 class CALD(Miner):
     name = "cald"
 
@@ -93,17 +104,13 @@ class CALD(Miner):
     def score(self, batch) -> list[float]:
         engine = self.ctx.engine
         refs = self.detections(batch)
-        inconsistency = torch.zeros(len(refs))
+        totals: list[float | None] = [0.0] * len(refs)
         for augment in self.augmentations:
             per_image = [augment(batch.images[i : i + 1], refs[i][:, :4]) for i in range(len(refs))]
             images = torch.cat([im for im, _ in per_image])
             aug_batch = engine.forward(images, batch.metas)
             aug_dets = engine.detect(aug_batch, self.ctx.min_score, self.ctx.iou, 300, to_image=False)
             for i, (ref, (_, mapped)) in enumerate(zip(refs, per_image, strict=True)):
-                if len(ref) == 0:
-                    continue
-                c = consistency(ref, mapped, aug_dets[i])
-                w = self.ctx.class_weights[ref[:, 5].long()]
-                inconsistency[i] += 1 - float((c * w).sum() / w.sum().clamp_min(1e-9))  # once per augmentation
-        scores = (inconsistency / len(self.augmentations)).tolist()
-        return [s if len(ref) else NO_DETECTION for s, ref in zip(scores, refs, strict=True)]
+                value = inconsistency(ref, mapped, aug_dets[i], self.ctx.class_weights)  # once per augmentation
+                totals[i] = None if value is None or totals[i] is None else totals[i] + value
+        return [NO_DETECTION if t is None else t / len(self.augmentations) for t in totals]
