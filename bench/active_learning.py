@@ -112,6 +112,42 @@ def class_signal(root: Path, pool: list[str], kinds: dict[str, tuple[str, int]],
             + f"; in the hard images: {hard[0]} objects, {hard[1]} found")
 
 
+def class_vectors(pool: list[str], model: Path, img: int) -> str:
+    """Does the model's whole class vector (YOLO scores every class with its own sigmoid) hold a hint
+    of the rare class that the top class hides? Mean score of each class on the boxes (from 0.05,
+    IoU >= 0.5) that find an object of each annotated class: if squares got a higher square score than
+    circles do, a class-confusion score could point at them."""
+    import torch
+    from executor.infer import Engine
+    from torchvision.ops import box_iou
+    from ultralytics.utils import nms
+
+    engine = Engine(model, "cpu", img, False, sample.CLASS_NAMES)
+    annotations = dict(line.split("\t") for line in pool)
+    found: dict[int, list[torch.Tensor]] = {c: [] for c in range(len(sample.CLASS_NAMES))}
+    for images, metas, _ in engine.batches(list(annotations), 16, 0):
+        batch = engine.forward(engine.prepare(images), metas)
+        dets, keep = nms.non_max_suppression(batch.decoded.float(), 0.05, 0.45, max_det=300, return_idxs=True)
+        for i, (det, kept, meta) in enumerate(zip(dets, keep, metas, strict=True)):
+            rows = [[int(float(v)) for v in r.split(",")[:5]] for r in Path(annotations[meta.path]).read_text().splitlines()]
+            if not len(det) or not rows:
+                continue
+            scores = batch.decoded[i, 4:4 + engine.nc, kept.long().flatten()].T.float()
+            boxes = det[:, :4].clone()
+            boxes[:, [0, 2]] = (boxes[:, [0, 2]] - meta.pad[0]) / meta.ratio
+            boxes[:, [1, 3]] = (boxes[:, [1, 3]] - meta.pad[1]) / meta.ratio
+            iou = box_iou(boxes, torch.tensor([r[1:] for r in rows], dtype=torch.float32))
+            best, match = iou.max(1)
+            for score, hit, j in zip(scores, best >= 0.5, match.tolist(), strict=True):
+                if hit:
+                    found[rows[j][0]].append(score)
+    return "; ".join(
+        f"boxes on {name}s: {len(found[c])}, mean score " + ", ".join(
+            f"{other} {float(torch.stack(found[c])[:, k].mean()) if found[c] else float('nan'):.3f}"
+            for k, other in enumerate(sample.CLASS_NAMES))
+        for c, name in enumerate(sample.CLASS_NAMES))
+
+
 def train(root: Path, labelled: list[str], val: list[str], start: Path | None, epochs: int, img: int) -> tuple[float, Path]:
     (root / "in" / "train-index.tsv").write_text("\n".join(labelled) + "\n")
     (root / "in" / "val-index.tsv").write_text("\n".join(val) + "\n")
@@ -243,6 +279,7 @@ def main() -> None:
                   f"{composition(splits['pool'], kinds)}", flush=True)
             if args.picks_only:
                 print(f"seed {seed}: seed model on the pool: {class_signal(root, splits['pool'], kinds, model0, img)}", flush=True)
+                print(f"seed {seed}: seed model's class scores: {class_vectors(splits['pool'], model0, img)}", flush=True)
                 for algorithm in algorithms:
                     picked = mine(root, splits["pool"], model0, algorithm, budget, img, seed)
                     print(f"seed {seed} {algorithm} picks: {composition(picked, kinds)}", flush=True)
