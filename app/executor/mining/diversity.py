@@ -5,9 +5,10 @@ gets a feature (the detection head's input maps, average-pooled per level,
 concatenated, randomly projected to 128 dimensions and L2-normalised) and an
 uncertainty u: the *sum* of its kept boxes' class-weighted binary entropies
 (``entropy`` takes the max). YMIR's budget counts images, so an image with more
-unsure boxes brings more labels per pick; on the active-learning benchmark the
-sum was ahead of random in 5 seeds of 6 where the max was level with it
-(docs/benchmarks.md, section 5). Greedy selection repeatedly takes the
+unsure boxes brings more labels per pick (on the CPU active-learning benchmark
+neither the sum nor the max is shown to pick better than random: the sum's lead
+on 6 seeds did not replicate on 8 fresh ones, docs/benchmarks.md, section 5).
+Greedy selection repeatedly takes the
 image maximising (0.1 + u) x distance to the nearest image already taken, for
 ``diversity_budget`` picks; that product never grows, so it is the image's
 score, and the images left over score their product at the end. The result is
