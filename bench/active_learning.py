@@ -13,6 +13,7 @@ draw, the control that shows how far two equally good picks land apart (the nois
 
 Usage: python bench/active_learning.py [--quick] [--seeds 2] [--first-seed 0] [--algorithms random,entropy,...]
        python bench/active_learning.py --report a.json [b.json ...]   (one table from several runs' results)
+       python bench/active_learning.py --quick --picks-only | --draws-only   (what the seed model sees / what random draws)
 """
 
 from __future__ import annotations
@@ -238,6 +239,30 @@ def paired_comparisons(auc: dict[str, dict[str, float]], focus: str) -> list[tup
     return out
 
 
+def compare_draws(seeds: range, sizes: dict[str, int], budget: int, img: int, seed_squares: float) -> None:
+    """The make-up of random's and random:1's round-1 picks (the executor's own random mining, which needs
+    no model), and random minus random:1 over the seeds: a check that the noise floor is two alike draws."""
+    keys = ("objects", "squares", "duplicate", "hard")
+    diffs: dict[str, list[int]] = {k: [] for k in keys}
+    for seed in seeds:
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp)
+            splits, kinds = build_pool(root, seed, sizes, seed_squares)
+            made = []
+            for algorithm in ("random", "random:1"):
+                picked = mine(root, splits["pool"], root / "no-model.pt", algorithm, budget, img, seed)
+                made.append({"objects": sum(len(Path(line.split("\t")[1]).read_text().splitlines()) for line in picked),
+                             "squares": sum(kinds[line][1] for line in picked),
+                             "duplicate": sum(kinds[line][0] == "duplicate" for line in picked),
+                             "hard": sum(kinds[line][0] == "hard" for line in picked)})
+                print(f"seed {seed} {algorithm} picks: {made[-1]['objects']} objects, {composition(picked, kinds)}", flush=True)
+            for k in keys:
+                diffs[k].append(made[0][k] - made[1][k])
+    print("random minus random:1 over seeds " + f"{seeds.start}-{seeds.stop - 1}: " + ", ".join(
+        f"{k} {statistics.mean(v):+.1f} ± {statistics.stdev(v) / len(v) ** 0.5 if len(v) > 1 else float('nan'):.1f}"
+        for k, v in diffs.items()))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="CPU-sized (2 cores: 2 minutes per seed model, 2-3 per algorithm and seed)")
@@ -252,6 +277,8 @@ def main() -> None:
     parser.add_argument("--picks-only", action="store_true",
                         help="train the seed model, show whether it tells the classes apart, and what each algorithm "
                              "would pick (no rounds)")
+    parser.add_argument("--draws-only", action="store_true",
+                        help="no training: what random and random:1 pick in round 1, seed by seed (are the two draws alike?)")
     args = parser.parse_args()
     if args.report:
         curves: dict[str, dict[str, list[float]]] = {}
@@ -270,6 +297,9 @@ def main() -> None:
     algorithms = args.algorithms.split(",")
     curves = {a: {} for a in algorithms}  # algorithm -> seed -> mAP per round
     started = time.time()
+    if args.draws_only:
+        compare_draws(range(args.first_seed, args.first_seed + args.seeds), sizes, budget, img, args.seed_squares)
+        return
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)
