@@ -68,6 +68,11 @@ def build_pool(root: Path, seed: int, sizes: dict[str, int], seed_squares: float
     return splits, kinds
 
 
+def ark_rows(annotation: str | Path) -> list[list[int]]:
+    """The benchmark's own ark annotation: one ``[class, x1, y1, x2, y2]`` per object."""
+    return [[int(float(v)) for v in row.split(",")[:5]] for row in Path(annotation).read_text().splitlines()]
+
+
 def write_candidates(root: Path, images: list[str]) -> None:
     (root / "in" / "candidate-index.tsv").write_text("\n".join(images) + "\n")
 
@@ -95,7 +100,7 @@ def class_signal(root: Path, pool: list[str], kinds: dict[str, tuple[str, int]],
     for line in pool:
         image, annotation = line.split("\t")
         boxes = found[Path(image).name]["boxes"]
-        rows = [[int(float(v)) for v in row.split(",")[:5]] for row in Path(annotation).read_text().splitlines()]
+        rows = ark_rows(annotation)
         truth = torch.tensor([r[1:] for r in rows], dtype=torch.float32).reshape(-1, 4)
         predicted = torch.tensor([[b["box"]["x"], b["box"]["y"], b["box"]["x"] + b["box"]["w"], b["box"]["y"] + b["box"]["h"]]
                                   for b in boxes], dtype=torch.float32).reshape(-1, 4)
@@ -119,7 +124,7 @@ def class_vectors(pool: list[str], model: Path, img: int) -> str:
     IoU >= 0.5) that find an object of each annotated class: if squares got a higher square score than
     circles do, a class-confusion score could point at them."""
     import torch
-    from executor.infer import Engine
+    from executor.infer import Engine, to_image_frame
     from torchvision.ops import box_iou
     from ultralytics.utils import nms
 
@@ -130,13 +135,11 @@ def class_vectors(pool: list[str], model: Path, img: int) -> str:
         batch = engine.forward(engine.prepare(images), metas)
         dets, keep = nms.non_max_suppression(batch.decoded.float(), 0.05, 0.45, max_det=300, return_idxs=True)
         for i, (det, kept, meta) in enumerate(zip(dets, keep, metas, strict=True)):
-            rows = [[int(float(v)) for v in r.split(",")[:5]] for r in Path(annotations[meta.path]).read_text().splitlines()]
+            rows = ark_rows(annotations[meta.path])
             if not len(det) or not rows:
                 continue
             scores = batch.decoded[i, 4:4 + engine.nc, kept.long().flatten()].T.float()
-            boxes = det[:, :4].clone()
-            boxes[:, [0, 2]] = (boxes[:, [0, 2]] - meta.pad[0]) / meta.ratio
-            boxes[:, [1, 3]] = (boxes[:, [1, 3]] - meta.pad[1]) / meta.ratio
+            boxes = to_image_frame(det[:, :4], meta)
             iou = box_iou(boxes, torch.tensor([r[1:] for r in rows], dtype=torch.float32))
             best, match = iou.max(1)
             for score, hit, j in zip(scores, best >= 0.5, match.tolist(), strict=True):
@@ -226,9 +229,8 @@ def paired_comparisons(auc: dict[str, dict[str, float]], focus: str) -> list[tup
     must come out level), every other algorithm against the mean of both draws and against ``random``
     alone, and ``focus`` (the default algorithm) against every other model-based one (the peers)."""
     out = []
-    draws = [a for a in ("random", "random:1") if a in auc]
     others = [a for a in auc if not a.startswith("random")]
-    if len(draws) == 2:
+    if "random" in auc and "random:1" in auc:
         out.append(("random:1 vs random", auc["random:1"], auc["random"]))
         both = {s: (auc["random"][s] + auc["random:1"][s]) / 2 for s in set(auc["random"]) & set(auc["random:1"])}
         out += [(f"{a} vs the mean of random and random:1", auc[a], both) for a in others]
@@ -251,7 +253,7 @@ def compare_draws(seeds: range, sizes: dict[str, int], budget: int, img: int, se
             made = []
             for algorithm in ("random", "random:1"):
                 picked = mine(root, splits["pool"], root / "no-model.pt", algorithm, budget, img, seed)
-                made.append({"objects": sum(len(Path(line.split("\t")[1]).read_text().splitlines()) for line in picked),
+                made.append({"objects": sum(len(ark_rows(line.split("\t")[1])) for line in picked),
                              "squares": sum(kinds[line][1] for line in picked),
                              "duplicate": sum(kinds[line][0] == "duplicate" for line in picked),
                              "hard": sum(kinds[line][0] == "hard" for line in picked)})
@@ -295,11 +297,11 @@ def main() -> None:
         budget, img, seed_epochs, round_epochs, rounds = 200, 320, 100, 40, args.rounds or 4
     seed_epochs = args.seed_epochs or seed_epochs
     algorithms = args.algorithms.split(",")
-    curves = {a: {} for a in algorithms}  # algorithm -> seed -> mAP per round
-    started = time.time()
     if args.draws_only:
         compare_draws(range(args.first_seed, args.first_seed + args.seeds), sizes, budget, img, args.seed_squares)
         return
+    curves = {a: {} for a in algorithms}  # algorithm -> seed -> mAP per round
+    started = time.time()
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)

@@ -134,6 +134,15 @@ def channels_last_helps(device: torch.device) -> bool:
             and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled)
 
 
+def to_image_frame(det: torch.Tensor, meta: Meta) -> torch.Tensor:
+    """A copy of ``det`` with its boxes (first 4 columns, xyxy) moved from the letterboxed model input
+    back to the original image's pixels."""
+    det = det.clone()
+    det[:, [0, 2]] = (det[:, [0, 2]] - meta.pad[0]) / meta.ratio
+    det[:, [1, 3]] = (det[:, [1, 3]] - meta.pad[1]) / meta.ratio
+    return det
+
+
 @dataclass
 class Batch:
     """One forward pass: inputs, raw head outputs and post-NMS detections per image."""
@@ -213,13 +222,7 @@ class Engine:
         dets = nms.non_max_suppression(batch.decoded.float(), conf, iou, max_det=max_det, end2end=self.end2end)
         if not to_image:
             return [det[:, :6].float() for det in dets]
-        out = []
-        for det, meta in zip(dets, batch.metas, strict=True):
-            det = det[:, :6].clone()
-            det[:, [0, 2]] = (det[:, [0, 2]] - meta.pad[0]) / meta.ratio
-            det[:, [1, 3]] = (det[:, [1, 3]] - meta.pad[1]) / meta.ratio
-            out.append(det.cpu())
-        return out
+        return [to_image_frame(det[:, :6], meta).cpu() for det, meta in zip(dets, batch.metas, strict=True)]
 
     def boxes(self, det: torch.Tensor) -> list[tuple[str, float, list[float]]]:
         """(class name, score, xyxy) for the task's classes."""
