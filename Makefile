@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow lint clean
+.PHONY: demo test test-slow lint clean gpu-check
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,12 @@ test: $(STAMP) lint
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow tests
+
+# On a machine with CUDA (no Docker needed): .venv's python when there is one, else $(PYTHON) with the
+# requirements already installed (a GPU machine's own torch). Exits non-zero without CUDA.
+GPU_PY ?= $(if $(wildcard $(PY)),$(PY),$(PYTHON))
+gpu-check:
+	$(GPU_PY) tests/gpu_check.py $(GPU_CHECK_ARGS)
 
 clean:
 	rm -rf demo-run .pytest_cache .ruff_cache

@@ -20,13 +20,16 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="CPU-sized: 480 images at 320 px")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--images", type=int)
+    parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     images, img_size = (480, 320) if args.quick else (2000, 640)
+    images = args.images or images
     gpu = "" if args.device == "cpu" else args.device
     with tempfile.TemporaryDirectory() as tmp:
         root = sample.generate(Path(tmp), train=32, val=8, candidates=images)
         model = trained_model(root, 128)
-        base = {"img_size": img_size, "batch_size_per_gpu": 16, "num_workers_per_gpu": 2, "gpu_id": gpu,
+        base = {"img_size": img_size, "batch_size_per_gpu": 16, "num_workers_per_gpu": args.workers, "gpu_id": gpu,
                 "gpu_count": 1 if gpu else 0, "model_params_path": [str(model)]}
 
         def best(tasks, extra=None) -> float:
@@ -38,7 +41,7 @@ def main() -> None:
         for algorithm in ALGORITHMS:
             rows.append((f"mining {algorithm}", best(["mining"], {"mining_algorithm": algorithm})))
             rows.append((f"mining {algorithm} + infer", best(["mining", "infer"], {"mining_algorithm": algorithm})))
-    print(f"\nmachine: {machine()}; {images} candidates at {img_size} px, batch 16, device {args.device}, "
+    print(f"\nmachine: {machine()}; {images} candidates at {img_size} px, batch 16, workers {args.workers}, device {args.device}, "
           f"best of {args.repeats} (model load included)")
     print("| run | seconds | vs infer alone |\n| --- | --- | --- |")
     for name, seconds in rows:

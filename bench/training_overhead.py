@@ -5,7 +5,7 @@ A: the executor's training task (conversion, training, stages, tensorboard, resu
 B: the same conversion plus ``YOLO(<model>.yaml).train(...)`` with the same arguments.
 Runs alternate A, B, A, B so drift hits both.
 
-Usage: python bench/training_overhead.py [--epochs 5] [--repeats 2]
+Usage: python bench/training_overhead.py [--epochs 5] [--repeats 2] [--device cpu|0]
 """
 
 from __future__ import annotations
@@ -25,8 +25,11 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--img-size", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="cpu, or a GPU number")
     args = parser.parse_args()
-    settings = {"model": "yolo11n", "epochs": args.epochs, "img_size": args.img_size, "batch_size_per_gpu": 16,
+    gpu = "" if args.device == "cpu" else args.device
+    settings = {"gpu_id": gpu, "gpu_count": 1 if gpu else 0, "model": "yolo11n",
+                "epochs": args.epochs, "img_size": args.img_size, "batch_size_per_gpu": 16,
                 "num_workers_per_gpu": 2, "save_period": 10, "patience": 0, "export_format": "ark:raw"}
     from ultralytics import YOLO
 
@@ -41,12 +44,12 @@ def main() -> None:
             data = dataset.convert(str(root / "in" / "train-index.tsv"), str(root / "in" / "val-index.tsv"), plain / "data",
                                    "ark:raw", sample.CLASS_NAMES)
             YOLO("yolo11n.yaml").train(data=data, epochs=args.epochs, batch=16, workers=2, imgsz=args.img_size, seed=0,
-                                       deterministic=True, device="cpu", project=str(plain), name="train", exist_ok=True,
+                                       deterministic=True, device=args.device, project=str(plain), name="train", exist_ok=True,
                                        plots=True, verbose=False, patience=args.epochs + 1,
                                        close_mosaic=min(10, args.epochs))  # as the task passes it
             b.append(time.perf_counter() - start)
     print(f"\nmachine: {machine()}; yolo11n from scratch, 192 train / 48 val images at {args.img_size} px, "
-          f"{args.epochs} epochs, runs alternated, best of {args.repeats}")
+          f"{args.epochs} epochs, device {args.device}, runs alternated, best of {args.repeats}")
     print("| run | seconds | ratio |\n| --- | --- | --- |")
     print(f"| A executor training task | {min(a):.1f} | {min(a) / min(b):.3f}x |")
     print(f"| B conversion + Ultralytics model.train | {min(b):.1f} | 1.000x |")

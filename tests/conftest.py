@@ -75,7 +75,7 @@ def stage_recorder(out: Path, values: dict | None = None):
     from executor.protocol import Monitor, Params, load_template
     from executor.train import StageRecorder, TrainSettings
 
-    cfg = EasyDict({"ymir": {"protocol_version": "1.1.0", "output": {
+    cfg = EasyDict({"ymir": {"protocol_version": "1.1.0", "output": {"root_dir": str(out),
         "models_dir": str(out / "models"), "training_result_file": str(out / "models" / "result.yaml"),
         "tensorboard_dir": str(out / "tensorboard")}}})
     settings = TrainSettings.read(Params(load_template("training"), values or {}))

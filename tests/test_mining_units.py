@@ -69,13 +69,13 @@ def test_cald_unwanted_classes_do_not_count():
     """A class weighted 0 is not wanted: an image holding only such boxes has nothing to score (it ranks
     with the images without boxes), and an unwanted box does not dilute a wanted one's inconsistency."""
     ref = det([10, 10, 30, 30, 0.9, 1])
-    assert inconsistency(ref, ref, det(), torch.tensor([1.0, 0.0])) is None
-    assert inconsistency(ref, ref, det(), torch.tensor([0.0, 1.0])) == pytest.approx(1.0)
+    assert inconsistency(ref, ref, det(), torch.tensor([1.0, 0.0])).isnan()
+    assert float(inconsistency(ref, ref, det(), torch.tensor([0.0, 1.0]))) == pytest.approx(1.0)
     both = det([10, 10, 30, 30, 0.9, 0], [40, 40, 60, 60, 0.9, 1])
     kept_only_the_cat = det([40, 40, 60, 60, 0.9, 1])
-    assert inconsistency(both, both, kept_only_the_cat, torch.tensor([0.0, 1.0])) == pytest.approx(0.0)
-    assert inconsistency(both, both, kept_only_the_cat, ONES) == pytest.approx(0.5)
-    assert inconsistency(det(), det(), det(), ONES) is None
+    assert float(inconsistency(both, both, kept_only_the_cat, torch.tensor([0.0, 1.0]))) == pytest.approx(0.0)
+    assert float(inconsistency(both, both, kept_only_the_cat, ONES)) == pytest.approx(0.5)
+    assert inconsistency(det(), det(), det(), ONES).isnan()
 
 
 @pytest.mark.parametrize("height, width", [(64, 64), (64, 96), (96, 64)])
@@ -101,10 +101,24 @@ def test_diversity_spreads_near_duplicates():
 
 
 def test_diversity_scores_never_grow_along_the_pick_order():
+    """The greedy product never grows from one pick to the next, so sorting by score replays the pick order;
+    the images left over score at most the last pick."""
     torch.manual_seed(1)
     features = torch.nn.functional.normalize(torch.randn(50, 8), dim=1)
-    scores = greedy_scores(features, torch.rand(50), budget=20)
+    uncertainty = torch.rand(50)
+    scores = greedy_scores(features, uncertainty, budget=20)
     assert torch.isfinite(scores).all() and len(set(scores.tolist())) > 40
+    # Replay the greedy picks by hand: each pick maximises (floor + u) x distance to the picks before it.
+    order = scores.argsort(descending=True).tolist()
+    weight = 0.1 + uncertainty
+    for step in range(20):
+        taken = features[order[:step]]
+        distance = torch.cdist(features, taken).min(1).values if step else torch.full((50,), 2.0)
+        value = weight * distance
+        value[order[:step]] = -1
+        assert order[step] == int(value.argmax()) and scores[order[step]] == pytest.approx(float(value.max()), abs=1e-5)
+    picked = scores[order[:20]]
+    assert (picked[1:] <= picked[:-1] + 1e-6).all() and scores[order[20:]].max() <= picked[-1] + 1e-6
 
 
 def test_diversity_uncertainty_adds_up_the_unsure_boxes():

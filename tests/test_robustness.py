@@ -246,3 +246,79 @@ def test_nan_loss_in_the_first_epoch_fails_with_the_nan_code(tmp_path):
             recorder.on_train_epoch_end(Trainer(0, torch.tensor([bad, 1.0])))
         assert info.value.code == ErrorCode.NAN_LOSS
         assert "lower lr0" in info.value.message and "lr0 5.0" in info.value.message
+
+
+WORKER = """
+import sys
+import cloudpickle
+import torch
+
+sys.path.insert(0, sys.argv[3])
+callbacks = cloudpickle.loads(open(sys.argv[1], "rb").read())
+
+
+class Trainer:  # the attributes our callbacks read
+    epoch, start_epoch, loss = 0, 0, torch.tensor(float("nan"))
+
+
+for event in ("on_pretrain_routine_start", "on_pretrain_routine_end"):  # what Ultralytics runs in a worker
+    for callback in callbacks[event]:
+        callback(Trainer())
+if sys.argv[2] == "nan":
+    for callback in callbacks["on_train_epoch_end"]:
+        callback(Trainer())  # rank 0: our first-epoch NaN check raises
+elif sys.argv[2] == "oom":
+    raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB (GPU 1; 79.1 GiB total)")
+elif sys.argv[2] == "killed":
+    import os
+    os._exit(1)  # dies before any Python exception (a signal, a segfault)
+"""
+
+
+@pytest.mark.parametrize("rank, failure, code, words", [
+    ("0", "nan", 300201, "lower lr0"),
+    ("1", "oom", 300103, "lower batch_size_per_gpu"),
+    ("1", "killed", 300004, "before it could report why"),
+])
+def test_a_ddp_workers_error_reaches_the_parent_with_its_code(tmp_path, rank, failure, code, words):
+    """Ultralytics runs multi-GPU training as `torch.distributed.run` in a subprocess and the parent sees only
+    CalledProcessError. Our callbacks, cloudpickled into the worker as Ultralytics does, leave the worker's
+    error under /out; the parent turns the failed subprocess into that error."""
+    import os
+    import subprocess
+    import sys
+
+    import cloudpickle
+    from conftest import ROOT
+    from executor.protocol import YmirError
+    from executor.train import worker_errors
+
+    recorder = stage_recorder(tmp_path / "out")
+    callbacks: dict = {}
+
+    class Model:
+        def add_callback(self, event, fn):
+            callbacks.setdefault(event, []).append(fn)
+
+    recorder.register(Model())
+    pickled, script = tmp_path / "callbacks.pkl", tmp_path / "worker.py"
+    pickled.write_bytes(cloudpickle.dumps(callbacks))
+    script.write_text(WORKER)
+    with pytest.raises(YmirError) as info:
+        with worker_errors(recorder.errors_dir):
+            subprocess.run([sys.executable, str(script), str(pickled), failure, str(ROOT / "app")], check=True,
+                           env={**os.environ, "RANK": rank, "LOCAL_RANK": rank}, capture_output=True)
+    assert int(info.value.code) == code and words in info.value.message, info.value.message
+    assert not recorder.errors_dir.exists(), "the hand-over files are removed"
+
+
+def test_gpu_check_says_plainly_that_there_is_no_cuda():
+    """`make gpu-check` on a machine without CUDA must not pass silently."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    proc = subprocess.run([sys.executable, str(ROOT / "tests" / "gpu_check.py")], capture_output=True, text=True,
+                          timeout=120, env={**__import__("os").environ, "CUDA_VISIBLE_DEVICES": ""})
+    assert proc.returncode == 2 and "no CUDA device is visible" in proc.stdout, proc.stdout + proc.stderr

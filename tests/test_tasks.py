@@ -190,7 +190,7 @@ def test_mining_each_algorithm(trained, candidates_root, algorithm):
     assert rc == 0, log[-2000:]
     rows = check_mining_tsv(str(root / "out" / "result.tsv"), paths)
     assert {r[0] for r in rows[-3:]} == {odd["zero.jpg"], odd["text.jpg"], odd["missing.jpg"]}
-    assert "3 unreadable" in [line for line in log.splitlines() if "mining done" in line][0]
+    assert "3 ranked last" in [line for line in log.splitlines() if "mining done" in line][0]
     assert not (root / "out" / "infer-result.json").exists()
 
 

@@ -17,7 +17,7 @@ import logging
 import os
 import platform
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -145,14 +145,14 @@ def to_image_frame(det: torch.Tensor, meta: Meta) -> torch.Tensor:
 
 @dataclass
 class Batch:
-    """One forward pass: inputs, raw head outputs and post-NMS detections per image."""
+    """One forward pass: inputs and raw head outputs, every tensor on the engine's device, in the model's
+    precision (float16 with ``half``); consumers compute in float32 (see ``executor.mining``)."""
 
     images: torch.Tensor  # normalized float, on the device
     metas: list[Meta]
     decoded: torch.Tensor  # (B, 4 + nc, anchors) or (B, max_det, 6) for end-to-end heads
     class_logits: torch.Tensor | None  # (B, nc, anchors) before the sigmoid
     feats: list[torch.Tensor]  # the head's input feature maps, one per level
-    detections: list[torch.Tensor] = field(default_factory=list)  # per image (n, 6): x1 y1 x2 y2 score class
 
 
 class Engine:
@@ -192,6 +192,7 @@ class Engine:
         self.class_map = [n if n in names else None for n in model_names]
         self.names = list(names)
         self.nc = len(model_names)
+        LOG.info("model %s on %s (%s)", weights_path.name, self.device, "float16" if self.half else "float32")
 
     def batches(self, paths: Sequence[str], batch_size: int, workers: int) -> Iterator[tuple[torch.Tensor | None, list[Meta], list[Meta]]]:
         loader = torch.utils.data.DataLoader(
@@ -216,7 +217,8 @@ class Engine:
         return Batch(images, metas, decoded, logits, feats)
 
     def detect(self, batch: Batch, conf: float, iou: float, max_det: int, to_image: bool = True) -> list[torch.Tensor]:
-        """Post-NMS detections per image, boxes in original image pixels (else model-input pixels)."""
+        """Post-NMS detections per image, float32 ``(n, 6)``: on the CPU with boxes in original image pixels
+        (for writing results), else on the engine's device with boxes in model-input pixels (for mining)."""
         from ultralytics.utils import nms
 
         dets = nms.non_max_suppression(batch.decoded.float(), conf, iou, max_det=max_det, end2end=self.end2end)

@@ -61,7 +61,8 @@ def run(cfg: EasyDict, monitor: Monitor, with_infer: bool = False) -> None:
     if algorithm == "random" and not with_infer:
         rng = random.Random(seed)  # no model needed: a seeded score, and a header read to put unreadable images last
         counts = write_mining_result(result_file, [(p, rng.random() if _readable(p) else None) for p in paths])
-        LOG.info("mining done (random): %d images scored, %d unreadable", counts["scored"], counts["unreadable"])
+        LOG.info("mining done (random): %d images scored, %d ranked last (unreadable)", counts["scored"],
+                 counts["unreadable"])
         monitor.progress(1.0, force=True)
         return
 
@@ -75,7 +76,7 @@ def run(cfg: EasyDict, monitor: Monitor, with_infer: bool = False) -> None:
     ranked = list(zip(result.readable, result.scores, strict=True)) + [(p, None) for p in result.unreadable]
     counts = write_mining_result(result_file, ranked)
     problems = ", ".join(f"{k}: {v}" for k, v in sorted(result.problems.items())) or "none"
-    LOG.info("mining done (%s): %d images scored, %d unreadable (%s)", algorithm, counts["scored"], counts["unreadable"],
+    LOG.info("mining done (%s): %d images scored, %d ranked last (%s)", algorithm, counts["scored"], counts["unreadable"],
              problems)
     if with_infer:
         LOG.info("infer done: %d images, %d boxes; problems: %s", len(paths), result.boxes, problems)

@@ -24,6 +24,7 @@ from executor.infer import Engine, EngineSettings, InferSettings
 from executor.protocol import ErrorCode, InferResultWriter, Monitor, Protocol, YmirError, classify_exception
 
 LOG = logging.getLogger("executor")
+NOT_FINITE = "images with a NaN/Inf score or features, ranked last (with half: true, an fp16 overflow; try half: false)"
 
 
 @dataclass
@@ -50,7 +51,7 @@ class ScanJob:
 @dataclass
 class ScanResult:
     readable: list[str]
-    scores: list[float]
+    scores: list[float | None]  # None: a score or features that were not finite (ranked last)
     unreadable: list[str]
     problems: Counter
     boxes: int
@@ -63,7 +64,7 @@ def _miner(job: ScanJob, engine: Engine | None, rank: int):
     m = job.mining
     model_classes = engine.class_map if engine is not None else job.names
     weights = torch.tensor([m.class_weights.get(n, 0.0) if n else 0.0 for n in model_classes])
-    context = MinerContext(engine, weights, m.min_score, job.engine.iou, m.budget, m.seed, rank)
+    context = MinerContext(engine, weights, m.min_score, job.engine.iou, m.budget, m.seed, rank)  # weights -> device
     return algorithms()[m.algorithm](context)
 
 
@@ -85,7 +86,7 @@ def worker(rank: int, job: ScanJob, shards: list[list[str]], devices: list[str],
         engine = Engine(Path(job.weights), devices[rank], job.engine.img_size, job.engine.half, job.names)
         miner = _miner(job, engine, rank) if job.mining else None
         readable: list[str] = []
-        scores: list[float] = []
+        scores: list[float | None] = []
         unreadable: list[str] = []
         problems: Counter = Counter()
         boxes, done = 0, 0
@@ -95,7 +96,9 @@ def worker(rank: int, job: ScanJob, shards: list[list[str]], devices: list[str],
                 if images is not None:
                     batch = engine.forward(engine.prepare(images), metas)
                     if miner is not None:
-                        scores += miner.score(batch)
+                        scored = miner.score(batch)
+                        problems[NOT_FINITE] += sum(s is None for s in scored)
+                        scores += scored
                         readable += [m.path for m in metas]
                     if infer_file is not None:
                         dets = engine.detect(batch, job.infer.conf, job.engine.iou, job.infer.max_det)
@@ -176,7 +179,7 @@ def run(job: ScanJob, paths: list[str], devices: list[str], monitor: Monitor, in
             readable=[p for part in parts for p in part["readable"]],
             scores=[s for part in parts for s in part["scores"]],
             unreadable=[p for part in parts for p in part["unreadable"]],
-            problems=sum((Counter(part["problems"]) for part in parts), Counter()),
+            problems=+sum((Counter(part["problems"]) for part in parts), Counter()),  # + drops zero counts
             boxes=sum(part["boxes"] for part in parts),
         )
         if job.mining is not None:

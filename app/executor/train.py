@@ -8,11 +8,16 @@ progress. A stage's mAP is the validation mAP@0.5 of exactly its weights.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
 import shutil
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +34,9 @@ from executor.protocol import (
     Stage,
     YmirError,
     atomic_copy,
+    atomic_write_text,
     class_names,
+    classify_exception,
     config_error,
     gpu_ids,
     model_error,
@@ -47,6 +54,7 @@ MAP_KEY = "metrics/mAP50(B)"
 PLOTS = ("BoxPR_curve.png", "BoxF1_curve.png", "confusion_matrix.png", "confusion_matrix_normalized.png",
          "results.png", "labels.jpg", "train_batch0.jpg", "val_batch0_labels.jpg", "val_batch0_pred.jpg")
 CONVERSION_SHARE, FINAL_SHARE = 0.05, 0.05  # of the progress bar
+WORKER_ERRORS = ".training-worker-errors"  # under /out: how DDP workers hand their error to the parent
 
 
 def weights_dir() -> Path:
@@ -121,6 +129,7 @@ class StageRecorder:
         self.epochs_run = 0
         self.best_epoch = 0  # the epoch whose weights best.pt holds
         self.tensorboard_dir = cfg.ymir.output.tensorboard_dir
+        self.errors_dir = Path(cfg.ymir.output.root_dir).absolute() / WORKER_ERRORS
         self._tb: Any = None
 
     # Ultralytics cloudpickles callbacks into its DDP workers: the writer is made where it is used.
@@ -136,6 +145,9 @@ class StageRecorder:
         return self._tb
 
     def register(self, model: Any) -> None:
+        # Every process, DDP workers included: rank 0 runs the first event, all ranks the second.
+        for event in ("on_pretrain_routine_start", "on_pretrain_routine_end"):
+            model.add_callback(event, self.report_worker_errors)
         for event in ("on_train_epoch_start", "on_train_batch_end", "on_train_epoch_end", "on_model_save", "on_fit_epoch_end",
                       "on_train_end"):
             model.add_callback(event, self._main_process_only(getattr(self, event)))
@@ -149,6 +161,25 @@ class StageRecorder:
                 callback(trainer)
 
         return call
+
+    def report_worker_errors(self, trainer: Any) -> None:
+        """In a DDP worker (Ultralytics runs multi-GPU training in a subprocess, so the parent only learns
+        "exit status 1"), an exception that ends the worker is also written, with its code and message, to
+        a small file under /out that ``worker_errors`` reads in the parent."""
+        rank = int(os.environ.get("RANK", -1))
+        if rank < 0 or getattr(sys.excepthook, "ymir_rank", None) == rank:
+            return
+        previous, errors_dir = sys.excepthook, self.errors_dir
+
+        def hook(kind: Any, exc: BaseException, tb: Any) -> None:
+            try:
+                code, message = classify_exception(exc)
+                atomic_write_text(errors_dir / f"error-{rank}.json", json.dumps({"code": int(code), "message": message}))
+            finally:
+                previous(kind, exc, tb)
+
+        hook.ymir_rank = rank  # type: ignore[attr-defined]
+        sys.excepthook = hook
 
     # -- progress and tensorboard
     def on_train_epoch_start(self, trainer: Any) -> None:
@@ -325,6 +356,22 @@ def run(cfg: EasyDict, monitor: Monitor) -> None:
             ) from exc
     recorder = StageRecorder(cfg, settings, monitor)
     recorder.register(model)
+    with worker_errors(recorder.errors_dir):
+        train_model(model, settings, data_yaml, device, gpus, out_root)
+    monitor.progress(1.0, force=True)
+    # result.yaml was written by the callbacks, in this process or in Ultralytics' DDP rank 0.
+    try:
+        result = yaml.safe_load(open(cfg.ymir.output.training_result_file)) or {}
+    except FileNotFoundError:
+        raise YmirError(ErrorCode.MODEL, "training ended without saving any model stage; see the log above") from None
+    best = result.get("best_stage_name") or "best"
+    stage = (result.get("model_stages") or {}).get(best, {})
+    LOG.info("training done: best stage '%s' mAP@0.5 %.4f, %d epochs, %.0f s", best,
+             float(stage.get("mAP", result.get("map", 0.0))), epochs_run(model.trainer.save_dir), time.time() - started)
+
+
+def train_model(model: Any, settings: TrainSettings, data_yaml: str, device: str, gpus: int, out_root: Path) -> None:
+    """Ultralytics' trainer with the task's settings (with several GPUs it runs DDP in a subprocess)."""
     model.train(
         data=data_yaml,
         epochs=settings.epochs,
@@ -346,16 +393,24 @@ def run(cfg: EasyDict, monitor: Monitor) -> None:
         verbose=False,
         **settings.augment,
     )
-    monitor.progress(1.0, force=True)
-    # result.yaml was written by the callbacks, in this process or in Ultralytics' DDP rank 0.
+
+
+@contextmanager
+def worker_errors(errors_dir: Path) -> Iterator[None]:
+    """Turn a failed DDP subprocess into the error its worker reported (see ``report_worker_errors``):
+    the first worker to fail holds the cause; the others were stopped by the launcher after it."""
+    shutil.rmtree(errors_dir, ignore_errors=True)
     try:
-        result = yaml.safe_load(open(cfg.ymir.output.training_result_file)) or {}
-    except FileNotFoundError:
-        raise YmirError(ErrorCode.MODEL, "training ended without saving any model stage; see the log above") from None
-    best = result.get("best_stage_name") or "best"
-    stage = (result.get("model_stages") or {}).get(best, {})
-    LOG.info("training done: best stage '%s' mAP@0.5 %.4f, %d epochs, %.0f s", best,
-             float(stage.get("mAP", result.get("map", 0.0))), epochs_run(model.trainer.save_dir), time.time() - started)
+        yield
+    except subprocess.CalledProcessError as exc:
+        reports = sorted(errors_dir.glob("error-*.json"), key=lambda p: p.stat().st_mtime)
+        if reports:
+            found = json.loads(reports[0].read_text())
+            raise YmirError(ErrorCode(found["code"]), found["message"]) from exc
+        raise YmirError(ErrorCode.MODEL, f"multi-GPU training failed in a worker process (exit status {exc.returncode}) "
+                        "before it could report why; the traceback is in the log above") from exc
+    finally:
+        shutil.rmtree(errors_dir, ignore_errors=True)
 
 
 def epochs_run(save_dir: str | Path) -> int:

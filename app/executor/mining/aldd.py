@@ -20,7 +20,7 @@ CELLS = 4  # max-pool the level into about CELLS x CELLS cells
 
 
 def aldd_scores(level_probs: list[torch.Tensor], class_weights: torch.Tensor) -> torch.Tensor:
-    """One score per image from per-level probability maps (B, C, H, W)."""
+    """One float32 score per image, ``(B,)``, from per-level probability maps (B, C, H, W), on their device."""
     per_level = []
     for p in level_probs:
         p = p.float()
@@ -31,17 +31,17 @@ def aldd_scores(level_probs: list[torch.Tensor], class_weights: torch.Tensor) ->
         kernel = max(1, min(u.shape[-2:]) // CELLS)
         per_level.append(F.max_pool2d(u, kernel, stride=kernel, ceil_mode=True).mean(dim=(2, 3)))  # (B, C)
     per_class = torch.stack(per_level).mean(0)
-    weights = class_weights.to(per_class.device, per_class.dtype)
+    weights = class_weights.to(per_class.device, torch.float32)
     return (per_class * weights).sum(1) / weights.sum().clamp_min(1e-9)
 
 
 class ALDD(Miner):
     name = "aldd"
 
-    def score(self, batch) -> list[float]:
+    def image_scores(self, batch) -> torch.Tensor:
         if batch.class_logits is None or not batch.feats:
             raise RuntimeError("aldd needs the class maps of an Ultralytics detection head")
         sizes = [f.shape[-2] * f.shape[-1] for f in batch.feats]
         chunks = batch.class_logits.float().sigmoid().split(sizes, dim=2)
         maps = [c.reshape(c.shape[0], c.shape[1], f.shape[-2], f.shape[-1]) for c, f in zip(chunks, batch.feats, strict=True)]
-        return aldd_scores(maps, self.ctx.class_weights).tolist()
+        return aldd_scores(maps, self.ctx.class_weights)

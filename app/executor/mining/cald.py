@@ -38,8 +38,7 @@ def _scale(images: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, tor
     small = F.interpolate(images, scale_factor=SCALE, mode="bilinear", align_corners=False)
     out = torch.full_like(images, 114 / 255)
     out[..., : small.shape[-2], : small.shape[-1]] = small
-    scale = torch.tensor([small.shape[-1] / w, small.shape[-2] / h] * 2, dtype=boxes.dtype)
-    return out, boxes * scale
+    return out, boxes * boxes.new_tensor([small.shape[-1] / w, small.shape[-2] / h] * 2)
 
 
 def _rotate(images: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -78,20 +77,20 @@ class _Cutout:
 def consistency(ref: torch.Tensor, mapped: torch.Tensor, aug: torch.Tensor) -> torch.Tensor:
     """Per reference box: IoU with its best match among ``aug`` boxes x score agreement."""
     if len(aug) == 0:
-        return torch.zeros(len(ref))
+        return ref.new_zeros(len(ref))
     iou = box_iou(mapped[:, :4], aug[:, :4])
     best_iou, match = iou.max(1)
     return best_iou * (1 - (ref[:, 4] - aug[match, 4]).abs())
 
 
-def inconsistency(ref: torch.Tensor, mapped: torch.Tensor, aug: torch.Tensor, class_weights: torch.Tensor) -> float | None:
-    """One augmentation's inconsistency for one image: 1 - the class-weighted mean consistency of its
-    reference boxes; None when no box is of a class that counts (a weight of 0 means "not wanted",
-    so such an image must not rank as maximally inconsistent)."""
-    w = class_weights[ref[:, 5].long()]
-    if len(ref) == 0 or float(w.sum()) <= 0:
-        return None
-    return 1 - float((consistency(ref, mapped, aug) * w).sum() / w.sum())
+def inconsistency(ref: torch.Tensor, mapped: torch.Tensor, aug: torch.Tensor, class_weights: torch.Tensor) -> torch.Tensor:
+    """One augmentation's inconsistency for one image, a float32 scalar on ``ref``'s device: 1 - the
+    class-weighted mean consistency of its reference boxes; NaN when no box is of a class that counts
+    (a weight of 0 means "not wanted", so such an image must not rank as maximally inconsistent)."""
+    w = class_weights.to(ref.device, torch.float32)[ref[:, 5].long()]
+    total = w.sum()
+    value = 1 - (consistency(ref, mapped, aug).float() * w).sum() / total.clamp_min(1e-12)
+    return torch.where(total > 0, value, torch.nan)
 
 
 class CALD(Miner):
@@ -101,16 +100,18 @@ class CALD(Miner):
         super().__init__(ctx)
         self.augmentations = [_flip, _Cutout(ctx.seed), _rotate, _scale]
 
-    def score(self, batch) -> list[float]:
+    def image_scores(self, batch) -> torch.Tensor:
         engine = self.ctx.engine
         refs = self.detections(batch)
-        totals: list[float | None] = [0.0] * len(refs)
+        per_augmentation = []
         for augment in self.augmentations:
             per_image = [augment(batch.images[i : i + 1], refs[i][:, :4]) for i in range(len(refs))]
             images = torch.cat([im for im, _ in per_image])
             aug_batch = engine.forward(images, batch.metas)
             aug_dets = engine.detect(aug_batch, self.ctx.min_score, self.ctx.iou, 300, to_image=False)
-            for i, (ref, (_, mapped)) in enumerate(zip(refs, per_image, strict=True)):
-                value = inconsistency(ref, mapped, aug_dets[i], self.ctx.class_weights)  # once per augmentation
-                totals[i] = None if value is None or totals[i] is None else totals[i] + value
-        return [NO_DETECTION if t is None else t / len(self.augmentations) for t in totals]
+            per_augmentation.append(torch.stack([  # once per augmentation, not inside the box loop
+                inconsistency(ref, mapped, aug_dets[i], self.ctx.class_weights)
+                for i, (ref, (_, mapped)) in enumerate(zip(refs, per_image, strict=True))]))
+        weights = self.ctx.class_weights
+        counts = torch.stack([weights[ref[:, 5].long()].sum() > 0 for ref in refs])  # some box of a wanted class
+        return torch.where(counts, torch.stack(per_augmentation).mean(0), NO_DETECTION)

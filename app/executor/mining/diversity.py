@@ -27,20 +27,21 @@ UNCERTAINTY_FLOOR = 0.1  # a sure image still counts a little for coverage
 MAX_DISTANCE = 2.0  # between unit vectors
 
 
-def uncertainty_mass(dets: list[torch.Tensor], class_weights: torch.Tensor) -> list[float]:
-    """Per image: the summed class-weighted entropy of its kept boxes (0 with none)."""
-    return [float(box_entropies(det, class_weights).sum()) for det in dets]
+def uncertainty_mass(dets: list[torch.Tensor], class_weights: torch.Tensor) -> torch.Tensor:
+    """Per image: the summed class-weighted entropy of its kept boxes (0 with none), ``(B,)`` float32."""
+    return torch.stack([box_entropies(det, class_weights).sum() for det in dets])
 
 
 def greedy_scores(features: torch.Tensor, uncertainty: torch.Tensor, budget: int) -> torch.Tensor:
     """Scores whose descending order is the greedy pick order (then the rest)."""
     n = len(features)
-    weight = UNCERTAINTY_FLOOR + uncertainty.float()
-    distance = torch.full((n,), MAX_DISTANCE)
-    scores = torch.empty(n)
-    taken = torch.zeros(n, dtype=torch.bool)
+    features = features.float()
+    weight = UNCERTAINTY_FLOOR + uncertainty.float().to(features.device)
+    distance = torch.full((n,), MAX_DISTANCE, device=features.device)
+    scores = torch.empty(n, device=features.device)
+    taken = torch.zeros(n, dtype=torch.bool, device=features.device)
     for _ in range(min(budget, n)):
-        value = torch.where(taken, torch.tensor(-1.0), weight * distance)
+        value = torch.where(taken, -1.0, weight * distance)
         pick = int(value.argmax())
         scores[pick], taken[pick] = value[pick], True
         distance = torch.minimum(distance, (features - features[pick]).norm(dim=1))
@@ -58,21 +59,28 @@ class Diversity(Miner):
         self.features: list[torch.Tensor] = []
         self.generator = torch.Generator().manual_seed(ctx.seed)
 
-    def score(self, batch) -> list[float]:
-        pooled = torch.cat([f.float().mean(dim=(2, 3)) for f in batch.feats], dim=1).cpu()
-        if self.projection is None:
+    def image_scores(self, batch) -> torch.Tensor:
+        pooled = torch.cat([f.float().mean(dim=(2, 3)) for f in batch.feats], dim=1)
+        if self.projection is None:  # drawn on the CPU (seeded), then kept beside the features
             self.projection = torch.randn(pooled.shape[1], DIM, generator=self.generator) / DIM**0.5
-        self.features.append(torch.nn.functional.normalize(pooled @ self.projection, dim=1))
+        self.projection = self.projection.to(pooled.device)
+        self.features.append(torch.nn.functional.normalize(pooled @ self.projection, dim=1))  # a row per image
         return uncertainty_mass(self.detections(batch), self.ctx.class_weights)
 
     def state(self) -> object:
-        return torch.cat(self.features) if self.features else torch.zeros(0, DIM)
+        return torch.cat(self.features).cpu() if self.features else torch.zeros(0, DIM)
 
     def merge_states(self, states: list[object]) -> None:
         self.features = [s for s in states if isinstance(s, torch.Tensor)]
 
-    def finish(self, scores: list[float]) -> list[float]:
-        if not scores:
+    def finish(self, scores: list[float | None]) -> list[float | None]:
+        """Greedy picks among the images with a finite score and features; the others stay ``None``."""
+        valid = [i for i, s in enumerate(scores) if s is not None]
+        if not valid:
             return scores
-        features = torch.cat(self.features)
-        return greedy_scores(features, torch.tensor(scores), self.ctx.budget).tolist()
+        features = torch.cat([f.cpu() for f in self.features])[valid]
+        picked = greedy_scores(features, torch.tensor([scores[i] for i in valid]), self.ctx.budget).tolist()
+        out: list[float | None] = [None] * len(scores)
+        for i, value in zip(valid, picked, strict=True):
+            out[i] = value
+        return out

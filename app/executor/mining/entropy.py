@@ -15,17 +15,20 @@ from executor.mining import Miner, binary_entropy
 
 
 def box_entropies(det: torch.Tensor, class_weights: torch.Tensor) -> torch.Tensor:
-    """Per kept box ``(n, 6)``: the binary entropy of its score times its class weight."""
-    weights = class_weights[det[:, 5].long().clamp(0, len(class_weights) - 1)]
-    return binary_entropy(det[:, 4]) * weights
+    """Per kept box ``(n, 6)``: the binary entropy of its score times its class weight (float32, on
+    ``det``'s device; the weights follow the boxes, so no caller can mix devices)."""
+    weights = class_weights.to(det.device, torch.float32)
+    return binary_entropy(det[:, 4]) * weights[det[:, 5].long().clamp(0, len(weights) - 1)]
 
 
-def image_entropy(dets: list[torch.Tensor], class_weights: torch.Tensor) -> list[float]:
-    return [float(box_entropies(det, class_weights).max()) if len(det) else 0.0 for det in dets]
+def image_entropy(dets: list[torch.Tensor], class_weights: torch.Tensor) -> torch.Tensor:
+    """Per image, its largest box entropy (0 with no box): ``(B,)`` float32 on the boxes' device."""
+    return torch.stack([box_entropies(det, class_weights).max() if len(det) else det.new_zeros((), dtype=torch.float32)
+                        for det in dets])
 
 
 class Entropy(Miner):
     name = "entropy"
 
-    def score(self, batch) -> list[float]:
+    def image_scores(self, batch) -> torch.Tensor:
         return image_entropy(self.detections(batch), self.ctx.class_weights)

@@ -14,5 +14,6 @@ class RandomScore(Miner):
         super().__init__(ctx)
         self.generator = torch.Generator().manual_seed(ctx.seed * 1000 + ctx.rank)
 
-    def score(self, batch) -> list[float]:
-        return torch.rand(len(batch.metas), generator=self.generator).tolist()
+    def image_scores(self, batch) -> torch.Tensor:
+        # Drawn on the CPU (one seeded stream whatever the device), then placed with the batch.
+        return torch.rand(len(batch.metas), generator=self.generator).to(batch.images.device)

@@ -1,0 +1,229 @@
+"""`make gpu-check`: every GPU path of the executor, run for real on CUDA, in one go (a few minutes).
+
+On the project's sample data, each check runs ``app/start.py`` in a subprocess exactly as the platform
+starts the image, then checks the outputs against the contract as the tests do (``tests/contract.py``):
+training with AMP (3 epochs), fine-tuning from that result, infer with ``half`` true and false, each
+mining algorithm with ``half: true``, mining + infer together, two candidate shards on one GPU (the
+spawned-worker path), a first-epoch NaN (pretrained weights holding NaN) and a forced out-of-memory
+(yolo11x at 5120 px, the largest batch): each must end with its own error code.
+
+Prints one line per check and a closing count; exits 1 on any failure, 2 without CUDA.
+``--allow-cpu`` rehearses the script on a machine without a GPU (the out-of-memory check is skipped);
+it proves nothing about CUDA.
+
+Usage: python tests/gpu_check.py [--gpu 0] [--keep DIR] [--allow-cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path[:0] = [str(ROOT / "app"), str(HERE)]
+
+from executor import runtime  # noqa: E402
+
+runtime.setup()
+
+from contract import check_infer_json, check_mining_tsv, check_monitor_error, check_result_yaml  # noqa: E402
+from executor import sample  # noqa: E402
+
+ALGORITHMS = ("random", "entropy", "aldd", "cald", "diversity")
+TRAINING = {"model": "yolo11n", "epochs": 3, "img_size": 320, "batch_size_per_gpu": 16, "num_workers_per_gpu": 4,
+            "save_period": 1, "export_format": "ark:raw"}
+SCAN = {"img_size": 320, "batch_size_per_gpu": 16, "num_workers_per_gpu": 4, "conf_thres": 0.05}
+
+
+class Check:
+    def __init__(self, root: Path, gpu: str, keep: Path | None) -> None:
+        self.root, self.gpu, self.keep = root, gpu, keep
+        self.candidates = [p for p in (root / "in" / "candidate-index.tsv").read_text().splitlines() if p]
+        self.models: list[str] = []
+
+    def run(self, name: str, tasks: list[str], config: dict, gpu: str | None = None) -> tuple[int, str]:
+        """``app/start.py`` as the platform starts it, with a fresh /out (kept under --keep for reading)."""
+        out = self.root / "out"
+        shutil.rmtree(out, ignore_errors=True)
+        gpu = self.gpu if gpu is None else gpu
+        base = {"gpu_id": gpu, "gpu_count": len(gpu.split(",")) if gpu else 0}
+        env_path = sample.write_task(self.root, tasks, {**base, **config})
+        proc = subprocess.run([sys.executable, str(ROOT / "app" / "start.py")], capture_output=True, text=True,
+                              env={**os.environ, "DEFAULT_ENV_FILE_PATH": str(env_path)}, timeout=600)
+        log = proc.stdout + proc.stderr
+        if self.keep is not None:
+            self.keep.mkdir(parents=True, exist_ok=True)
+            (self.keep / f"{name}.log").write_text(log)
+        return proc.returncode, log
+
+    def ok(self, name: str, tasks: list[str], config: dict, gpu: str | None = None, model: bool = True) -> str:
+        rc, log = self.run(name, tasks, config, gpu)
+        assert rc == 0, f"exit {rc}: {last_line(log)}"
+        if self.gpu and model:  # training: Ultralytics' banner names CUDA:0; infer and mining: "model ... on cuda:0"
+            assert "CUDA:" in log or " on cuda:" in log, "the log names no CUDA device"
+        return log
+
+    def failed_with(self, name: str, tasks: list[str], config: dict, code: int) -> str:
+        rc, log = self.run(name, tasks, config)
+        assert rc != 0, "the run succeeded"
+        message = check_monitor_error(str(self.root / "out" / "monitor.txt"), code)
+        line = last_line(log)
+        assert line.startswith(f"task failed (error {code})") or f"task failed (error {code})" in line, line
+        return message[:120]
+
+    # -- the checks, in order (later ones use the model the first trains)
+    def train_amp(self) -> str:
+        log = self.ok("train", ["training"], TRAINING)
+        data = check_result_yaml(str(self.root / "out" / "models" / "result.yaml"), legacy=False)
+        self.models = sorted(str(p) for p in (self.root / "out" / "models").iterdir() if p.is_file())
+        kept = self.root / "trained"
+        shutil.rmtree(kept, ignore_errors=True)
+        shutil.copytree(self.root / "out" / "models", kept)
+        self.models = sorted(str(p) for p in kept.iterdir() if p.is_file())
+        amp = re.search(r"AMP: checks[^\n]*", log)  # Ultralytics runs its AMP check only when AMP is on (CUDA)
+        assert not self.gpu or (amp and "checks failed" not in amp.group(0)), "AMP was not on: " + (amp.group(0) if amp else "no AMP check")
+        best = data["best_stage_name"]
+        return (f"stages {sorted(data['model_stages'])}, best '{best}' mAP {data['model_stages'][best]['mAP']:.3f}; "
+                + (amp.group(0)[:60] if amp else "no AMP (CPU)"))
+
+    def fine_tune(self) -> str:
+        log = self.ok("fine-tune", ["training"], {**TRAINING, "epochs": 2, "pretrained_model_params": self.models})
+        data = check_result_yaml(str(self.root / "out" / "models" / "result.yaml"), legacy=False)
+        transferred = re.search(r"Transferred (\d+)/(\d+) items", log)
+        return f"mAP {data['model_stages'][data['best_stage_name']]['mAP']:.3f}" + (
+            f", {transferred.group(0)}" if transferred else "")
+
+    def infer(self, half: bool) -> str:
+        self.ok(f"infer-half-{half}", ["infer"], {**SCAN, "half": half, "model_params_path": self.models})
+        result = check_infer_json(str(self.root / "out" / "infer-result.json"), self.candidates, sample.CLASS_NAMES,
+                                  legacy=False)
+        boxes = sum(len(v["boxes"]) for v in result.values())
+        self.boxes = getattr(self, "boxes", {})
+        self.boxes[half] = boxes
+        detail = f"{boxes} boxes at conf {SCAN['conf_thres']}"
+        if len(self.boxes) == 2:
+            a, b = self.boxes[False], self.boxes[True]
+            assert abs(a - b) <= max(3, 0.1 * max(a, b)), f"fp16 finds {b} boxes, fp32 {a}"
+            detail += f" (fp32 {a})"
+        return detail
+
+    def mine(self, algorithm: str) -> str:
+        log = self.ok(f"mining-{algorithm}", ["mining"], {**SCAN, "half": True, "mining_algorithm": algorithm,
+                                                           "model_params_path": self.models},
+                      model=algorithm != "random")  # mining alone with random needs no model
+        check_mining_tsv(str(self.root / "out" / "result.tsv"), self.candidates)
+        return mining_line(log)
+
+    def mine_and_infer(self) -> str:
+        log = self.ok("mining-infer", ["mining", "infer"], {**SCAN, "half": True, "model_params_path": self.models})
+        check_mining_tsv(str(self.root / "out" / "result.tsv"), self.candidates)
+        check_infer_json(str(self.root / "out" / "infer-result.json"), self.candidates, sample.CLASS_NAMES, legacy=False)
+        return mining_line(log)
+
+    def two_shards(self) -> str:
+        gpu = f"{self.gpu},{self.gpu}" if self.gpu else ""
+        config = {**SCAN, "half": True, "model_params_path": self.models}
+        log = self.ok("two-shards", ["mining", "infer"], config, gpu=gpu)
+        check_mining_tsv(str(self.root / "out" / "result.tsv"), self.candidates)
+        check_infer_json(str(self.root / "out" / "infer-result.json"), self.candidates, sample.CLASS_NAMES, legacy=False)
+        assert not self.gpu or "on 2 devices" in log, "the candidates were not split over two workers"
+        return mining_line(log)
+
+    def nan_first_epoch(self) -> str:
+        import torch
+
+        poisoned = self.root / "nan" / "best.pt"
+        poisoned.parent.mkdir(exist_ok=True)
+        checkpoint = torch.load(next(p for p in self.models if p.endswith("best.pt")), weights_only=False)
+        for key in ("model", "ema"):
+            if checkpoint.get(key) is not None:
+                first = next(checkpoint[key].parameters())
+                first.data.fill_(float("nan"))
+        torch.save(checkpoint, poisoned)
+        return self.failed_with("nan", ["training"], {**TRAINING, "epochs": 2, "pretrained_model_params": [str(poisoned)]},
+                                300201)
+
+    def out_of_memory(self) -> str:
+        if not self.gpu:
+            return "skipped without a GPU"
+        config = {**TRAINING, "model": "yolo11x", "epochs": 1, "img_size": 5120, "batch_size_per_gpu": 4096,
+                  "num_workers_per_gpu": 2}
+        return self.failed_with("oom", ["training"], config, 300103)
+
+
+def last_line(log: str) -> str:
+    lines = [line for line in log.strip().splitlines() if line.strip()]
+    text = lines[-1] if lines else ""
+    return re.sub(r"^\S+ \S+ (INFO|ERROR|WARNING) ", "", text)
+
+
+def mining_line(log: str) -> str:
+    found = re.search(r"mining done \((\w+)\): (\d+) images scored, (\d+) ranked last", log)
+    assert found, "no mining summary in the log"
+    return found.group(0)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--gpu", default="0", help="the GPU number to use")
+    parser.add_argument("--keep", type=Path, help="keep every run's log in this folder")
+    parser.add_argument("--allow-cpu", action="store_true", help="rehearse on CPU (proves nothing about CUDA)")
+    args = parser.parse_args()
+
+    import torch
+
+    if not torch.cuda.is_available():
+        if not args.allow_cpu:
+            print("gpu-check: no CUDA device is visible (torch.cuda.is_available() is False); nothing was checked")
+            return 2
+        gpu = ""
+        print("gpu-check: REHEARSAL ON CPU (--allow-cpu): proves nothing about CUDA")
+    else:
+        gpu = args.gpu
+        print(f"gpu-check: {torch.cuda.get_device_name(int(gpu))}, torch {torch.__version__}, CUDA {torch.version.cuda}")
+    start = time.time()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = sample.generate(Path(tmp), train=64, val=16, candidates=48)
+        check = Check(root, gpu, args.keep)
+        steps: list[tuple[str, Callable[[], str]]] = [
+            ("training, AMP, 3 epochs", check.train_amp),
+            ("fine-tuning from it", check.fine_tune),
+            ("infer half: false", lambda: check.infer(False)),
+            ("infer half: true", lambda: check.infer(True)),
+            *[(f"mining {a}, half: true", lambda a=a: check.mine(a)) for a in ALGORITHMS],
+            ("mining + infer, half: true", check.mine_and_infer),
+            ("two shards on one GPU", check.two_shards),
+            ("first-epoch NaN -> 300201", check.nan_first_epoch),
+            ("out of memory -> 300103", check.out_of_memory),
+        ]
+        failed = 0
+        for name, step in steps:
+            began = time.time()
+            try:
+                detail, status = step(), "PASS"
+            except Exception as exc:  # noqa: BLE001 - every check reports, the next one still runs
+                detail, status = f"{type(exc).__name__}: {exc}", "FAIL"
+                failed += 1
+                if not isinstance(exc, AssertionError):
+                    traceback.print_exc()
+                if not check.models and name.startswith("training"):
+                    print(f"{status} {name} ({time.time() - began:.0f} s): {detail}")
+                    print("gpu-check: training failed, the other checks need its model")
+                    return 1
+            print(f"{status} {name} ({time.time() - began:.0f} s): {detail}", flush=True)
+    print(f"gpu-check: {len(steps) - failed} passed, {failed} failed in {time.time() - start:.0f} s")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""Device and dtype discipline of every mining algorithm, checked without a GPU.
+
+On a GPU the engine's outputs live on ``cuda`` and, with ``half: true``, in float16. PyTorch's ``meta``
+device stands in for ``cuda`` here: any tensor left on the CPU by mistake and mixed with the batch's
+raises, as it would on a GPU. The engine is replaced by a stand-in that returns fixed head outputs and
+detections (the real engine is exercised end to end by the task tests and by ``make gpu-check``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from executor.infer import Batch, Meta
+from executor.mining import MinerContext, algorithms
+from executor.mining.entropy import box_entropies
+
+NC, B = 2, 3
+LEVELS = [(8, 8), (4, 4), (2, 2)]  # strides 8, 16, 32 of a 64 x 64 input
+
+
+def head_outputs(device: str, dtype: torch.dtype, seed: int = 0) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    anchors = sum(h * w for h, w in LEVELS)
+    images = torch.rand(B, 3, 64, 64, generator=g)
+    feats = [torch.randn(B, 16, h, w, generator=g) for h, w in LEVELS]
+    logits = torch.randn(B, NC, anchors, generator=g)
+    return images.to(device, dtype), [f.to(device, dtype) for f in feats], logits.to(device, dtype)
+
+
+def detections(device: str) -> list[torch.Tensor]:
+    rows = [[[4, 4, 20, 20, 0.9, 0], [30, 30, 50, 60, 0.55, 1]], [[10, 10, 40, 30, 0.4, 1]], []]
+    return [torch.tensor(r, dtype=torch.float32).reshape(-1, 6).to(device) for r in rows]
+
+
+class StandInEngine:
+    """The two calls miners make of the engine, on one device; ``forward`` keeps the batch's head outputs."""
+
+    def __init__(self, device: str, dets: list[torch.Tensor], feats: list[torch.Tensor], logits: torch.Tensor) -> None:
+        self.device = torch.device(device)
+        self.dets, self.feats, self.logits = dets, feats, logits
+
+    def forward(self, images: torch.Tensor, metas: list[Meta]) -> Batch:
+        assert images.device == self.device
+        return Batch(images, metas, self.logits, self.logits, self.feats)
+
+    def detect(self, batch: Batch, conf: float, iou: float, max_det: int, to_image: bool = True) -> list[torch.Tensor]:
+        assert not to_image and batch.images.device == self.device
+        return [d.clone() for d in self.dets]
+
+
+def miner_and_batch(algorithm: str, device: str, dtype: torch.dtype, poison: bool = False):
+    images, feats, logits = head_outputs(device, dtype)
+    dets = detections(device)
+    if poison:  # image 1: an fp16 overflow in its features and class maps, a NaN score among its boxes
+        feats[0][1, 0, 0, 0] = math.inf
+        logits[1, 0, :5] = math.nan
+        dets[1][0, 4] = math.nan
+    engine = StandInEngine(device, dets, feats, logits)
+    weights = torch.tensor([1.0, 0.5])  # built on the CPU, as scan.py does
+    ctx = MinerContext(engine, weights, 0.001, 0.45, 10, 0)
+    metas = [Meta(i, f"/in/{i}.jpg", 64, 64) for i in range(B)]
+    return algorithms()[algorithm](ctx), Batch(images, metas, logits, logits, feats)
+
+
+def test_the_reported_reproduction_no_longer_raises():
+    """Issue 13: CPU class weights indexed with class ids of boxes on another device."""
+    det = torch.tensor([[0, 0, 10, 10, 0.5, 1]], dtype=torch.float32, device="meta")
+    out = box_entropies(det, torch.tensor([1.0, 1.0]))
+    assert out.device.type == "meta" and out.dtype == torch.float32 and out.shape == (1,)
+
+
+def test_the_context_puts_class_weights_on_the_engines_device():
+    engine = StandInEngine("meta", [], [], torch.empty(0))
+    ctx = MinerContext(engine, torch.tensor([1.0, 0.0], dtype=torch.float64), 0.0, 0.5, 1, 0)
+    assert ctx.class_weights.device.type == "meta" and ctx.class_weights.dtype == torch.float32
+    assert MinerContext(None, torch.ones(2), 0.0, 0.5, 1, 0).class_weights.device.type == "cpu"
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32])
+@pytest.mark.parametrize("algorithm", sorted(algorithms()))
+def test_scores_stay_on_the_engines_device_in_float32(algorithm, dtype):
+    miner, batch = miner_and_batch(algorithm, "meta", dtype)
+    scores = miner.image_scores(batch)
+    assert scores.device.type == "meta" and scores.dtype == torch.float32 and scores.shape == (B,)
+
+
+@pytest.mark.parametrize("algorithm", sorted(algorithms()))
+def test_float16_inputs_give_finite_scores(algorithm):
+    miner, batch = miner_and_batch(algorithm, "cpu", torch.float16)
+    scores = miner.score(batch)
+    assert len(scores) == B and all(isinstance(s, float) and math.isfinite(s) for s in scores), scores
+    assert all(s is not None for s in miner.finish(scores))
+
+
+@pytest.mark.parametrize("algorithm", sorted(algorithms()))
+def test_a_nan_ranks_its_image_last_and_leaves_the_others_alone(algorithm):
+    clean_miner, clean_batch = miner_and_batch(algorithm, "cpu", torch.float16)
+    miner, batch = miner_and_batch(algorithm, "cpu", torch.float16, poison=True)
+    clean, scores = clean_miner.score(clean_batch), miner.score(batch)
+    assert scores[1] is None
+    assert scores[0] == pytest.approx(clean[0], abs=1e-6) and scores[2] == pytest.approx(clean[2], abs=1e-6)
+    final = miner.finish(scores)
+    assert final[1] is None and all(math.isfinite(final[i]) for i in (0, 2))
+
+
+def test_scan_counts_and_ranks_non_finite_scores_last(tmp_path):
+    """The worker's count and result.tsv's order, from a scan result holding a None score."""
+    from executor.protocol import write_mining_result
+
+    counts = write_mining_result(str(tmp_path / "result.tsv"), [("/a/1.jpg", 0.2), ("/a/2.jpg", None), ("/a/3.jpg", 0.9)])
+    lines = (tmp_path / "result.tsv").read_text().splitlines()
+    assert [line.split("\t")[0] for line in lines] == ["/a/3.jpg", "/a/1.jpg", "/a/2.jpg"]
+    assert counts == {"scored": 2, "unreadable": 1, "duplicates": 0}
