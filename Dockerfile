@@ -4,17 +4,19 @@
 ARG BASE_IMAGE=pytorch/pytorch:2.14.1-cuda13.0-cudnn9-runtime
 FROM ${BASE_IMAGE}
 
-# Mirrors and proxies: pass --build-arg PIP_INDEX_URL=... PIP_TRUSTED_HOST=... PIP_CERT=/path/in/context
+# Mirrors and proxies: pass --build-arg PIP_INDEX_URL=... PIP_TRUSTED_HOST=... CA_BUNDLE=docker/<file> (a CA bundle
+# placed in docker/ of the build context). Not named PIP_CERT: a base image that sets pip's own PIP_CERT (company
+# images do, for their CA) would override a build argument of that name; such a setting keeps working as it is.
 ARG PIP_INDEX_URL=https://pypi.org/simple
 ARG PIP_TRUSTED_HOST=
-ARG PIP_CERT=
+ARG CA_BUNDLE=
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONUNBUFFERED=1 \
     LANG=C.UTF-8 YMIR_WEIGHTS_DIR=/app/weights
 
 COPY requirements.txt /app/requirements.txt
 COPY docker/ /tmp/docker/
 RUN set -eux; \
-    cert=""; if [ -n "$PIP_CERT" ]; then cert="--cert /tmp/docker/$(basename "$PIP_CERT")"; fi; \
+    cert=""; if [ -n "$CA_BUNDLE" ]; then cert="--cert /tmp/docker/$(basename "$CA_BUNDLE")"; fi; \
     grep -vE '^(torch|torchvision)==' /app/requirements.txt > /tmp/requirements-app.txt; \
     python3 -m pip install --no-cache-dir $cert --index-url "$PIP_INDEX_URL" \
         ${PIP_TRUSTED_HOST:+--trusted-host "$PIP_TRUSTED_HOST"} -r /tmp/requirements-app.txt; \

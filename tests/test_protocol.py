@@ -110,9 +110,9 @@ def test_tasks_and_merged_config(tmp_path):
 
 def test_read_index_tolerates_crlf_blank_lines_spaces_and_extra_columns(tmp_path):
     index = tmp_path / "i.tsv"
-    index.write_bytes(b"/a b/1.jpg\t/x/1.txt\textra\r\n\r\n   \n/c/2.jpg\n")
+    index.write_bytes(b"/a b/1.jpg\t/x/1.txt\textra\r\n\r\n   \n/c/2.jpg\n/in/with space/3.jpg\n/in/\"q\"/4.jpg\n")
     rows = [fields for _, fields in protocol.read_index(str(index), 2)]
-    assert rows == [["/a b/1.jpg", "/x/1.txt"], ["/c/2.jpg"]]
+    assert rows == [["/a b/1.jpg", "/x/1.txt"], ["/c/2.jpg"], ["/in/with space/3.jpg"], ['/in/"q"/4.jpg']]
     with pytest.raises(YmirError) as info:
         list(protocol.read_index(str(tmp_path / "missing.tsv"), 1))
     assert info.value.code == ErrorCode.DATASET

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -71,13 +72,23 @@ def test_no_task_requested(sample_root):
 
 
 def test_pretrained_model_with_other_classes_is_fine_tuned(trained, sample_root):
-    """A model trained on ['circle', 'square'] starts a training on ['square'] alone."""
-    config = {**TINY_TRAINING, "epochs": 1, "save_period": 0, "class_names": ["square"],
+    """A yolo11n model trained on ['circle', 'square'] starts a training on ['square'] alone, while the
+    template names another architecture: the checkpoint's architecture wins and its weights carry over."""
+    import re
+
+    import torch
+
+    config = {**TINY_TRAINING, "epochs": 1, "save_period": 0, "class_names": ["square"], "model": "yolov8n",
               "pretrained_model_params": model_files(trained)}
     rc, log = run_task(sample_root, ["training"], config)
     assert rc == 0, log[-2000:]
     assert "pretrained weights:" in log and "(the best stage named by" in log
+    assert "are a yolo11n model: training yolo11n (the template's model 'yolov8n' applies only when" in log
+    done, total = map(int, re.search(r"Transferred (\d+)/(\d+) items", log).groups())
+    assert done >= 0.95 * total, "fine-tuned, not trained from scratch"
     check_result_yaml(str(sample_root / "out" / "models" / "result.yaml"), legacy=False)
+    checkpoint = torch.load(sample_root / "out" / "models" / "best.pt", weights_only=False)
+    assert checkpoint["model"].yaml["yaml_file"] == "yolo11n.yaml" and checkpoint["model"].names == {0: "square"}
 
 
 def _kill_at_random(root, tasks, config, seconds: float):
@@ -322,3 +333,96 @@ def test_gpu_check_says_plainly_that_there_is_no_cuda():
     proc = subprocess.run([sys.executable, str(ROOT / "tests" / "gpu_check.py")], capture_output=True, text=True,
                           timeout=120, env={**__import__("os").environ, "CUDA_VISIBLE_DEVICES": ""})
     assert proc.returncode == 2 and "no CUDA device is visible" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_a_config_file_that_is_not_yaml_still_reaches_monitor_txt(sample_root, tmp_path):
+    """The monitor is opened from env.yaml before config.yaml is read: the platform shows the error code."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT, snapshot
+    from contract import check_monitor_error
+    from executor import sample
+
+    root = tmp_path / "copy"
+    shutil.copytree(sample_root / "in", root / "in")
+    env_path = sample.write_task(root, ["training"], {})
+    (root / "in" / "config.yaml").write_text("epochs: [1, 2\nmodel: yolo11n\n")
+    before = snapshot(root / "in")
+    proc = subprocess.run([sys.executable, str(ROOT / "app" / "start.py")], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "DEFAULT_ENV_FILE_PATH": str(env_path)})
+    assert proc.returncode == 1 and snapshot(root / "in") == before
+    message = check_monitor_error(str(root / "out" / "monitor.txt"), 300001)
+    assert "config.yaml" in message and "not valid YAML" in message
+    assert proc.stdout.strip().splitlines()[-1].split(" ", 3)[3].startswith("task failed (error 300001): config.yaml at")
+
+
+def test_an_unreadable_env_yaml_reports_to_the_default_monitor(tmp_path, monkeypatch):
+    """No env.yaml to say where monitor.txt goes: the platform's own place, /out/monitor.txt (here redirected)."""
+    from contract import check_monitor_error
+    from executor import cli, protocol
+
+    monkeypatch.setattr(protocol, "DEFAULT_MONITOR_FILE", str(tmp_path / "out" / "monitor.txt"))
+    (tmp_path / "out").mkdir()
+    assert cli.main(str(tmp_path / "in" / "env.yaml")) == 1
+    assert "env.yaml not found" in check_monitor_error(str(tmp_path / "out" / "monitor.txt"), 300001)
+
+
+def test_progress_never_moves_backwards(tmp_path):
+    """Ultralytics re-runs an epoch after a NaN recovery or an out-of-memory retry: the bar holds, across
+    sub-monitors too, and the training callbacks never write a lower percentage."""
+    from executor.protocol import Monitor
+
+    def percent(path):
+        return float(path.read_text().split("\t")[2])
+
+    monitor = Monitor(str(tmp_path / "monitor.txt"), "t")
+    monitor.progress(0.5, force=True)
+    monitor.progress(0.3, force=True)
+    assert percent(tmp_path / "monitor.txt") == 0.5
+    monitor.sub(0.0, 0.5).progress(0.2, force=True)  # a sub-task's 10 % is below the bar's 50 %
+    assert percent(tmp_path / "monitor.txt") == 0.5
+
+    recorder = stage_recorder(tmp_path / "out", {"epochs": 4})
+    written = []
+
+    class Trainer:
+        epochs, train_loader = 4, [0] * 5
+
+    trainer = Trainer()
+    for epoch in (0, 1, 2, 1, 2, 3):  # epoch 2 failed, epoch 1's checkpoint reloaded, training goes on
+        trainer.epoch = epoch
+        recorder.on_train_epoch_start(trainer)
+        for _ in range(5):
+            recorder.monitor._last_time = 0.0  # no throttling: record every write
+            recorder.on_train_batch_end(trainer)
+            written.append(percent(tmp_path / "out" / "monitor.txt"))
+    assert written == sorted(written) and written[-1] == 0.95
+
+
+def test_the_best_stage_is_the_epoch_with_the_highest_map50(tmp_path):
+    """Ultralytics writes best.pt by its own fitness (mAP@0.5:0.95); YMIR ranks by mAP@0.5. Epoch 2 has the
+    highest mAP@0.5, epoch 3 the highest fitness: best.pt (which Ultralytics' final evaluation re-validates)
+    and the best stage hold epoch 2."""
+    import yaml
+
+    recorder = stage_recorder(tmp_path / "out", {"save_period": 0})
+    weights = tmp_path / "weights"
+    weights.mkdir()
+
+    class Trainer:
+        last, best, best_fitness = weights / "last.pt", weights / "best.pt", None
+
+    trainer = Trainer()
+    for epoch, (map50, fitness) in enumerate([(0.5, 0.2), (0.7, 0.1), (0.6, 0.3)]):
+        trainer.epoch, trainer.metrics, trainer.fitness = epoch, {"metrics/mAP50(B)": map50}, fitness
+        trainer.last.write_text(f"epoch {epoch + 1}")  # what Ultralytics' save_model does
+        if trainer.best_fitness is None or fitness > trainer.best_fitness:
+            trainer.best_fitness = fitness
+            trainer.best.write_text(f"epoch {epoch + 1}")
+        recorder.on_model_save(trainer)
+    assert trainer.best.read_text() == "epoch 2" and (tmp_path / "out" / "models" / "best.pt").read_text() == "epoch 2"
+    data = yaml.safe_load((tmp_path / "out" / "models" / "result.yaml").read_text())
+    assert data["best_stage_name"] == "best" and data["model_stages"]["best"]["mAP"] == 0.7
+    assert data["model_stages"]["last"]["mAP"] == 0.6

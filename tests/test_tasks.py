@@ -152,9 +152,12 @@ def candidates_root(sample_root, tmp_path_factory) -> tuple[Path, list[str], dic
     (odd / "truncated.jpg").write_bytes(full[: len(full) // 2])
     (odd / "zero.jpg").write_bytes(b"")
     (odd / "text.jpg").write_text("not an image")
+    (odd / "with space").mkdir()
+    Image.fromarray(base).save(odd / "with space" / "spaced name.jpg")  # a tab-separated index keeps the whole path
     good = [line for line in (root / "in" / "candidate-index.tsv").read_text().splitlines() if line]
     odd_paths = [str(odd / n) for n in ("gray.png", "rgba.png", "palette.png", "cmyk.jpg", "tiny.png", "deep.png",
-                                        "rotated.jpg", "truncated.jpg", "zero.jpg", "text.jpg", "missing.jpg")]
+                                        "rotated.jpg", "truncated.jpg", "zero.jpg", "text.jpg", "missing.jpg",
+                                        "with space/spaced name.jpg")]
     paths = good + odd_paths
     (root / "in" / "candidate-index.tsv").write_text("\r\n".join(paths) + "\r\n\r\n")
     return root, paths, {Path(p).name: p for p in odd_paths}
@@ -170,6 +173,7 @@ def test_infer_every_candidate_with_valid_boxes(trained, candidates_root, versio
     key = "annotations" if version is None else "boxes"
     for name in ("zero.jpg", "text.jpg", "missing.jpg"):
         assert detection[name][key] == []
+    assert detection["spaced name.jpg"][key], "the image whose path holds spaces was read and inferred"
     for name in ("gray.png", "rgba.png", "palette.png", "cmyk.jpg", "deep.png", "rotated.jpg"):
         for box in detection[name][key]:  # readable: boxes within the displayed frame
             b = box["box"]
@@ -285,6 +289,26 @@ def test_training_exports_onnx_and_filters_files(sample_root):
     assert list(data["model_stages"]) == ["best"], "stages whose files the patterns drop are left out"
     assert data["model_stages"]["best"]["files"] == ["best.pt", "best.onnx"]
     assert (sample_root / "out" / "models" / "best.onnx").stat().st_size > 100_000
+    top = sorted(p.name for p in (sample_root / "out" / "models").iterdir() if p.is_file())
+    assert top == ["best.onnx", "best.pt", "result.yaml"], "YMIR packs /out/models: only what result.yaml lists is left"
+
+
+def test_a_failed_onnx_export_keeps_the_trained_stages(sample_root):
+    """opset 30 is within the template's range but not supported by torch's exporter: the .pt stages stay."""
+    config = {**TINY_TRAINING, "epochs": 1, "save_period": 0, "export_onnx": "true", "opset": 30}
+    rc, log = run_task(sample_root, ["training"], config)
+    assert rc == 0, log[-2000:]
+    data = check_result_yaml(str(sample_root / "out" / "models" / "result.yaml"), legacy=False)
+    assert data["model_stages"]["best"]["files"] == ["best.pt"]
+    assert not (sample_root / "out" / "models" / "best.onnx").exists()
+    assert "ONNX export failed" in log and "stages are kept without best.onnx" in log
+
+
+def test_file_patterns_that_keep_nothing_fail_before_training(sample_root):
+    rc, log = run_task(sample_root, ["training"], {**TINY_TRAINING, "ymir_saved_file_patterns": r"^model\.bin$"})
+    assert rc != 0 and "Starting training" not in log
+    message = check_monitor_error(str(sample_root / "out" / "monitor.txt"), 300001)
+    assert message.startswith("ymir_saved_file_patterns '^model\\.bin$' keeps none of the files"), message
 
 
 def test_stage_callbacks_survive_ddp_pickling(tmp_path):

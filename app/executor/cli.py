@@ -19,6 +19,7 @@ from executor.protocol import (
     YmirError,
     classify_exception,
     get_merged_config,
+    monitor_location,
     tasks_to_run,
 )
 
@@ -58,9 +59,12 @@ def main(env_path: str | None = None) -> int:
     runtime.setup_logging()
     monitor: Monitor | None = None
     try:
+        path, task_id = monitor_location(env_path)  # first: a config error must reach monitor.txt too
+        monitor = Monitor(path, task_id) if path else None
         cfg = get_merged_config(env_path)
         runtime.setup()
-        monitor = Monitor(cfg.ymir.output.monitor_file, str(cfg.ymir.get("task_id", "")))
+        if monitor is None:
+            raise YmirError(ErrorCode.CONFIG, "env.yaml names no output.monitor_file")
         monitor.progress(0.0, force=True)
         runtime.quiet_ultralytics()
         run(cfg, monitor)

@@ -7,6 +7,7 @@ This is the only module that knows what the platform reads and writes
 
 from __future__ import annotations
 
+import csv
 import errno
 import json
 import logging
@@ -28,6 +29,7 @@ from easydict import EasyDict
 LOG = logging.getLogger("executor")
 
 DEFAULT_ENV_FILE = "/in/env.yaml"
+DEFAULT_MONITOR_FILE = "/out/monitor.txt"  # where the platform reads progress when env.yaml cannot tell
 ENV_FILE_VARIABLE = "DEFAULT_ENV_FILE_PATH"  # the SDK's own override, kept for local runs
 TASKS = ("training", "mining", "infer")
 # Keys the platform injects into config.yaml: never in a template.
@@ -222,6 +224,18 @@ def tasks_to_run(env: dict[str, Any]) -> list[str]:
     return [t for t in TASKS if flags[t]]
 
 
+def monitor_location(env_path: str | None = None) -> tuple[str | None, str]:
+    """``(monitor file, task id)`` read from env.yaml alone, before anything else can fail, so that every
+    failure reaches monitor.txt; ``/out/monitor.txt`` when env.yaml cannot be read (None without /out)."""
+    try:
+        with open(env_path or env_file_path(), encoding="utf-8") as fp:
+            env = yaml.safe_load(fp)
+        return str(env["output"]["monitor_file"]), str(env.get("task_id") or "")
+    except Exception:  # noqa: BLE001 - whatever is wrong with env.yaml is reported by get_merged_config
+        fallback = DEFAULT_MONITOR_FILE
+        return (fallback if os.path.isdir(os.path.dirname(fallback)) else None), ""
+
+
 def get_merged_config(env_path: str | None = None) -> EasyDict:
     """Like ``ymir_exc.util.get_merged_config``: ``cfg.ymir`` is env.yaml and
     ``cfg.param`` is config.yaml over the defaults of the templates of the tasks run."""
@@ -382,20 +396,22 @@ def path_list(value: Any) -> list[str]:
 def read_index(path: str, columns: int) -> Iterator[tuple[int, list[str]]]:
     """Yield ``(line_number, fields)`` for each non-blank line.
 
-    Fields are tab separated; paths may contain spaces. Lines with more columns
-    keep the first ``columns``; CRLF endings are accepted.
+    Fields are separated by tabs only, so paths may contain spaces (a line without a tab is one field).
+    Lines with more columns keep the first ``columns``; CRLF endings are accepted; quotes are plain text.
     """
     try:
-        fp = open(path, encoding="utf-8", errors="surrogateescape")
+        fp = open(path, encoding="utf-8", errors="surrogateescape", newline="")
     except FileNotFoundError:
         raise dataset_error(f"index file {path} does not exist: the dataset was not exported") from None
     with fp:
-        for number, line in enumerate(fp, 1):
-            line = line.rstrip("\r\n")
-            if not line.strip():
-                continue
-            fields = [f.strip() for f in line.split("\t")] if "\t" in line else line.strip().split()
-            yield number, fields[:columns]
+        rows = csv.reader(fp, delimiter="\t", quoting=csv.QUOTE_NONE)
+        try:
+            for number, row in enumerate(rows, 1):
+                fields = [f.strip() for f in row]
+                if any(fields):
+                    yield number, fields[:columns]
+        except csv.Error as exc:
+            raise dataset_error(f"index file {path} line {rows.line_num} cannot be read ({exc})") from None
 
 
 def asset_id(image_path: str) -> str:
@@ -412,21 +428,25 @@ class Monitor:
     RUNNING = 2
     ERROR = 4
 
-    def __init__(self, path: str, task_id: str, span: tuple[float, float] = (0.0, 1.0)) -> None:
+    def __init__(self, path: str, task_id: str, span: tuple[float, float] = (0.0, 1.0),
+                 _high: list[float] | None = None) -> None:
         self.path = path
         self.task_id = task_id
         self.span = span
         self._last = -1.0
         self._last_time = 0.0
+        self._high = _high if _high is not None else [0.0]  # shared with sub-monitors: the bar's high-water mark
 
     def sub(self, start: float, end: float) -> Monitor:
         lo, hi = self.span
-        child = Monitor(self.path, self.task_id, (lo + (hi - lo) * start, lo + (hi - lo) * end))
-        return child
+        return Monitor(self.path, self.task_id, (lo + (hi - lo) * start, lo + (hi - lo) * end), self._high)
 
     def progress(self, fraction: float, force: bool = False) -> None:
+        """Never moves backwards: Ultralytics re-runs an epoch after a NaN recovery or an out-of-memory
+        retry, and the bar then holds where it was until the run passes that point again."""
         lo, hi = self.span
-        percent = lo + (hi - lo) * min(max(float(fraction), 0.0), 1.0)
+        percent = max(lo + (hi - lo) * min(max(float(fraction), 0.0), 1.0), self._high[0])
+        self._high[0] = percent
         now = time.time()
         # Throttle: at most one write per percent step or per second.
         if not force and percent - self._last < 0.01 and now - self._last_time < 1.0:
@@ -509,6 +529,23 @@ def write_training_result(
             data["evaluate_config"] = {k: float(v) for k, v in evaluate_config.items()}
     atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))
     return best.name
+
+
+def prune_unlisted(models_dir: str, result_file: str) -> list[str]:
+    """Delete the top-level files of ``models_dir`` that result.yaml does not list (YMIR packs the folder);
+    returns their names. Folders (attachments, stage folders) and result.yaml itself stay."""
+    with open(result_file, encoding="utf-8") as fp:
+        data = yaml.safe_load(fp) or {}
+    listed = set(data.get("model") or [])
+    for stage in (data.get("model_stages") or {}).values():
+        listed.update(stage.get("files") or [])
+    removed = []
+    for entry in sorted(os.listdir(models_dir)):
+        path = os.path.join(models_dir, entry)
+        if entry not in listed and entry != os.path.basename(result_file) and (os.path.islink(path) or os.path.isfile(path)):
+            os.unlink(path)
+            removed.append(entry)
+    return removed
 
 
 # ---------------------------------------------------------------- mining result

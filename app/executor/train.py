@@ -8,6 +8,7 @@ progress. A stage's mAP is the validation mAP@0.5 of exactly its weights.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -41,6 +42,7 @@ from executor.protocol import (
     gpu_ids,
     model_error,
     path_list,
+    prune_unlisted,
     write_training_result,
 )
 from executor.runtime import select_device
@@ -92,7 +94,7 @@ class TrainSettings:
             except re.error as exc:
                 raise config_error(f"ymir_saved_file_patterns: '{pattern}' is not a valid regex ({exc})") from None
         export_format = p.str("export_format")
-        return cls(
+        settings = cls(
             model=p.str("model", MODELS),
             epochs=p.int("epochs", 1, 100000),
             batch_size_per_gpu=p.int("batch_size_per_gpu", 1, 4096),
@@ -110,6 +112,21 @@ class TrainSettings:
             close_mosaic=p.int("close_mosaic", 0),
             augment={k: p.float(k, 0.0, 360.0 if k == "degrees" else 1.0) for k in AUGMENTATIONS},
         )
+        settings.check_file_patterns(p.str("ymir_saved_file_patterns"))
+        return settings
+
+    def check_file_patterns(self, text: str) -> None:
+        """Before training, not after it: patterns that keep none of the files training writes fail now."""
+        if not self.file_patterns:
+            return
+        named = ["best.pt", "last.pt"] + (["best.onnx"] if self.export_onnx else [])
+        period = self.save_period
+        epochs = (f"epoch_{n}.pt" for n in range(period, self.epochs + 1, period)) if period > 0 else iter(())
+        if not any(re.search(p, name) for name in itertools.chain(named, epochs) for p in self.file_patterns):
+            raise config_error(
+                f"ymir_saved_file_patterns '{text}' keeps none of the files training writes ({', '.join(named)}"
+                f"{', epoch_N.pt every save_period epochs' if period > 0 else ''}), so no model would be saved: "
+                "widen the patterns, or leave them empty to keep every stage")
 
 
 class StageRecorder:
@@ -127,7 +144,8 @@ class StageRecorder:
         self.evaluate_config: dict[str, float] = {}
         self.last_map = 0.0
         self.epochs_run = 0
-        self.best_epoch = 0  # the epoch whose weights best.pt holds
+        self.best_epoch = 0  # the epoch whose weights best.pt holds: the highest mAP@0.5 so far
+        self.best_map = 0.0
         self.tensorboard_dir = cfg.ymir.output.tensorboard_dir
         self.errors_dir = Path(cfg.ymir.output.root_dir).absolute() / WORKER_ERRORS
         self._tb: Any = None
@@ -242,13 +260,22 @@ class StageRecorder:
         )
 
     def on_model_save(self, trainer: Any) -> None:
-        """After Ultralytics saved last.pt (and best.pt when improved) for this epoch."""
+        """After Ultralytics saved last.pt (and best.pt when its own fitness, mAP@0.5:0.95, improved).
+
+        YMIR shows and ranks stages by mAP@0.5, so best.pt is made to hold the epoch with the highest
+        mAP@0.5: this epoch's checkpoint is copied over it when that improved (Ultralytics writes last.pt and
+        best.pt from one buffer), and the previous choice is put back when only Ultralytics' fitness did.
+        Its final evaluation then re-validates exactly that file; its early stopping is left as it is."""
         epoch = trainer.epoch + 1
         mAP = float(trainer.metrics.get(MAP_KEY, 0.0))
         self.last_map, self.epochs_run = mAP, epoch
-        if trainer.best.exists() and trainer.best_fitness == trainer.fitness:  # Ultralytics' own test for best.pt
-            self.best_epoch = epoch
+        kept = self.models_dir / "best.pt"
+        if self.best_epoch == 0 or mAP > self.best_map:
+            self.best_epoch, self.best_map = epoch, mAP
+            atomic_copy(trainer.last, trainer.best)
             self._save_stage("best", trainer.best, mAP, strip=False)
+        elif trainer.best_fitness == trainer.fitness and kept.exists():  # Ultralytics' test for writing best.pt
+            atomic_copy(kept, trainer.best)
         period = self.settings.save_period
         if period > 0 and epoch % period == 0:
             self._save_stage(f"epoch_{epoch}", trainer.last, mAP)
@@ -273,10 +300,14 @@ class StageRecorder:
         if trainer.last.exists():
             self._save_stage("last", trainer.last, best_map if same else self.last_map)
         if trainer.best.exists():
-            extra = [self._export_onnx(trainer.best)] if self.settings.export_onnx else []
+            extra = self._export_onnx(trainer.best) if self.settings.export_onnx else []
             self._save_stage("best", trainer.best, best_map, extra)
         self.tb.close()
-        return self.write_result()
+        best = self.write_result()
+        removed = prune_unlisted(str(self.models_dir), self.result_file)
+        if removed:
+            LOG.info("removed from %s the files result.yaml does not list: %s", self.models_dir, ", ".join(removed))
+        return best
 
     def _collect_plots(self, save_dir: Path) -> None:
         target = self.models_dir / "attachments" / "images"
@@ -289,13 +320,19 @@ class StageRecorder:
         if names:
             self.attachments = {"images": names}
 
-    def _export_onnx(self, best: Path) -> str:
+    def _export_onnx(self, best: Path) -> list[str]:
+        """``["best.onnx"]``, or none when the export fails: the trained stages are good without it."""
         from ultralytics import YOLO
 
-        exported = YOLO(str(best)).export(format="onnx", opset=self.settings.opset, imgsz=self.settings.img_size,
-                                          simplify=False, device="cpu")
-        atomic_copy(exported, self.models_dir / "best.onnx")
-        return "best.onnx"
+        try:
+            exported = YOLO(str(best)).export(format="onnx", opset=self.settings.opset, imgsz=self.settings.img_size,
+                                              simplify=False, device="cpu")
+            atomic_copy(exported, self.models_dir / "best.onnx")
+        except Exception as exc:  # noqa: BLE001 - any export failure leaves the .pt stages as they are
+            LOG.warning("ONNX export failed (%s: %s): the stages are kept without best.onnx; another opset may work",
+                        type(exc).__name__, str(exc)[:200])
+            return []
+        return ["best.onnx"]
 
 
 def torch_isfinite(value: Any) -> bool:
@@ -327,6 +364,31 @@ def starting_weights(cfg: EasyDict, model_name: str) -> Path | None:
     return None
 
 
+def build_model(name: str, start: Path | None) -> Any:
+    """The model to train. Pretrained weights bring their own architecture: a yolo11s model fine-tuned while
+    the template still says yolo11n stays a yolo11s (building yolo11n and loading the weights into it would
+    keep only the few tensors whose shapes match, a training from scratch in all but name). A class list
+    other than the checkpoint's is fine: Ultralytics rebuilds the head and transfers the rest."""
+    from ultralytics import YOLO
+
+    if start is None:
+        return YOLO(f"{name}.yaml")
+    try:
+        model = YOLO(str(start))
+        if model.task != "detect":
+            raise ValueError(f"a {model.task} model, not a detection model")
+    except Exception as exc:  # noqa: BLE001 - any load failure is a model problem for the user
+        raise model_error(
+            f"cannot load {start} as pretrained weights ({type(exc).__name__}: {str(exc)[:160]}); choose a model "
+            "trained by this image, or none to start from the image's own weights"
+        ) from exc
+    architecture = Path(str(getattr(model.model, "yaml", {}).get("yaml_file", ""))).stem
+    if architecture and architecture != name:
+        LOG.info("pretrained weights %s are a %s model: training %s (the template's model '%s' applies only when "
+                 "no pretrained weights are given)", start.name, architecture, architecture, name)
+    return model
+
+
 def run(cfg: EasyDict, monitor: Monitor) -> None:
     params = Params(cfg.defaults, cfg.param, cfg.config)
     settings = TrainSettings.read(params)
@@ -341,19 +403,7 @@ def run(cfg: EasyDict, monitor: Monitor) -> None:
     )
     monitor.progress(CONVERSION_SHARE, force=True)
     Path(cfg.ymir.output.models_dir).mkdir(parents=True, exist_ok=True)
-
-    from ultralytics import YOLO
-
-    start = starting_weights(cfg, settings.model)
-    model = YOLO(f"{settings.model}.yaml")
-    if start is not None:
-        try:
-            model.load(str(start))
-        except Exception as exc:  # noqa: BLE001 - any load failure is a model problem for the user
-            raise model_error(
-                f"cannot load {start} as pretrained weights ({type(exc).__name__}: {str(exc)[:160]}); choose a model "
-                "trained by this image, or none to start from the image's own weights"
-            ) from exc
+    model = build_model(settings.model, starting_weights(cfg, settings.model))
     recorder = StageRecorder(cfg, settings, monitor)
     recorder.register(model)
     with worker_errors(recorder.errors_dir):

@@ -22,7 +22,17 @@ fi
 
 echo "== build $image on $base"
 cp "${PIP_CERT:-/etc/ssl/certs/ca-certificates.crt}" "$repo/docker/ca.crt"
-docker build --network host --build-arg BASE_IMAGE="$base" --build-arg PIP_CERT=docker/ca.crt -t "$image" "$repo"
+docker build --network host --build-arg BASE_IMAGE="$base" --build-arg CA_BUNDLE=docker/ca.crt -t "$image" "$repo"
+
+echo "== a base image that sets pip's own PIP_CERT (as company images do for their CA) builds, its setting kept"
+mkdir -p "$work/pipcert" && cp "$repo/docker/ca.crt" "$work/pipcert/company-ca.crt"
+printf 'FROM %s\nCOPY company-ca.crt /etc/ssl/certs/company-ca.crt\nENV PIP_CERT=/etc/ssl/certs/company-ca.crt\n' "$base" \
+    >"$work/pipcert/Dockerfile"
+docker build -q -t "$base-pipcert" "$work/pipcert" >/dev/null
+docker build --network host --build-arg BASE_IMAGE="$base-pipcert" -t "$image-pipcert" "$repo" >"$work/pipcert/build.log" 2>&1 \
+    || { tail -20 "$work/pipcert/build.log"; echo "FAILED: build on a base that sets PIP_CERT"; exit 1; }
+docker run --rm --network none "$image-pipcert" python3 -c "import ultralytics, executor.cli" && echo "built and imports: ok"
+docker rmi -f "$image-pipcert" "$base-pipcert" >/dev/null
 
 echo "== templates as the platform reads them"
 for task in training mining infer; do
