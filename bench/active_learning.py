@@ -124,7 +124,7 @@ def class_vectors(pool: list[str], model: Path, img: int) -> str:
     IoU >= 0.5) that find an object of each annotated class: if squares got a higher square score than
     circles do, a class-confusion score could point at them."""
     import torch
-    from executor.infer import Engine, to_image_frame
+    from executor.engine import Engine, to_image_frame
     from torchvision.ops import box_iou
     from ultralytics.utils import nms
 

@@ -53,7 +53,7 @@ def main() -> None:
                              device=args.device, verbose=False, half=gpu != "")
             return time.perf_counter() - start
 
-        from executor.infer import CandidateImages, Engine, collate
+        from executor.engine import CandidateImages, Engine, collate
 
         engine = Engine(model_path, args.device if gpu else "cpu", img_size, True, sample.CLASS_NAMES)
         decoded = CandidateImages(paths, img_size)  # the engine's own decoding and letterbox, done up front

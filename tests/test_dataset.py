@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 
 import pytest
 import yaml
@@ -48,6 +47,8 @@ def convert(tmp_path, train_lines, val_lines=None, fmt="ark:raw"):
 
 
 def test_ark_defects_are_skipped_and_counted(tmp_path, caplog):
+    import ultralytics  # noqa: F401 - as in a real run (cli imports it first); it patches PIL.Image.open
+
     a = tmp_path / "in"
     ok = image(a / "ok.jpg")
     lines = [
@@ -154,14 +155,12 @@ def test_missing_index_fails(tmp_path):
     assert info.value.code == ErrorCode.DATASET
 
 
-def test_conversion_streams_many_lines_quickly(tmp_path):
-    """2,000 lines sharing a few images: a smoke check of per-line cost (the benchmark measures 100k)."""
+def test_conversion_of_many_lines_sharing_a_few_images(tmp_path):
+    """2,000 lines sharing 4 images each get a label file of their own (speed is bench/conversion.py's job)."""
     a = tmp_path / "in"
     imgs = [image(a / f"{i}.jpg") for i in range(4)]
     ann = write(a / "a.txt", "0, 1, 1, 20, 20\n1, 30, 30, 60, 60\n")
     lines = [f"{imgs[i % 4]}\t{ann}" for i in range(2000)]
-    start = time.perf_counter()
     convert(tmp_path, lines)
-    elapsed = time.perf_counter() - start
-    assert len(list((tmp_path / "yolo" / "labels" / "train").iterdir())) == 2000
-    assert elapsed < 20, f"{elapsed:.1f} s for 2,000 lines"
+    labels = list((tmp_path / "yolo" / "labels" / "train").iterdir())
+    assert len(labels) == len({p.stem for p in labels}) == 2000

@@ -12,7 +12,7 @@ import math
 
 import pytest
 import torch
-from executor.infer import Batch, Meta
+from executor.engine import Batch, Meta
 from executor.mining import MinerContext, algorithms
 from executor.mining.entropy import box_entropies
 

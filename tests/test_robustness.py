@@ -132,8 +132,8 @@ def _template_cases():
 
 def _read_all(task, values):
     from executor import protocol
-    from executor.infer import EngineSettings, InferSettings
-    from executor.mine import MiningSettings
+    from executor.engine import EngineSettings, InferSettings
+    from executor.scan import MiningSettings
     from executor.train import TrainSettings
 
     p = protocol.Params(protocol.load_template(task), {**protocol.load_template(task), **values}, values)
@@ -141,7 +141,7 @@ def _read_all(task, values):
         TrainSettings.read(p)
     else:
         EngineSettings.read(p)
-        (InferSettings.read(p) if task == "infer" else MiningSettings.read(p, 2))
+        (InferSettings.read(p) if task == "infer" else MiningSettings.read(p, ["a", "b"]))
 
 
 @pytest.mark.parametrize("task, key, default", list(_template_cases()))

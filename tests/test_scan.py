@@ -8,7 +8,7 @@ import pytest
 from conftest import TINY_INFER, model_files
 from contract import check_infer_json
 from executor import scan, weights
-from executor.infer import EngineSettings, InferSettings
+from executor.engine import EngineSettings, InferSettings
 from executor.protocol import ErrorCode, Monitor, Protocol, YmirError
 
 
@@ -21,7 +21,7 @@ def test_split_is_contiguous_and_complete():
 def job_for(trained, tmp_path, algorithm):
     chosen = weights.choose(model_files(trained), str(tmp_path), "test")
     engine = EngineSettings(img_size=TINY_INFER["img_size"], batch_size=4, workers=0, half=False, iou=0.45)
-    mining = scan.MiningJob(algorithm, {"circle": 1.0, "square": 1.0}, 0.001, 100, 0)
+    mining = scan.MiningSettings(algorithm, {"circle": 1.0, "square": 1.0}, 0.001, 100, 0)
     return scan.ScanJob(str(chosen), ["circle", "square"], engine, InferSettings(conf=0.001, max_det=300), mining,
                         str(tmp_path / ".shards"))
 

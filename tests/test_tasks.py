@@ -215,8 +215,40 @@ def test_mining_and_infer_together(trained, candidates_root, algorithm):
     rc, log = run_task(root, ["mining", "infer"], config)
     assert rc == 0, log[-2000:]
     check_mining_tsv(str(root / "out" / "result.tsv"), paths)
-    check_infer_json(str(root / "out" / "infer-result.json"), paths, NAMES, legacy=False)
+    together = check_infer_json(str(root / "out" / "infer-result.json"), paths, NAMES, legacy=False)
     check_monitor_running(str(root / "out" / "monitor.txt"), "t0000sample", 1.0)
+    rc, log = run_task(root, ["infer"], config)
+    assert rc == 0, log[-2000:]
+    assert check_infer_json(str(root / "out" / "infer-result.json"), paths, NAMES, legacy=False) == together, \
+        "mining + infer in one run writes what infer alone writes"
+
+
+def test_infer_boxes_match_ultralytics_predict(trained, sample_root):
+    """The same model and images through a plain `YOLO.predict` (one image a batch, as its predictor
+    letterboxes): every box within 1 pixel, same class, same score (a letterbox offset or a scale
+    slip would pass the format checks but not this)."""
+    from ultralytics import YOLO
+
+    paths = [p for p in (sample_root / "in" / "candidate-index.tsv").read_text().splitlines() if p]
+    best = trained / "out" / "models" / "best.pt"
+    config = {**TINY_INFER, "batch_size_per_gpu": 1, "conf_thres": 0.01, "model_params_path": [str(best)]}
+    rc, log = run_task(sample_root, ["infer"], config)
+    assert rc == 0, log[-2000:]
+    ours = check_infer_json(str(sample_root / "out" / "infer-result.json"), paths, NAMES, legacy=False)
+    compared = 0
+    for path in paths:
+        result = YOLO(str(best)).predict(path, imgsz=TINY_INFER["img_size"], conf=0.01, iou=0.45, max_det=300,
+                                         device="cpu", verbose=False)[0]
+        theirs = sorted(zip(result.boxes.conf.tolist(), result.boxes.cls.tolist(), result.boxes.xyxy.tolist(), strict=True),
+                        reverse=True)
+        mine = sorted((b["score"], NAMES.index(b["class_name"]), b["box"]) for b in ours[Path(path).name]["boxes"])[::-1]
+        assert len(mine) == len(theirs), path
+        for (score, cls, box), (their_score, their_cls, xyxy) in zip(mine, theirs, strict=True):
+            assert cls == their_cls and score == pytest.approx(their_score, abs=1e-3)
+            edges = [box["x"], box["y"], box["x"] + box["w"], box["y"] + box["h"]]
+            assert max(abs(a - b) for a, b in zip(edges, xyxy, strict=True)) <= 1.0, (path, edges, xyxy)
+            compared += 1
+    assert compared > 10, "too few boxes to compare"
 
 
 @pytest.mark.parametrize("config, code, words", [
@@ -237,7 +269,7 @@ def test_cpu_engine_runs_as_ultralytics_predictor_does(trained):
     """Same CPU thread count and memory format as Ultralytics' predictor (importing ultralytics sets
     OMP_NUM_THREADS=1; only its select_device raises the count again, and our engine bypasses it)."""
     import torch
-    from executor.infer import Engine
+    from executor.engine import Engine
     from ultralytics.utils import NUM_THREADS
 
     torch.set_num_threads(NUM_THREADS + 1)

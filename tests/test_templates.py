@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from executor import protocol
-from executor.infer import EngineSettings, InferSettings
-from executor.mine import MiningSettings
+from executor.engine import EngineSettings, InferSettings
+from executor.scan import MiningSettings
 from executor.train import TrainSettings
 
 
@@ -27,7 +27,7 @@ def test_infer_template_matches_code():
 
 
 def test_mining_template_matches_code():
-    template, read = read_keys("mining", EngineSettings.read, lambda p: MiningSettings.read(p, 2))
+    template, read = read_keys("mining", EngineSettings.read, lambda p: MiningSettings.read(p, ["a", "b"]))
     assert template == read
 
 
@@ -40,7 +40,7 @@ def test_shared_keys_have_one_default():
 def test_template_defaults_are_valid():
     """The defaults themselves pass validation (a template typo fails here, not in a user's task)."""
     TrainSettings.read(protocol.Params(protocol.load_template("training"), {}))
-    MiningSettings.read(protocol.Params(protocol.load_template("mining"), {}), 3)
+    MiningSettings.read(protocol.Params(protocol.load_template("mining"), {}), ["a", "b", "c"])
 
 
 def test_absent_export_format_means_voc():

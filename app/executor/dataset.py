@@ -147,7 +147,9 @@ def convert_split(
         annotation = fields[1] if len(fields) > 1 else ""
         try:
             width, height = image_size(image)
-        except (OSError, UnidentifiedImageError, ValueError):
+        # ImportError: once ultralytics is imported, PIL.Image.open tries to import pi_heif (not installed)
+        # for any file PIL cannot identify, instead of raising UnidentifiedImageError.
+        except (OSError, UnidentifiedImageError, ValueError, ImportError):
             stats["unreadable images skipped"] += 1
             continue
         if annotation and os.path.isfile(annotation):

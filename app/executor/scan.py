@@ -1,5 +1,7 @@
 """One pass over the candidates, shared by infer and mining, sharded over GPUs.
 
+Also what a pass needs from the config: which candidates, which devices, which weights and settings.
+
 Each device gets a contiguous shard of the candidate list and a worker (run in this
 process when there is a single device, in spawned processes otherwise). A worker
 writes its infer results as JSON lines and its mining scores to ``/out/.shards``;
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 from collections import Counter
 from collections.abc import Callable
@@ -19,21 +22,51 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from easydict import EasyDict
 
-from executor.infer import Engine, EngineSettings, InferSettings
-from executor.protocol import ErrorCode, InferResultWriter, Monitor, Protocol, YmirError, classify_exception
+from executor import weights
+from executor.engine import CandidateImages, Engine, EngineSettings, InferSettings, collate
+from executor.mining import MinerContext, algorithms
+from executor.protocol import (
+    ErrorCode,
+    InferResultWriter,
+    Monitor,
+    Params,
+    Protocol,
+    YmirError,
+    class_names,
+    classify_exception,
+    dataset_error,
+    gpu_ids,
+    path_list,
+    read_index,
+)
+from executor.runtime import select_device
 
 LOG = logging.getLogger("executor")
 NOT_FINITE = "images with a NaN/Inf score or features, ranked last (with half: true, an fp16 overflow; try half: false)"
 
 
 @dataclass
-class MiningJob:
+class MiningSettings:
+    """The mining template's own keys (the engine's are in ``EngineSettings``)."""
+
     algorithm: str
     class_weights: dict[str, float]  # by task class name
     min_score: float
     budget: int
     seed: int
+
+    @classmethod
+    def read(cls, p: Params, names: list[str]) -> MiningSettings:
+        weights_in_order = p.floats("class_distribution_scores", len(names))
+        return cls(
+            algorithm=p.str("mining_algorithm", sorted(algorithms())),
+            class_weights=dict(zip(names, weights_in_order, strict=True)),
+            min_score=p.float("mining_min_score", 0.0, 1.0),
+            budget=p.int("diversity_budget", 0),
+            seed=p.int("seed", 0),
+        )
 
 
 @dataclass
@@ -44,7 +77,7 @@ class ScanJob:
     names: list[str]
     engine: EngineSettings
     infer: InferSettings | None
-    mining: MiningJob | None
+    mining: MiningSettings | None
     shard_dir: str
 
 
@@ -58,8 +91,6 @@ class ScanResult:
 
 
 def _miner(job: ScanJob, engine: Engine | None, rank: int):
-    from executor.mining import MinerContext, algorithms
-
     assert job.mining is not None
     m = job.mining
     model_classes = engine.class_map if engine is not None else job.names
@@ -207,3 +238,32 @@ def _merge_infer(shard_dir: Path, parts: int, path: str, protocol: Protocol, nam
     writer.close()
     if writer.duplicates:
         result.problems["duplicate basenames (first kept)"] += writer.duplicates
+
+
+def candidates(cfg: EasyDict) -> list[str]:
+    paths = [fields[0] for _, fields in read_index(cfg.ymir.input.candidate_index_file, 1)]
+    if not paths:
+        raise dataset_error(f"the candidate index {cfg.ymir.input.candidate_index_file} lists no image")
+    return paths
+
+
+def devices(cfg: EasyDict) -> list[str]:
+    device, _ = select_device(gpu_ids(cfg.param))
+    return device.split(",")
+
+
+def job(cfg: EasyDict, engine: EngineSettings, infer: InferSettings | None, mining: MiningSettings | None,
+        purpose: str) -> ScanJob:
+    """What every scan worker needs: the chosen weights, classes and settings."""
+    chosen = weights.choose(path_list(cfg.param.get("model_params_path")), cfg.ymir.input.models_dir, purpose)
+    shard_dir = str(Path(cfg.ymir.output.root_dir).absolute() / ".shards")
+    return ScanJob(str(chosen), class_names(cfg.param), engine, infer, mining, shard_dir)
+
+
+def readable(paths: list[str], workers: int) -> list[bool]:
+    """Whether each image decodes, by the scan's own decoder in DataLoader workers (no model): mining with
+    ``random`` ranks last exactly the images every other algorithm ranks last."""
+    loader = torch.utils.data.DataLoader(CandidateImages(paths, 32), batch_size=64, shuffle=False, collate_fn=collate,
+                                         num_workers=min(workers, os.cpu_count() or 1))
+    bad = {meta.index for _, _, unreadable in loader for meta in unreadable}
+    return [i not in bad for i in range(len(paths))]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from executor.mining import Miner, binary_entropy
+from executor.mining.base import Miner, binary_entropy
 
 NEIGHBOURHOOD = 3  # avg-pool kernel (pixels of a level)
 CELLS = 4  # max-pool the level into about CELLS x CELLS cells

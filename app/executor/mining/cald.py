@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import box_iou
 
-from executor.mining import Miner, MinerContext
+from executor.mining.base import Miner, MinerContext
 
 ROTATION_DEGREES = 6.0
 SCALE = 0.8

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import torch
 
-from executor.mining import Miner, MinerContext
+from executor.mining.base import Miner, MinerContext
 from executor.mining.entropy import box_entropies
 
 DIM = 128

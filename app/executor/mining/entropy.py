@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from executor.mining import Miner, binary_entropy
+from executor.mining.base import Miner, binary_entropy
 
 
 def box_entropies(det: torch.Tensor, class_weights: torch.Tensor) -> torch.Tensor:

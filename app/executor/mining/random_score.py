@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from executor.mining import Miner, MinerContext
+from executor.mining.base import Miner, MinerContext
 
 
 class RandomScore(Miner):

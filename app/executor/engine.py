@@ -1,0 +1,253 @@
+"""The batched detection engine that infer and mining share: decoding, letterbox, collate, forward, NMS.
+
+Images are decoded and letterboxed in DataLoader workers and fed to the model in batches.
+
+Pixel frame: OpenCV decodes with the EXIF orientation applied, as Ultralytics
+does for training, so boxes are in the displayed frame that training
+annotations use (see ``dataset``). Grayscale, RGBA, palette and 16-bit images
+are converted to 8-bit RGB; an image neither OpenCV nor PIL can decode travels
+as metadata only, with the reason.
+
+Devices: the engine's outputs (``Batch`` and mining detections) stay on its device; only
+``detect(to_image=True)`` brings boxes to the CPU, for writing results.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+from executor.protocol import Params, model_error
+
+LOG = logging.getLogger("executor")
+PAD_VALUE = 114  # Ultralytics' letterbox grey
+STRIDE = 32  # the largest stride of the YOLO detection heads
+
+
+def read_image(path: str) -> tuple[np.ndarray | None, str]:
+    """BGR uint8 HxWx3 in the display frame, or None and the reason."""
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        return None, "missing images"
+    if size == 0:
+        return None, "empty (zero-byte) images"
+    image = cv2.imread(path, cv2.IMREAD_COLOR)  # applies EXIF orientation, makes 8-bit BGR
+    if image is not None and image.size:
+        return image, ""
+    try:  # formats OpenCV does not read (some CMYK, palette or odd TIFFs)
+        with Image.open(path) as im:
+            rgb = ImageOps.exif_transpose(im).convert("RGB")
+        return np.ascontiguousarray(np.asarray(rgb)[:, :, ::-1]), ""
+    except Exception:  # noqa: BLE001 - any decoder failure means unreadable
+        return None, "unreadable images"
+
+
+def letterbox(image: np.ndarray, size: int, stride: int = STRIDE) -> tuple[np.ndarray, float, tuple[float, float]]:
+    """Resize keeping the aspect ratio to fit ``size`` and pad, centred, to the smallest multiple
+    of ``stride`` (Ultralytics' rectangular inference): no compute is spent on a square's padding."""
+    h, w = image.shape[:2]
+    ratio = min(size / h, size / w)
+    nw, nh = max(1, round(w * ratio)), max(1, round(h * ratio))
+    if (nw, nh) != (w, h):
+        image = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
+    ph, pw = -(-nh // stride) * stride, -(-nw // stride) * stride
+    top, left = (ph - nh) // 2, (pw - nw) // 2
+    out = np.full((ph, pw, 3), PAD_VALUE, dtype=np.uint8)
+    out[top : top + nh, left : left + nw] = image
+    return out, ratio, (left, top)
+
+
+@dataclass
+class Meta:
+    """Where an input came from and how to map boxes back to its pixels."""
+
+    index: int
+    path: str
+    width: int = 0
+    height: int = 0
+    ratio: float = 1.0
+    pad: tuple[float, float] = (0.0, 0.0)
+    problem: str = ""
+
+
+class CandidateImages(torch.utils.data.Dataset):
+    """Decodes and letterboxes one candidate per item (runs in DataLoader workers)."""
+
+    def __init__(self, paths: Sequence[str], img_size: int) -> None:
+        self.paths = paths
+        self.img_size = img_size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor | None, Meta]:
+        path = self.paths[index]
+        image, problem = read_image(path)
+        if image is None:
+            return None, Meta(index, path, problem=problem)
+        boxed, ratio, pad = letterbox(image, self.img_size)
+        tensor = torch.from_numpy(np.ascontiguousarray(boxed[:, :, ::-1].transpose(2, 0, 1)))  # RGB CHW uint8
+        return tensor, Meta(index, path, image.shape[1], image.shape[0], ratio, pad)
+
+
+def collate(items: list[tuple[torch.Tensor | None, Meta]]) -> tuple[torch.Tensor | None, list[Meta], list[Meta]]:
+    """Stack the readable images; unreadable ones travel as metadata only."""
+    good = [(t, m) for t, m in items if t is not None]
+    bad = [m for t, m in items if t is None]
+    if not good:
+        return None, [], bad
+    # Pad right and bottom to the batch's largest image: the per-image offsets in Meta stay valid.
+    height, width = max(t.shape[1] for t, _ in good), max(t.shape[2] for t, _ in good)
+    stacked = torch.full((len(good), 3, height, width), PAD_VALUE, dtype=torch.uint8)
+    for i, (t, _) in enumerate(good):
+        stacked[i, :, : t.shape[1], : t.shape[2]] = t
+    return stacked, [m for _, m in good], bad
+
+
+def channels_last_helps(device: torch.device) -> bool:
+    """oneDNN convolutions on x86 CPUs run much faster on channels-last tensors; Ultralytics' own
+    predictor (AutoBackend) switches the model to that format in the same case, and so must we to keep up."""
+    return (device.type == "cpu" and platform.machine() in ("x86_64", "AMD64")
+            and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled)
+
+
+def to_image_frame(det: torch.Tensor, meta: Meta) -> torch.Tensor:
+    """A copy of ``det`` with its boxes (first 4 columns, xyxy) moved from the letterboxed model input
+    back to the original image's pixels."""
+    det = det.clone()
+    det[:, [0, 2]] = (det[:, [0, 2]] - meta.pad[0]) / meta.ratio
+    det[:, [1, 3]] = (det[:, [1, 3]] - meta.pad[1]) / meta.ratio
+    return det
+
+
+@dataclass
+class Batch:
+    """One forward pass: inputs and raw head outputs, every tensor on the engine's device, in the model's
+    precision (float16 with ``half``); consumers compute in float32 (see ``executor.mining``)."""
+
+    images: torch.Tensor  # normalized float, on the device
+    metas: list[Meta]
+    decoded: torch.Tensor  # (B, 4 + nc, anchors) or (B, max_det, 6) for end-to-end heads
+    class_logits: torch.Tensor | None  # (B, nc, anchors) before the sigmoid
+    feats: list[torch.Tensor]  # the head's input feature maps, one per level
+
+
+class Engine:
+    """A YOLO checkpoint on a device, with batched, worker-decoded input."""
+
+    def __init__(self, weights_path: Path, device: str, img_size: int, half: bool, names: Sequence[str]) -> None:
+        from ultralytics.nn.tasks import load_checkpoint
+
+        first = device.split(",")[0]
+        self.device = torch.device("cpu" if first == "cpu" else f"cuda:{first}")
+        try:
+            model, _ = load_checkpoint(str(weights_path), device=self.device, fuse=True)
+        except Exception as exc:  # noqa: BLE001 - any load failure is a model problem for the user
+            raise model_error(
+                f"cannot load {weights_path} as a YOLO detection model ({exc}); choose a model trained by this image"
+            ) from exc
+        self.half = half and self.device.type == "cuda"
+        self.model = (model.half() if self.half else model.float()).eval()
+        if channels_last_helps(self.device):
+            self.model.to(memory_format=torch.channels_last)
+        if self.device.type == "cpu":
+            # Importing ultralytics sets OMP_NUM_THREADS=1 before torch starts; its own predictor raises the
+            # count again in select_device. This engine bypasses that, so it sets the same count itself.
+            from ultralytics.utils import NUM_THREADS
+
+            torch.set_num_threads(NUM_THREADS)
+        self.img_size = img_size
+        self.end2end = bool(getattr(self.model, "end2end", False))
+        model_names = [str(n) for _, n in sorted(dict(getattr(self.model, "names", {})).items())]
+        missing = [n for n in names if n not in model_names]
+        if missing:
+            raise model_error(
+                f"the model knows classes {model_names} but the task asks for {list(names)} "
+                f"({missing} unknown): choose a model trained on these classes"
+            )
+        # model class index -> task class name; classes the task does not ask for map to None
+        self.class_map = [n if n in names else None for n in model_names]
+        self.nc = len(model_names)
+        LOG.info("model %s on %s (%s)", weights_path.name, self.device, "float16" if self.half else "float32")
+
+    def batches(self, paths: Sequence[str], batch_size: int, workers: int) -> Iterator[tuple[torch.Tensor | None, list[Meta], list[Meta]]]:
+        loader = torch.utils.data.DataLoader(
+            CandidateImages(paths, self.img_size), batch_size=batch_size, shuffle=False,
+            num_workers=min(workers, os.cpu_count() or 1), collate_fn=collate,
+            pin_memory=self.device.type == "cuda", persistent_workers=False,
+        )
+        yield from loader
+
+    def prepare(self, images: torch.Tensor) -> torch.Tensor:
+        images = images.to(self.device, non_blocking=True)
+        return (images.half() if self.half else images.float()) / 255.0
+
+    @torch.inference_mode()
+    def forward(self, images: torch.Tensor, metas: list[Meta]) -> Batch:
+        out = self.model(images)
+        decoded, raw = out if isinstance(out, (tuple, list)) else (out, {})
+        if isinstance(raw, dict) and "one2one" in raw:
+            raw = raw["one2many"] or raw["one2one"]
+        logits = raw.get("scores") if isinstance(raw, dict) else None
+        feats = list(raw.get("feats", [])) if isinstance(raw, dict) else []
+        return Batch(images, metas, decoded, logits, feats)
+
+    def detect(self, batch: Batch, conf: float, iou: float, max_det: int, to_image: bool = True) -> list[torch.Tensor]:
+        """Post-NMS detections per image, float32 ``(n, 6)``: on the CPU with boxes in original image pixels
+        (for writing results), else on the engine's device with boxes in model-input pixels (for mining)."""
+        from ultralytics.utils import nms
+
+        dets = nms.non_max_suppression(batch.decoded.float(), conf, iou, max_det=max_det, end2end=self.end2end)
+        if not to_image:
+            return [det[:, :6].float() for det in dets]
+        return [to_image_frame(det[:, :6], meta).cpu() for det, meta in zip(dets, batch.metas, strict=True)]
+
+    def boxes(self, det: torch.Tensor) -> list[tuple[str, float, list[float]]]:
+        """(class name, score, xyxy) for the task's classes."""
+        result = []
+        for x1, y1, x2, y2, score, cls in det.tolist():
+            name = self.class_map[int(cls)] if 0 <= int(cls) < self.nc else None
+            if name is not None:
+                result.append((name, score, [x1, y1, x2, y2]))
+        return result
+
+
+@dataclass
+class EngineSettings:
+    """What infer and mining share; read from whichever template holds the keys."""
+
+    img_size: int
+    batch_size: int
+    workers: int
+    half: bool
+    iou: float
+
+    @classmethod
+    def read(cls, p: Params) -> EngineSettings:
+        return cls(
+            img_size=p.int("img_size", 32, 8192),
+            batch_size=p.int("batch_size_per_gpu", 1, 4096),
+            workers=p.int("num_workers_per_gpu", 0, 64),
+            half=p.bool("half"),
+            iou=p.float("iou_thres", 0.0, 1.0),
+        )
+
+
+@dataclass
+class InferSettings:
+    conf: float
+    max_det: int
+
+    @classmethod
+    def read(cls, p: Params) -> InferSettings:
+        return cls(conf=p.float("conf_thres", 0.0, 1.0), max_det=p.int("max_det", 1, 100000))

@@ -1,0 +1,92 @@
+"""The interface every mining algorithm implements, and the helpers they share.
+
+A ``Miner`` sees every forward pass of the candidates (the same pass infer uses
+when both tasks run) and scores each readable image, higher meaning more worth
+labelling. ``finish`` may rescore all images at the end (the diversity method
+needs the whole set).
+
+Devices and dtypes, decided here once: everything a miner receives lives on the
+engine's device (``MinerContext.device``): the batch, the detections and the
+class weights, which the context moves there when it is made. A miner computes
+its scores there in float32, whatever the model's precision (fp16 on GPUs), and
+returns them as one ``(B,)`` tensor from ``image_scores``. Only ``score``, here
+in the base class, brings them to the CPU, and there an image whose score or
+head features are not finite (an fp16 overflow, a broken image) becomes ``None``:
+it ranks last and is counted, without touching its batch-mates' scores.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+
+if TYPE_CHECKING:
+    from executor.engine import Batch, Engine
+
+
+@dataclass
+class MinerContext:
+    engine: Engine | None  # None when only merging shards' results
+    class_weights: torch.Tensor  # per model class; 0 for classes the task does not ask for
+    min_score: float  # boxes below this are not considered
+    iou: float
+    budget: int
+    seed: int
+    rank: int = 0  # which shard (GPU) this miner scores; merged miners use 0
+
+    def __post_init__(self) -> None:
+        self.class_weights = torch.as_tensor(self.class_weights).to(self.device, torch.float32)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the engine's outputs live; the CPU for a miner that only merges shards."""
+        return self.engine.device if self.engine is not None else torch.device("cpu")
+
+
+class Miner:
+    """Scores images; subclasses override ``image_scores`` and optionally ``finish``."""
+
+    name = ""
+
+    def __init__(self, ctx: MinerContext) -> None:
+        self.ctx = ctx
+
+    def image_scores(self, batch: Batch) -> torch.Tensor:
+        """One float32 score per image of the batch, ``(B,)``, computed on the batch's device."""
+        raise NotImplementedError
+
+    def score(self, batch: Batch) -> list[float | None]:
+        """The batch's scores on the CPU; ``None`` for an image whose score or features are not finite."""
+        values = self.image_scores(batch).detach().float().cpu()
+        valid = torch.isfinite(values) & finite_features(batch).cpu()
+        return [float(v) if ok else None for v, ok in zip(values.tolist(), valid.tolist(), strict=True)]
+
+    def finish(self, scores: list[float | None]) -> list[float | None]:
+        return scores
+
+    def state(self) -> object:
+        """What ``finish`` needs from this shard, saved by a worker (picklable, on the CPU)."""
+        return None
+
+    def merge_states(self, states: list[object]) -> None:
+        """Take the shards' states, in candidate order, before ``finish``."""
+
+    def detections(self, batch: Batch) -> list[torch.Tensor]:
+        """Post-NMS boxes in model-input pixels, ``(n, 6)`` float32 on the device: x1 y1 x2 y2 score class."""
+        return self.ctx.engine.detect(batch, self.ctx.min_score, self.ctx.iou, 300, to_image=False)
+
+
+def finite_features(batch: Batch) -> torch.Tensor:
+    """Per image, whether every value of its head input maps is finite (``(B,)`` bool, on the batch's device)."""
+    ok = torch.ones(len(batch.metas), dtype=torch.bool, device=batch.images.device)
+    for level in batch.feats:
+        ok = ok & torch.isfinite(level).flatten(1).all(1)
+    return ok
+
+
+def binary_entropy(p: torch.Tensor) -> torch.Tensor:
+    """Entropy of a Bernoulli probability, in bits (1 at p = 0.5, 0 at 0 or 1), in float32."""
+    p = p.float().clamp(1e-6, 1 - 1e-6)
+    return -(p * torch.log2(p) + (1 - p) * torch.log2(1 - p))
