@@ -52,9 +52,11 @@ def read_image(path: str) -> tuple[np.ndarray | None, str]:
         return None, "unreadable images"
 
 
-def letterbox(image: np.ndarray, size: int, stride: int = STRIDE) -> tuple[np.ndarray, float, tuple[float, float]]:
+def letterbox(image: np.ndarray, size: int, stride: int = STRIDE) -> tuple[np.ndarray, tuple[float, float], tuple[float, float]]:
     """Resize keeping the aspect ratio to fit ``size`` and pad, centred, to the smallest multiple
-    of ``stride`` (Ultralytics' rectangular inference): no compute is spent on a square's padding."""
+    of ``stride`` (Ultralytics' rectangular inference): no compute is spent on a square's padding.
+    Returns the image, the scale of each axis (the resized sides are rounded, so x and y differ a little,
+    as Ultralytics' ``scale_boxes`` accounts for) and the left/top padding."""
     h, w = image.shape[:2]
     ratio = min(size / h, size / w)
     nw, nh = max(1, round(w * ratio)), max(1, round(h * ratio))
@@ -64,7 +66,7 @@ def letterbox(image: np.ndarray, size: int, stride: int = STRIDE) -> tuple[np.nd
     top, left = (ph - nh) // 2, (pw - nw) // 2
     out = np.full((ph, pw, 3), PAD_VALUE, dtype=np.uint8)
     out[top : top + nh, left : left + nw] = image
-    return out, ratio, (left, top)
+    return out, (nw / w, nh / h), (left, top)
 
 
 @dataclass
@@ -75,7 +77,7 @@ class Meta:
     path: str
     width: int = 0
     height: int = 0
-    ratio: float = 1.0
+    ratio: tuple[float, float] = (1.0, 1.0)  # x and y scale from the image to the model input
     pad: tuple[float, float] = (0.0, 0.0)
     problem: str = ""
 
@@ -125,8 +127,8 @@ def to_image_frame(det: torch.Tensor, meta: Meta) -> torch.Tensor:
     """A copy of ``det`` with its boxes (first 4 columns, xyxy) moved from the letterboxed model input
     back to the original image's pixels."""
     det = det.clone()
-    det[:, [0, 2]] = (det[:, [0, 2]] - meta.pad[0]) / meta.ratio
-    det[:, [1, 3]] = (det[:, [1, 3]] - meta.pad[1]) / meta.ratio
+    det[:, [0, 2]] = (det[:, [0, 2]] - meta.pad[0]) / meta.ratio[0]
+    det[:, [1, 3]] = (det[:, [1, 3]] - meta.pad[1]) / meta.ratio[1]
     return det
 
 
