@@ -1,7 +1,7 @@
 """The YMIR protocol: env and config files, error codes, versions and result formats.
 
 This is the only module that knows what the platform reads and writes
-(see ``shared/ymir-contract.md``). Every result file is written atomically
+(see ``docs/contract.md``). Every result file is written atomically
 (temp file + rename) because the platform stops a task with SIGKILL.
 """
 
