@@ -361,9 +361,10 @@ def test_a_config_file_that_is_not_yaml_still_reaches_monitor_txt(sample_root, t
 def test_an_unreadable_env_yaml_reports_to_the_default_monitor(tmp_path, monkeypatch):
     """No env.yaml to say where monitor.txt goes: the platform's own place, /out/monitor.txt (here redirected)."""
     from contract import check_monitor_error
-    from executor import cli, protocol
+    from executor import cli
+    from executor.protocol import config
 
-    monkeypatch.setattr(protocol, "DEFAULT_MONITOR_FILE", str(tmp_path / "out" / "monitor.txt"))
+    monkeypatch.setattr(config, "DEFAULT_MONITOR_FILE", str(tmp_path / "out" / "monitor.txt"))
     (tmp_path / "out").mkdir()
     assert cli.main(str(tmp_path / "in" / "env.yaml")) == 1
     assert "env.yaml not found" in check_monitor_error(str(tmp_path / "out" / "monitor.txt"), 300001)

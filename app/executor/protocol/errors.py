@@ -1,0 +1,66 @@
+"""The error codes the platform knows, the error users can act on, and how any exception maps to a code."""
+
+from __future__ import annotations
+
+import errno
+import re
+from enum import IntEnum
+
+
+class ErrorCode(IntEnum):
+    """Error codes the platform knows (written to monitor.txt on failure)."""
+
+    CONFIG = 300001
+    DATASET = 300002
+    IMAGE = 300003
+    MODEL = 300004
+    OBJECT_TYPE = 300005
+    CUDA = 300101
+    NO_GPU = 300102
+    OUT_OF_MEMORY = 300103
+    NAN_LOSS = 300201
+    NETWORK = 300301
+
+
+class YmirError(Exception):
+    """A failure the user can act on: a code for the platform, a sentence for the user."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = ErrorCode(code)
+        self.message = message
+
+
+def config_error(message: str) -> YmirError:
+    return YmirError(ErrorCode.CONFIG, message)
+
+
+def dataset_error(message: str) -> YmirError:
+    return YmirError(ErrorCode.DATASET, message)
+
+
+def model_error(message: str) -> YmirError:
+    return YmirError(ErrorCode.MODEL, message)
+
+
+def classify_exception(exc: BaseException) -> tuple[ErrorCode, str]:
+    """Map any exception to the platform's error code and a plain message."""
+    if isinstance(exc, YmirError):
+        return exc.code, " ".join(exc.message.split())
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+    lowered = text.lower()
+    if isinstance(exc, MemoryError) or "out of memory" in lowered or "outofmemory" in lowered:
+        return (
+            ErrorCode.OUT_OF_MEMORY,
+            f"out of memory ({text[:200]}); lower batch_size_per_gpu or img_size, "
+            "or num_workers_per_gpu",
+        )
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return ErrorCode.MODEL, f"no space left on the output disk ({text[:200]}); free space where /out is mounted"
+    if "cuda" in lowered or "cudnn" in lowered or "nccl" in lowered:
+        return ErrorCode.CUDA, f"CUDA failure ({text[:200]}); check the GPU driver and gpu_id"
+    if re.search(r"\bnan\b", lowered):
+        return ErrorCode.NAN_LOSS, f"training diverged ({text[:200]}); lower lr0 or check the annotations"
+    # An internal error is reported as a model error: it is the code nearest to
+    # "the algorithm failed", and the log above it holds the traceback.
+    return ErrorCode.MODEL, f"unexpected error: {text[:300]}"
