@@ -11,7 +11,7 @@ import logging
 import sys
 import traceback
 
-from executor import runtime
+from executor import runtime, ultra
 from executor.protocol import (
     ErrorCode,
     Monitor,
@@ -66,7 +66,7 @@ def main(env_path: str | None = None) -> int:
         if monitor is None:
             raise YmirError(ErrorCode.CONFIG, "env.yaml names no output.monitor_file")
         monitor.progress(0.0, force=True)
-        runtime.quiet_ultralytics()
+        ultra.quiet()
         run(cfg, monitor)
         return 0
     except BaseException as exc:  # noqa: BLE001 - every failure must end in the monitor and a last line

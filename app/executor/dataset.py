@@ -22,6 +22,7 @@ from pathlib import Path
 import yaml
 from PIL import Image, UnidentifiedImageError
 
+from executor import ultra
 from executor.protocol import asset_id, dataset_error, read_index
 
 LOG = logging.getLogger("executor")
@@ -147,9 +148,7 @@ def convert_split(
         annotation = fields[1] if len(fields) > 1 else ""
         try:
             width, height = image_size(image)
-        # ImportError: once ultralytics is imported, PIL.Image.open tries to import pi_heif (not installed)
-        # for any file PIL cannot identify, instead of raising UnidentifiedImageError.
-        except (OSError, UnidentifiedImageError, ValueError, ImportError):
+        except (OSError, UnidentifiedImageError, ValueError, *ultra.NOT_AN_IMAGE_ERRORS):
             stats["unreadable images skipped"] += 1
             continue
         if annotation and os.path.isfile(annotation):

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from executor import ultra
 from executor.protocol import Params, model_error
 
 LOG = logging.getLogger("executor")
@@ -148,12 +149,10 @@ class Engine:
     """A YOLO checkpoint on a device, with batched, worker-decoded input."""
 
     def __init__(self, weights_path: Path, device: str, img_size: int, half: bool, names: Sequence[str]) -> None:
-        from ultralytics.nn.tasks import load_checkpoint
-
         first = device.split(",")[0]
         self.device = torch.device("cpu" if first == "cpu" else f"cuda:{first}")
         try:
-            model, _ = load_checkpoint(str(weights_path), device=self.device, fuse=True)
+            model = ultra.load_detector(weights_path, self.device)
         except Exception as exc:  # noqa: BLE001 - any load failure is a model problem for the user
             raise model_error(
                 f"cannot load {weights_path} as a YOLO detection model ({exc}); choose a model trained by this image"
@@ -165,9 +164,7 @@ class Engine:
         if self.device.type == "cpu":
             # Importing ultralytics sets OMP_NUM_THREADS=1 before torch starts; its own predictor raises the
             # count again in select_device. This engine bypasses that, so it sets the same count itself.
-            from ultralytics.utils import NUM_THREADS
-
-            torch.set_num_threads(NUM_THREADS)
+            torch.set_num_threads(ultra.cpu_threads())
         self.img_size = img_size
         self.end2end = bool(getattr(self.model, "end2end", False))
         model_names = [str(n) for _, n in sorted(dict(getattr(self.model, "names", {})).items())]
@@ -196,20 +193,13 @@ class Engine:
 
     @torch.inference_mode()
     def forward(self, images: torch.Tensor, metas: list[Meta]) -> Batch:
-        out = self.model(images)
-        decoded, raw = out if isinstance(out, (tuple, list)) else (out, {})
-        if isinstance(raw, dict) and "one2one" in raw:
-            raw = raw["one2many"] or raw["one2one"]
-        logits = raw.get("scores") if isinstance(raw, dict) else None
-        feats = list(raw.get("feats", [])) if isinstance(raw, dict) else []
+        decoded, logits, feats = ultra.split_head_output(self.model(images))
         return Batch(images, metas, decoded, logits, feats)
 
     def detect(self, batch: Batch, conf: float, iou: float, max_det: int, to_image: bool = True) -> list[torch.Tensor]:
         """Post-NMS detections per image, float32 ``(n, 6)``: on the CPU with boxes in original image pixels
         (for writing results), else on the engine's device with boxes in model-input pixels (for mining)."""
-        from ultralytics.utils import nms
-
-        dets = nms.non_max_suppression(batch.decoded.float(), conf, iou, max_det=max_det, end2end=self.end2end)
+        dets = ultra.nms(batch.decoded.float(), conf, iou, max_det, self.end2end)
         if not to_image:
             return [det[:, :6].float() for det in dets]
         return [to_image_frame(det[:, :6], meta).cpu() for det, meta in zip(dets, batch.metas, strict=True)]

@@ -13,6 +13,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from executor import ultra
+
 LOG = logging.getLogger("executor")
 
 _OFFLINE_ENV = {
@@ -60,7 +62,8 @@ def setup(cache_root: str | None = None) -> Path:
 
 
 def _install_fonts(config_dir: Path) -> None:
-    """Ultralytics downloads Arial.ttf to its config dir for plots; give it a local font instead."""
+    """Ultralytics looks for Arial.ttf in its settings folder for plots, and asks the network for it when it
+    is missing (a 3 s request each time, in an air-gapped cluster); give it a local font there instead."""
     try:
         import matplotlib
 
@@ -69,20 +72,12 @@ def _install_fonts(config_dir: Path) -> None:
         return
     if not font.is_file():
         return
-    config_dir.mkdir(parents=True, exist_ok=True)
-    for name in ("Arial.ttf", "Arial.Unicode.ttf"):
-        target = config_dir / name
+    target_dir = config_dir / ultra.SETTINGS_SUBDIR
+    target_dir.mkdir(parents=True, exist_ok=True)
+    for name in ultra.FONTS:
+        target = target_dir / name
         if not target.exists():
             shutil.copyfile(font, target)
-
-
-def quiet_ultralytics() -> None:
-    """Turn off ultralytics' telemetry and third-party loggers (import after ``setup``)."""
-    from ultralytics.utils import SETTINGS
-
-    wanted = {"sync": False, "tensorboard": False, "wandb": False, "mlflow": False, "clearml": False,
-              "comet": False, "dvc": False, "neptune": False, "raytune": False}
-    SETTINGS.update({k: v for k, v in wanted.items() if k in SETTINGS})
 
 
 def setup_logging() -> None:

@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 from easydict import EasyDict
 
-from executor import dataset, weights
+from executor import dataset, ultra, weights
 from executor.protocol import (
     ErrorCode,
     Monitor,
@@ -52,7 +52,6 @@ FAMILIES = ("yolo11", "yolov8", "yolo12", "yolo26")
 MODELS = tuple(f"{family}{size}" for family in FAMILIES for size in "nsmlx")
 OPTIMIZERS = ("auto", "SGD", "Adam", "AdamW", "NAdam", "RAdam", "RMSProp")
 AUGMENTATIONS = ("mosaic", "mixup", "fliplr", "flipud", "degrees", "scale", "hsv_h", "hsv_s", "hsv_v")
-MAP_KEY = "metrics/mAP50(B)"
 PLOTS = ("BoxPR_curve.png", "BoxF1_curve.png", "confusion_matrix.png", "confusion_matrix_normalized.png",
          "results.png", "labels.jpg", "train_batch0.jpg", "val_batch0_labels.jpg", "val_batch0_pred.jpg")
 CONVERSION_SHARE, FINAL_SHARE = 0.05, 0.05  # of the progress bar
@@ -205,17 +204,17 @@ class StageRecorder:
 
     def on_train_batch_end(self, trainer: Any) -> None:
         self.batches_done += 1
-        batches = max(len(trainer.train_loader), 1)
-        fraction = (trainer.epoch + min(self.batches_done / batches, 1.0)) / max(trainer.epochs, 1)
+        fraction = ultra.epoch_fraction(trainer, self.batches_done)
         self.monitor.progress(CONVERSION_SHARE + (1 - CONVERSION_SHARE - FINAL_SHARE) * fraction)
 
     def on_train_epoch_end(self, trainer: Any) -> None:
         """A NaN/Inf loss in the first epoch: Ultralytics has no last.pt to recover from and trains on
         regardless, into a model that finds nothing. Fail with 300201 instead. (In later epochs its own
         recovery reloads last.pt and raises a RuntimeError naming NaN after 3 tries, mapped to 300201 too.)"""
-        if trainer.epoch != getattr(trainer, "start_epoch", 0) or trainer.loss is None:
+        loss = ultra.first_epoch_loss(trainer)
+        if loss is None:
             return
-        if not torch_isfinite(trainer.loss):
+        if not torch_isfinite(loss):
             raise YmirError(
                 ErrorCode.NAN_LOSS,
                 f"training diverged: the loss became NaN/Inf in the first epoch (optimizer {self.settings.optimizer}, "
@@ -223,8 +222,8 @@ class StageRecorder:
             )
 
     def on_fit_epoch_end(self, trainer: Any) -> None:
-        step = trainer.epoch + 1
-        scalars = {**trainer.label_loss_items(trainer.tloss, prefix="train"), **trainer.metrics, **trainer.lr}
+        step = ultra.epoch_number(trainer)
+        scalars = ultra.epoch_scalars(trainer)
         for key, value in scalars.items():
             try:
                 self.tb.add_scalar(key, float(value), step)
@@ -266,20 +265,20 @@ class StageRecorder:
         mAP@0.5: this epoch's checkpoint is copied over it when that improved (Ultralytics writes last.pt and
         best.pt from one buffer), and the previous choice is put back when only Ultralytics' fitness did.
         Its final evaluation then re-validates exactly that file; its early stopping is left as it is."""
-        epoch = trainer.epoch + 1
-        mAP = float(trainer.metrics.get(MAP_KEY, 0.0))
+        epoch, mAP = ultra.epoch_number(trainer), ultra.map50(trainer)
+        last, best = ultra.checkpoints(trainer)
         self.last_map, self.epochs_run = mAP, epoch
         kept = self.models_dir / "best.pt"
         if self.best_epoch == 0 or mAP > self.best_map:
             self.best_epoch, self.best_map = epoch, mAP
-            atomic_copy(trainer.last, trainer.best)
-            self._save_stage("best", trainer.best, mAP, strip=False)
-        elif trainer.best_fitness == trainer.fitness and kept.exists():  # Ultralytics' test for writing best.pt
-            atomic_copy(kept, trainer.best)
+            atomic_copy(last, best)
+            self._save_stage("best", best, mAP, strip=False)
+        elif ultra.wrote_best(trainer) and kept.exists():
+            atomic_copy(kept, best)
         period = self.settings.save_period
         if period > 0 and epoch % period == 0:
-            self._save_stage(f"epoch_{epoch}", trainer.last, mAP)
-        self._save_stage("last", trainer.last, mAP, strip=False)
+            self._save_stage(f"epoch_{epoch}", last, mAP)
+        self._save_stage("last", last, mAP, strip=False)
         self.write_result()
 
     def on_train_end(self, trainer: Any) -> None:
@@ -287,27 +286,26 @@ class StageRecorder:
 
     def finish(self, trainer: Any) -> str | None:
         """After the final evaluation of best.pt: its own mAP, the stripped files, plots, ONNX."""
-        best_map = float(trainer.metrics.get(MAP_KEY, 0.0)) if trainer.best.exists() else self.last_map
-        validator = getattr(trainer, "validator", None)
-        if validator is not None:
-            self.evaluate_config = {"conf_thr": float(validator.args.conf), "iou_thr": float(validator.args.iou)}
-        self._collect_plots(Path(trainer.save_dir))
+        last, best = ultra.checkpoints(trainer)
+        best_map = ultra.map50(trainer) if best.exists() else self.last_map
+        self.evaluate_config = ultra.val_thresholds(trainer)
+        self._collect_plots(ultra.save_dir(trainer))
         # Stages holding the best epoch's weights get the final evaluation's number too: one set of weights,
         # one mAP (the in-training figure differs in the last digits, and would otherwise decide the best stage).
-        same = trainer.best.exists() and self.best_epoch == self.epochs_run
-        if f"epoch_{self.best_epoch}" in self.stages and trainer.best.exists():
+        same = best.exists() and self.best_epoch == self.epochs_run
+        if f"epoch_{self.best_epoch}" in self.stages and best.exists():
             self.stages[f"epoch_{self.best_epoch}"].mAP = best_map
-        if trainer.last.exists():
-            self._save_stage("last", trainer.last, best_map if same else self.last_map)
-        if trainer.best.exists():
-            extra = self._export_onnx(trainer.best) if self.settings.export_onnx else []
-            self._save_stage("best", trainer.best, best_map, extra)
+        if last.exists():
+            self._save_stage("last", last, best_map if same else self.last_map)
+        if best.exists():
+            extra = self._export_onnx(best) if self.settings.export_onnx else []
+            self._save_stage("best", best, best_map, extra)
         self.tb.close()
-        best = self.write_result()
+        best_name = self.write_result()
         removed = prune_unlisted(str(self.models_dir), self.result_file)
         if removed:
             LOG.info("removed from %s the files result.yaml does not list: %s", self.models_dir, ", ".join(removed))
-        return best
+        return best_name
 
     def _collect_plots(self, save_dir: Path) -> None:
         target = self.models_dir / "attachments" / "images"
@@ -322,11 +320,8 @@ class StageRecorder:
 
     def _export_onnx(self, best: Path) -> list[str]:
         """``["best.onnx"]``, or none when the export fails: the trained stages are good without it."""
-        from ultralytics import YOLO
-
         try:
-            exported = YOLO(str(best)).export(format="onnx", opset=self.settings.opset, imgsz=self.settings.img_size,
-                                              simplify=False, device="cpu")
+            exported = ultra.export_onnx(best, self.settings.opset, self.settings.img_size)
             atomic_copy(exported, self.models_dir / "best.onnx")
         except Exception as exc:  # noqa: BLE001 - any export failure leaves the .pt stages as they are
             LOG.warning("ONNX export failed (%s: %s): the stages are kept without best.onnx; another opset may work",
@@ -344,10 +339,8 @@ def torch_isfinite(value: Any) -> bool:
 
 def stripped_copy(source: Path, target: Path) -> None:
     """Copy a checkpoint without its optimizer state (a third of the size), atomically."""
-    from ultralytics.utils.torch_utils import strip_optimizer
-
     tmp = target.with_name(f".{target.name}.tmp")
-    strip_optimizer(str(source), str(tmp))
+    ultra.strip_optimizer(source, tmp)
     os.replace(tmp, target)
 
 
@@ -369,20 +362,16 @@ def build_model(name: str, start: Path | None) -> Any:
     the template still says yolo11n stays a yolo11s (building yolo11n and loading the weights into it would
     keep only the few tensors whose shapes match, a training from scratch in all but name). A class list
     other than the checkpoint's is fine: Ultralytics rebuilds the head and transfers the rest."""
-    from ultralytics import YOLO
-
     if start is None:
-        return YOLO(f"{name}.yaml")
+        return ultra.new_model(name)
     try:
-        model = YOLO(str(start))
-        if model.task != "detect":
-            raise ValueError(f"a {model.task} model, not a detection model")
+        model = ultra.load_model(start)
     except Exception as exc:  # noqa: BLE001 - any load failure is a model problem for the user
         raise model_error(
             f"cannot load {start} as pretrained weights ({type(exc).__name__}: {str(exc)[:160]}); choose a model "
             "trained by this image, or none to start from the image's own weights"
         ) from exc
-    architecture = Path(str(getattr(model.model, "yaml", {}).get("yaml_file", ""))).stem
+    architecture = ultra.architecture(model)
     if architecture and architecture != name:
         LOG.info("pretrained weights %s are a %s model: training %s (the template's model '%s' applies only when "
                  "no pretrained weights are given)", start.name, architecture, architecture, name)
@@ -417,7 +406,7 @@ def run(cfg: EasyDict, monitor: Monitor) -> None:
     best = result.get("best_stage_name") or "best"
     stage = (result.get("model_stages") or {}).get(best, {})
     LOG.info("training done: best stage '%s' mAP@0.5 %.4f, %d epochs, %.0f s", best,
-             float(stage.get("mAP", result.get("map", 0.0))), epochs_run(model.trainer.save_dir), time.time() - started)
+             float(stage.get("mAP", result.get("map", 0.0))), epochs_run(ultra.save_dir(model.trainer)), time.time() - started)
 
 
 def train_model(model: Any, settings: TrainSettings, data_yaml: str, device: str, gpus: int, out_root: Path) -> None:

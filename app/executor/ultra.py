@@ -1,0 +1,161 @@
+"""Every Ultralytics internal the executor touches, in one place (written against Ultralytics 8.4.190).
+
+The public ``YOLO`` API is not enough for some jobs (a batched engine of our own, YMIR's stages from the
+trainer's events), so the executor reads some of Ultralytics' internals. Each one is here, behind a small
+function, and each has a test named after it in ``tests/test_ultra.py``: an Ultralytics upgrade that
+changes one fails that test instead of a user's run. Ultralytics itself is imported lazily, inside the
+functions, so that ``runtime.setup`` can set its environment first.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # no import of torch here: runtime.setup must run before it
+    import torch
+
+MAP50 = "metrics/mAP50(B)"  # the detection validator's key for box mAP@0.5
+FONTS = ("Arial.ttf", "Arial.Unicode.ttf")  # plots download these into the settings folder unless present
+SETTINGS_SUBDIR = "Ultralytics"  # its settings folder is $YOLO_CONFIG_DIR/Ultralytics (settings.json, fonts)
+QUIET_SETTINGS = {"sync": False, "tensorboard": False, "wandb": False, "mlflow": False, "clearml": False,
+                  "comet": False, "dvc": False, "raytune": False}  # telemetry and loggers off
+# Once ultralytics is imported, PIL.Image.open imports pi_heif (not installed) for any file PIL cannot
+# identify, so a file that is not an image raises ImportError there instead of UnidentifiedImageError.
+NOT_AN_IMAGE_ERRORS: tuple[type[BaseException], ...] = (ImportError,)
+
+
+def quiet() -> None:
+    """Turn off Ultralytics' telemetry and third-party loggers in its settings."""
+    from ultralytics.utils import SETTINGS
+
+    SETTINGS.update({k: v for k, v in QUIET_SETTINGS.items() if k in SETTINGS})
+
+
+# ---------------------------------------------------------------- the batched engine
+
+
+def load_detector(path: str | Path, device: torch.device) -> torch.nn.Module:
+    """A checkpoint's model, fused for inference, on ``device`` (raises on anything that is not one)."""
+    from ultralytics.nn.tasks import load_checkpoint
+
+    model, _ = load_checkpoint(str(path), device=device, fuse=True)
+    return model
+
+
+def cpu_threads() -> int:
+    """The CPU thread count Ultralytics' predictor uses (importing ultralytics pins OpenMP to 1 thread)."""
+    from ultralytics.utils import NUM_THREADS
+
+    return NUM_THREADS
+
+
+def split_head_output(out: Any) -> tuple[torch.Tensor, torch.Tensor | None, list[torch.Tensor]]:
+    """A detection model's eval output -> (decoded boxes and scores ``(B, 4 + nc, anchors)`` or
+    ``(B, max_det, 6)`` for end-to-end heads, class logits ``(B, nc, anchors)`` before the sigmoid, the
+    head's input feature maps). The head returns ``(decoded, {"scores", "feats", ...})``; end-to-end heads
+    (yolo26) nest that under ``one2many`` / ``one2one``."""
+    decoded, raw = out if isinstance(out, (tuple, list)) else (out, {})
+    if isinstance(raw, dict) and "one2one" in raw:
+        raw = raw["one2many"] or raw["one2one"]
+    logits = raw.get("scores") if isinstance(raw, dict) else None
+    feats = list(raw.get("feats", [])) if isinstance(raw, dict) else []
+    return decoded, logits, feats
+
+
+def nms(decoded: torch.Tensor, conf: float, iou: float, max_det: int, end2end: bool) -> list[torch.Tensor]:
+    """Per image ``(n, 6+)``: x1 y1 x2 y2 score class, Ultralytics' own NMS (a no-op filter for end-to-end heads)."""
+    from ultralytics.utils import nms as ultralytics_nms
+
+    return ultralytics_nms.non_max_suppression(decoded, conf, iou, max_det=max_det, end2end=end2end)
+
+
+# ---------------------------------------------------------------- models for training
+
+
+def new_model(name: str) -> Any:
+    from ultralytics import YOLO
+
+    return YOLO(f"{name}.yaml")
+
+
+def load_model(path: str | Path) -> Any:
+    """A ``YOLO`` from a checkpoint; raises ValueError when it is not a detection model."""
+    from ultralytics import YOLO
+
+    model = YOLO(str(path))
+    if model.task != "detect":
+        raise ValueError(f"a {model.task} model, not a detection model")
+    return model
+
+
+def architecture(model: Any) -> str:
+    """The model's architecture name (``yolo11s``), from the model yaml it was built from; '' if unknown."""
+    return Path(str(getattr(model.model, "yaml", {}).get("yaml_file", ""))).stem
+
+
+def export_onnx(weights: Path, opset: int, img_size: int) -> str:
+    """The exported file's path (Ultralytics writes it beside the weights)."""
+    from ultralytics import YOLO
+
+    return YOLO(str(weights)).export(format="onnx", opset=opset, imgsz=img_size, simplify=False, device="cpu")
+
+
+def strip_optimizer(source: Path, target: Path) -> None:
+    """Write ``source`` without its optimizer state (a third of the size) to ``target``."""
+    from ultralytics.utils.torch_utils import strip_optimizer as ultralytics_strip
+
+    ultralytics_strip(str(source), str(target))
+
+
+# ---------------------------------------------------------------- what the training callbacks read
+
+
+def epoch_fraction(trainer: Any, batches_done: int) -> float:
+    """How far training is, in [0, 1], after ``batches_done`` batches of the current epoch."""
+    batches = max(len(trainer.train_loader), 1)
+    return (trainer.epoch + min(batches_done / batches, 1.0)) / max(trainer.epochs, 1)
+
+
+def first_epoch_loss(trainer: Any) -> torch.Tensor | None:
+    """The loss of the last batch, in the run's first epoch only (None otherwise, or before any batch)."""
+    if trainer.epoch != getattr(trainer, "start_epoch", 0):
+        return None
+    return trainer.loss
+
+
+def epoch_scalars(trainer: Any) -> dict[str, Any]:
+    """The epoch's mean training losses, validation metrics and learning rates, by name."""
+    return {**trainer.label_loss_items(trainer.tloss, prefix="train"), **trainer.metrics, **trainer.lr}
+
+
+def epoch_number(trainer: Any) -> int:
+    """The epoch that just ended, counted from 1."""
+    return trainer.epoch + 1
+
+
+def map50(trainer: Any) -> float:
+    """The latest validation mAP@0.5 (of the epoch's weights, or of best.pt after the final evaluation)."""
+    return float((trainer.metrics or {}).get(MAP50, 0.0))
+
+
+def checkpoints(trainer: Any) -> tuple[Path, Path]:
+    """(last.pt, best.pt) as Ultralytics writes them each epoch."""
+    return Path(trainer.last), Path(trainer.best)
+
+
+def wrote_best(trainer: Any) -> bool:
+    """Whether Ultralytics wrote best.pt this epoch (its fitness, mAP@0.5:0.95, improved): its own test."""
+    return trainer.best_fitness == trainer.fitness
+
+
+def save_dir(trainer: Any) -> Path:
+    return Path(trainer.save_dir)
+
+
+def val_thresholds(trainer: Any) -> dict[str, float]:
+    """The confidence and IoU thresholds of the validation that gave the mAP ({} without a validator)."""
+    validator = getattr(trainer, "validator", None)
+    if validator is None:
+        return {}
+    return {"conf_thr": float(validator.args.conf), "iou_thr": float(validator.args.iou)}

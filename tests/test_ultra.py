@@ -1,0 +1,103 @@
+"""One test per Ultralytics internal the executor touches (app/executor/ultra.py): an Ultralytics upgrade
+that changes one fails the test named after it, not a user's run."""
+
+from __future__ import annotations
+
+import ast
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import ROOT
+from executor import dataset, sample, ultra
+
+
+def test_only_the_adapter_imports_ultralytics():
+    for path in sorted((ROOT / "app" / "executor").rglob("*.py")):
+        if path.name == "ultra.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            assert not any(n.split(".")[0] == "ultralytics" for n in names), path
+
+
+def test_quiet_settings_keys_exist():
+    from ultralytics.utils import SETTINGS
+
+    assert set(ultra.QUIET_SETTINGS) <= set(SETTINGS), "a settings key we turn off no longer exists"
+
+
+def test_fonts_are_the_ones_plots_look_for():
+    from ultralytics.utils.checks import check_font
+
+    for name in ultra.FONTS:  # runtime.setup put local copies in the settings folder: no download
+        assert Path(check_font(name)).is_file()
+
+
+def test_not_an_image_raises_an_error_the_converter_catches(tmp_path):
+    import ultralytics  # noqa: F401 - its import patches PIL.Image.open
+    from PIL import Image, UnidentifiedImageError
+
+    path = tmp_path / "text.jpg"
+    path.write_text("not an image")
+    with pytest.raises((OSError, UnidentifiedImageError, ValueError, *ultra.NOT_AN_IMAGE_ERRORS)):
+        Image.open(path)
+
+
+def test_cpu_threads():
+    assert 1 <= ultra.cpu_threads() <= (os.cpu_count() or 1)
+
+
+def test_load_detector_and_the_head_output_layout(trained):
+    model = ultra.load_detector(trained / "out" / "models" / "best.pt", torch.device("cpu"))
+    with torch.inference_mode():
+        decoded, logits, feats = ultra.split_head_output(model.eval()(torch.zeros(2, 3, 64, 96)))
+    anchors = sum(f.shape[-2] * f.shape[-1] for f in feats)
+    assert len(feats) == 3 and all(f.shape[0] == 2 for f in feats)
+    assert decoded.shape == (2, 4 + len(model.names), anchors) and logits.shape == (2, len(model.names), anchors)
+
+
+def test_nms_output_layout():
+    decoded = torch.zeros(1, 6, 10)
+    decoded[0, :4, 0] = torch.tensor([20.0, 20.0, 10.0, 10.0])  # cx cy w h
+    decoded[0, 5, 0] = 0.9
+    (det,) = ultra.nms(decoded, 0.25, 0.45, 300, end2end=False)
+    assert det.shape == (1, 6) and det[0, :4].tolist() == [15.0, 15.0, 25.0, 25.0] and det[0, 5] == 1
+
+
+def test_models_architecture_and_strip_optimizer(trained, tmp_path):
+    assert ultra.architecture(ultra.new_model("yolov8n")) == "yolov8n"
+    best = trained / "out" / "models" / "best.pt"
+    assert ultra.architecture(ultra.load_model(best)) == "yolo11n"
+    ultra.strip_optimizer(best, tmp_path / "stripped.pt")
+    assert ultra.architecture(ultra.load_model(tmp_path / "stripped.pt")) == "yolo11n"
+    (tmp_path / "garbage.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(Exception):  # noqa: B017 - any error: the caller reports it as a model error
+        ultra.load_model(tmp_path / "garbage.pt")
+
+
+def test_trainer_attributes_the_callbacks_read(sample_root, tmp_path):
+    """A real one-epoch training, every accessor called from the event our callbacks use it in."""
+    seen: dict[str, object] = {}
+    data = dataset.convert(str(sample_root / "in" / "train-index.tsv"), str(sample_root / "in" / "val-index.tsv"),
+                           tmp_path / "data", "ark:raw", sample.CLASS_NAMES)
+    model = ultra.new_model("yolo11n")
+    model.add_callback("on_train_batch_end", lambda t: seen.setdefault("fraction", ultra.epoch_fraction(t, 1)))
+    model.add_callback("on_train_epoch_end", lambda t: seen.setdefault("loss", ultra.first_epoch_loss(t)))
+    model.add_callback("on_fit_epoch_end", lambda t: seen.setdefault("scalars", ultra.epoch_scalars(t)))
+
+    def on_model_save(trainer):
+        seen.update(epoch=ultra.epoch_number(trainer), map50=ultra.map50(trainer), wrote_best=ultra.wrote_best(trainer),
+                    checkpoints=[p.is_file() for p in ultra.checkpoints(trainer)])
+
+    model.add_callback("on_model_save", on_model_save)
+    model.add_callback("on_train_end", lambda t: seen.update(thresholds=ultra.val_thresholds(t), save_dir=ultra.save_dir(t)))
+    model.train(data=data, epochs=1, imgsz=32, batch=8, workers=0, device="cpu", project=str(tmp_path / "runs"),
+                name="t", exist_ok=True, plots=False, verbose=False, val=True)
+    assert 0 < seen["fraction"] <= 1 and isinstance(seen["loss"], torch.Tensor)
+    assert any(k.startswith("train/") for k in seen["scalars"]) and ultra.MAP50 in seen["scalars"]
+    assert seen["epoch"] == 1 and 0 <= seen["map50"] <= 1 and isinstance(seen["wrote_best"], bool)
+    assert seen["checkpoints"] == [True, True]
+    assert set(seen["thresholds"]) == {"conf_thr", "iou_thr"} and Path(seen["save_dir"]).is_dir()
