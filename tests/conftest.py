@@ -70,13 +70,15 @@ def model_files(trained: Path) -> list[str]:
 
 
 def stage_recorder(out: Path, values: dict | None = None):
-    """Our Ultralytics training callbacks, on their own (no trainer), writing under ``out``."""
+    """The state our Ultralytics training callbacks share (``callbacks.Report``), on its own (no trainer),
+    writing under ``out``; call the callbacks as ``callbacks.on_<event>(report, trainer)``."""
     from easydict import EasyDict
+    from executor.callbacks import Report
     from executor.protocol import Monitor, Params, load_template
-    from executor.train import StageRecorder, TrainSettings
+    from executor.train import TrainSettings
 
     cfg = EasyDict({"ymir": {"protocol_version": "1.1.0", "output": {"root_dir": str(out),
         "models_dir": str(out / "models"), "training_result_file": str(out / "models" / "result.yaml"),
         "tensorboard_dir": str(out / "tensorboard")}}})
     settings = TrainSettings.read(Params(load_template("training"), values or {}))
-    return StageRecorder(cfg, settings, Monitor(str(out / "monitor.txt"), "t"))
+    return Report(cfg, settings, Monitor(str(out / "monitor.txt"), "t"))

@@ -14,6 +14,7 @@ import time
 import pytest
 from conftest import ROOT, TINY_INFER, TINY_TRAINING, model_files, run_task, sample, stage_recorder
 from contract import check_infer_json, check_mining_tsv, check_monitor_error, check_result_yaml
+from executor import callbacks
 
 
 def last_line(log: str) -> str:
@@ -250,11 +251,11 @@ def test_nan_loss_in_the_first_epoch_fails_with_the_nan_code(tmp_path):
         def __init__(self, epoch, loss):
             self.epoch, self.start_epoch, self.loss = epoch, 0, loss
 
-    recorder.on_train_epoch_end(Trainer(0, torch.tensor([1.5, 0.2])))
-    recorder.on_train_epoch_end(Trainer(3, torch.tensor(float("nan"))))  # Ultralytics reloads last.pt itself
+    callbacks.on_train_epoch_end(recorder, Trainer(0, torch.tensor([1.5, 0.2])))
+    callbacks.on_train_epoch_end(recorder, Trainer(3, torch.tensor(float("nan"))))  # Ultralytics reloads last.pt itself
     for bad in (float("nan"), float("inf")):
         with pytest.raises(YmirError) as info:
-            recorder.on_train_epoch_end(Trainer(0, torch.tensor([bad, 1.0])))
+            callbacks.on_train_epoch_end(recorder, Trainer(0, torch.tensor([bad, 1.0])))
         assert info.value.code == ErrorCode.NAN_LOSS
         assert "lower lr0" in info.value.message and "lr0 5.0" in info.value.message
 
@@ -305,15 +306,16 @@ def test_a_ddp_workers_error_reaches_the_parent_with_its_code(tmp_path, rank, fa
     from executor.train import worker_errors
 
     recorder = stage_recorder(tmp_path / "out")
-    callbacks: dict = {}
+    registered: dict = {}
 
     class Model:
         def add_callback(self, event, fn):
-            callbacks.setdefault(event, []).append(fn)
+            registered.setdefault(event, []).append(fn)
 
-    recorder.register(Model())
+    for event, callback in callbacks.callbacks(recorder).items():
+        Model().add_callback(event, callback)
     pickled, script = tmp_path / "callbacks.pkl", tmp_path / "worker.py"
-    pickled.write_bytes(cloudpickle.dumps(callbacks))
+    pickled.write_bytes(cloudpickle.dumps(registered))
     script.write_text(WORKER)
     with pytest.raises(YmirError) as info:
         with worker_errors(recorder.errors_dir):
@@ -394,10 +396,10 @@ def test_progress_never_moves_backwards(tmp_path):
     trainer = Trainer()
     for epoch in (0, 1, 2, 1, 2, 3):  # epoch 2 failed, epoch 1's checkpoint reloaded, training goes on
         trainer.epoch = epoch
-        recorder.on_train_epoch_start(trainer)
+        callbacks.on_train_epoch_start(recorder, trainer)
         for _ in range(5):
             recorder.monitor._last_time = 0.0  # no throttling: record every write
-            recorder.on_train_batch_end(trainer)
+            callbacks.on_train_batch_end(recorder, trainer)
             written.append(percent(tmp_path / "out" / "monitor.txt"))
     assert written == sorted(written) and written[-1] == 0.95
 
@@ -422,7 +424,7 @@ def test_the_best_stage_is_the_epoch_with_the_highest_map50(tmp_path):
         if trainer.best_fitness is None or fitness > trainer.best_fitness:
             trainer.best_fitness = fitness
             trainer.best.write_text(f"epoch {epoch + 1}")
-        recorder.on_model_save(trainer)
+        callbacks.on_model_save(recorder, trainer)
     assert trainer.best.read_text() == "epoch 2" and (tmp_path / "out" / "models" / "best.pt").read_text() == "epoch 2"
     data = yaml.safe_load((tmp_path / "out" / "models" / "result.yaml").read_text())
     assert data["best_stage_name"] == "best" and data["model_stages"]["best"]["mAP"] == 0.7

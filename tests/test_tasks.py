@@ -13,7 +13,7 @@ import pytest
 import yaml
 from conftest import TINY_INFER, TINY_TRAINING, model_files, run_task, stage_recorder
 from contract import check_infer_json, check_mining_tsv, check_monitor_error, check_monitor_running, check_result_yaml
-from executor import sample
+from executor import callbacks, sample
 from PIL import Image
 
 NAMES = sample.CLASS_NAMES
@@ -355,15 +355,16 @@ def test_stage_callbacks_survive_ddp_pickling(tmp_path):
 
     out = tmp_path / "out"
     recorder = stage_recorder(out)
-    callbacks: dict = {}
+    registered: dict = {}
 
     class Model:
         def add_callback(self, event, fn):
-            callbacks.setdefault(event, []).append(fn)
+            registered.setdefault(event, []).append(fn)
 
-    recorder.register(Model())
+    for event, callback in callbacks.callbacks(recorder).items():
+        Model().add_callback(event, callback)
     assert recorder.tb is not None  # a live writer must not stop pickling
-    restored = cloudpickle.loads(cloudpickle.dumps(callbacks))
+    restored = cloudpickle.loads(cloudpickle.dumps(registered))
 
     class Trainer:
         epoch, tloss, metrics, lr = 0, None, {"metrics/mAP50(B)": 0.5}, {"lr/pg0": 0.01}

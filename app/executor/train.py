@@ -1,9 +1,8 @@
 """The training task: convert the dataset, train an Ultralytics YOLO detector, report stages.
 
-Ultralytics' own trainer does the work; this module only adds callbacks that
-turn its checkpoints into YMIR model stages (flat, uniquely named files in
-``/out/models``), write result.yaml after every save, tensorboard scalars and
-progress. A stage's mAP is the validation mAP@0.5 of exactly its weights.
+Ultralytics' own trainer does the work; ``callbacks`` turns its events into YMIR's progress, tensorboard
+scalars and model stages (``stages``: flat, uniquely named files in ``/out/models`` and result.yaml).
+This module reads the settings, builds the model and runs the trainer.
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,24 +24,17 @@ from typing import Any
 import yaml
 from easydict import EasyDict
 
-from executor import dataset, ultra, weights
+from executor import callbacks, dataset, ultra, weights
 from executor.protocol import (
     ErrorCode,
     Monitor,
     Params,
-    Protocol,
-    Stage,
     YmirError,
-    atomic_copy,
-    atomic_write_text,
     class_names,
-    classify_exception,
     config_error,
     gpu_ids,
     model_error,
     path_list,
-    prune_unlisted,
-    write_training_result,
 )
 from executor.runtime import select_device
 
@@ -52,10 +43,6 @@ FAMILIES = ("yolo11", "yolov8", "yolo12", "yolo26")
 MODELS = tuple(f"{family}{size}" for family in FAMILIES for size in "nsmlx")
 OPTIMIZERS = ("auto", "SGD", "Adam", "AdamW", "NAdam", "RAdam", "RMSProp")
 AUGMENTATIONS = ("mosaic", "mixup", "fliplr", "flipud", "degrees", "scale", "hsv_h", "hsv_s", "hsv_v")
-PLOTS = ("BoxPR_curve.png", "BoxF1_curve.png", "confusion_matrix.png", "confusion_matrix_normalized.png",
-         "results.png", "labels.jpg", "train_batch0.jpg", "val_batch0_labels.jpg", "val_batch0_pred.jpg")
-CONVERSION_SHARE, FINAL_SHARE = 0.05, 0.05  # of the progress bar
-WORKER_ERRORS = ".training-worker-errors"  # under /out: how DDP workers hand their error to the parent
 
 
 def weights_dir() -> Path:
@@ -128,222 +115,6 @@ class TrainSettings:
                 "widen the patterns, or leave them empty to keep every stage")
 
 
-class StageRecorder:
-    """Ultralytics callbacks -> YMIR stages, tensorboard scalars and progress."""
-
-    def __init__(self, cfg: EasyDict, settings: TrainSettings, monitor: Monitor) -> None:
-        self.models_dir = Path(cfg.ymir.output.models_dir)
-        self.result_file = cfg.ymir.output.training_result_file
-        self.protocol = Protocol(cfg.ymir.get("protocol_version"))
-        self.settings = settings
-        self.monitor = monitor
-        self.stages: dict[str, Stage] = {}
-        self.batches_done = 0
-        self.attachments: dict[str, list[str]] = {}
-        self.evaluate_config: dict[str, float] = {}
-        self.last_map = 0.0
-        self.epochs_run = 0
-        self.best_epoch = 0  # the epoch whose weights best.pt holds: the highest mAP@0.5 so far
-        self.best_map = 0.0
-        self.tensorboard_dir = cfg.ymir.output.tensorboard_dir
-        self.errors_dir = Path(cfg.ymir.output.root_dir).absolute() / WORKER_ERRORS
-        self._tb: Any = None
-
-    # Ultralytics cloudpickles callbacks into its DDP workers: the writer is made where it is used.
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_tb": None}
-
-    @property
-    def tb(self) -> Any:
-        if self._tb is None:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._tb = SummaryWriter(self.tensorboard_dir)
-        return self._tb
-
-    def register(self, model: Any) -> None:
-        # Every process, DDP workers included: rank 0 runs the first event, all ranks the second.
-        for event in ("on_pretrain_routine_start", "on_pretrain_routine_end"):
-            model.add_callback(event, self.report_worker_errors)
-        for event in ("on_train_epoch_start", "on_train_batch_end", "on_train_epoch_end", "on_model_save", "on_fit_epoch_end",
-                      "on_train_end"):
-            model.add_callback(event, self._main_process_only(getattr(self, event)))
-
-    @staticmethod
-    def _main_process_only(callback: Any) -> Any:
-        """In DDP only rank 0 reports (RANK is set by torch.distributed in each worker)."""
-
-        def call(trainer: Any) -> None:
-            if int(os.environ.get("RANK", -1)) in (-1, 0):
-                callback(trainer)
-
-        return call
-
-    def report_worker_errors(self, trainer: Any) -> None:
-        """In a DDP worker (Ultralytics runs multi-GPU training in a subprocess, so the parent only learns
-        "exit status 1"), an exception that ends the worker is also written, with its code and message, to
-        a small file under /out that ``worker_errors`` reads in the parent."""
-        rank = int(os.environ.get("RANK", -1))
-        if rank < 0 or getattr(sys.excepthook, "ymir_rank", None) == rank:
-            return
-        previous, errors_dir = sys.excepthook, self.errors_dir
-
-        def hook(kind: Any, exc: BaseException, tb: Any) -> None:
-            try:
-                code, message = classify_exception(exc)
-                atomic_write_text(errors_dir / f"error-{rank}.json", json.dumps({"code": int(code), "message": message}))
-            finally:
-                previous(kind, exc, tb)
-
-        hook.ymir_rank = rank  # type: ignore[attr-defined]
-        sys.excepthook = hook
-
-    # -- progress and tensorboard
-    def on_train_epoch_start(self, trainer: Any) -> None:
-        self.batches_done = 0
-
-    def on_train_batch_end(self, trainer: Any) -> None:
-        self.batches_done += 1
-        fraction = ultra.epoch_fraction(trainer, self.batches_done)
-        self.monitor.progress(CONVERSION_SHARE + (1 - CONVERSION_SHARE - FINAL_SHARE) * fraction)
-
-    def on_train_epoch_end(self, trainer: Any) -> None:
-        """A NaN/Inf loss in the first epoch: Ultralytics has no last.pt to recover from and trains on
-        regardless, into a model that finds nothing. Fail with 300201 instead. (In later epochs its own
-        recovery reloads last.pt and raises a RuntimeError naming NaN after 3 tries, mapped to 300201 too.)"""
-        loss = ultra.first_epoch_loss(trainer)
-        if loss is None:
-            return
-        if not torch_isfinite(loss):
-            raise YmirError(
-                ErrorCode.NAN_LOSS,
-                f"training diverged: the loss became NaN/Inf in the first epoch (optimizer {self.settings.optimizer}, "
-                f"lr0 {self.settings.lr0}); lower lr0, or set optimizer to auto, and check the annotations",
-            )
-
-    def on_fit_epoch_end(self, trainer: Any) -> None:
-        step = ultra.epoch_number(trainer)
-        scalars = ultra.epoch_scalars(trainer)
-        for key, value in scalars.items():
-            try:
-                self.tb.add_scalar(key, float(value), step)
-            except (TypeError, ValueError):
-                continue
-        self.tb.flush()
-
-    # -- stages
-    def _files(self, names: list[str]) -> list[str]:
-        if not self.settings.file_patterns:
-            return names
-        return [n for n in names if any(re.search(p, n) for p in self.settings.file_patterns)]
-
-    def _save_stage(self, name: str, source: Path, mAP: float, extra: list[str] | None = None, strip: bool = True) -> None:
-        """Copy a checkpoint into a stage. ``strip`` drops the optimizer state (a load and a save, about 4x
-        the cost of a plain copy): done for stages kept for good, not for the best/last of every epoch,
-        which ``finish`` strips once."""
-        target = f"{name}.pt"
-        if strip:
-            stripped_copy(source, self.models_dir / target)
-        else:
-            atomic_copy(source, self.models_dir / target)
-        files = self._files([target] + (extra or []))
-        if files:
-            self.stages[name] = Stage(name, files, mAP, int(time.time()))
-
-    def write_result(self) -> str | None:
-        if not self.stages:
-            return None
-        return write_training_result(
-            self.result_file, str(self.models_dir), self.stages.values(), self.protocol,
-            self.attachments or None, self.evaluate_config or None,
-        )
-
-    def on_model_save(self, trainer: Any) -> None:
-        """After Ultralytics saved last.pt (and best.pt when its own fitness, mAP@0.5:0.95, improved).
-
-        YMIR shows and ranks stages by mAP@0.5, so best.pt is made to hold the epoch with the highest
-        mAP@0.5: this epoch's checkpoint is copied over it when that improved (Ultralytics writes last.pt and
-        best.pt from one buffer), and the previous choice is put back when only Ultralytics' fitness did.
-        Its final evaluation then re-validates exactly that file; its early stopping is left as it is."""
-        epoch, mAP = ultra.epoch_number(trainer), ultra.map50(trainer)
-        last, best = ultra.checkpoints(trainer)
-        self.last_map, self.epochs_run = mAP, epoch
-        kept = self.models_dir / "best.pt"
-        if self.best_epoch == 0 or mAP > self.best_map:
-            self.best_epoch, self.best_map = epoch, mAP
-            atomic_copy(last, best)
-            self._save_stage("best", best, mAP, strip=False)
-        elif ultra.wrote_best(trainer) and kept.exists():
-            atomic_copy(kept, best)
-        period = self.settings.save_period
-        if period > 0 and epoch % period == 0:
-            self._save_stage(f"epoch_{epoch}", last, mAP)
-        self._save_stage("last", last, mAP, strip=False)
-        self.write_result()
-
-    def on_train_end(self, trainer: Any) -> None:
-        self.finish(trainer)
-
-    def finish(self, trainer: Any) -> str | None:
-        """After the final evaluation of best.pt: its own mAP, the stripped files, plots, ONNX."""
-        last, best = ultra.checkpoints(trainer)
-        best_map = ultra.map50(trainer) if best.exists() else self.last_map
-        self.evaluate_config = ultra.val_thresholds(trainer)
-        self._collect_plots(ultra.save_dir(trainer))
-        # Stages holding the best epoch's weights get the final evaluation's number too: one set of weights,
-        # one mAP (the in-training figure differs in the last digits, and would otherwise decide the best stage).
-        same = best.exists() and self.best_epoch == self.epochs_run
-        if f"epoch_{self.best_epoch}" in self.stages and best.exists():
-            self.stages[f"epoch_{self.best_epoch}"].mAP = best_map
-        if last.exists():
-            self._save_stage("last", last, best_map if same else self.last_map)
-        if best.exists():
-            extra = self._export_onnx(best) if self.settings.export_onnx else []
-            self._save_stage("best", best, best_map, extra)
-        self.tb.close()
-        best_name = self.write_result()
-        removed = prune_unlisted(str(self.models_dir), self.result_file)
-        if removed:
-            LOG.info("removed from %s the files result.yaml does not list: %s", self.models_dir, ", ".join(removed))
-        return best_name
-
-    def _collect_plots(self, save_dir: Path) -> None:
-        target = self.models_dir / "attachments" / "images"
-        names = []
-        for name in PLOTS:
-            if (save_dir / name).is_file():
-                target.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(save_dir / name, target / name)
-                names.append(name)
-        if names:
-            self.attachments = {"images": names}
-
-    def _export_onnx(self, best: Path) -> list[str]:
-        """``["best.onnx"]``, or none when the export fails: the trained stages are good without it."""
-        try:
-            exported = ultra.export_onnx(best, self.settings.opset, self.settings.img_size)
-            atomic_copy(exported, self.models_dir / "best.onnx")
-        except Exception as exc:  # noqa: BLE001 - any export failure leaves the .pt stages as they are
-            LOG.warning("ONNX export failed (%s: %s): the stages are kept without best.onnx; another opset may work",
-                        type(exc).__name__, str(exc)[:200])
-            return []
-        return ["best.onnx"]
-
-
-def torch_isfinite(value: Any) -> bool:
-    """Whether every element of a loss (tensor or number) is finite."""
-    import torch
-
-    return bool(torch.isfinite(torch.as_tensor(value)).all())
-
-
-def stripped_copy(source: Path, target: Path) -> None:
-    """Copy a checkpoint without its optimizer state (a third of the size), atomically."""
-    tmp = target.with_name(f".{target.name}.tmp")
-    ultra.strip_optimizer(source, tmp)
-    os.replace(tmp, target)
-
-
 def starting_weights(cfg: EasyDict, model_name: str) -> Path | None:
     """YMIR's pretrained model, else weights baked into the image, else none (from scratch)."""
     offered = path_list(cfg.param.get("pretrained_model_params"))
@@ -390,12 +161,13 @@ def run(cfg: EasyDict, monitor: Monitor) -> None:
         cfg.ymir.input.training_index_file, cfg.ymir.input.val_index_file, out_root / "yolo-dataset",
         settings.export_format, names,
     )
-    monitor.progress(CONVERSION_SHARE, force=True)
+    monitor.progress(callbacks.CONVERSION_SHARE, force=True)
     Path(cfg.ymir.output.models_dir).mkdir(parents=True, exist_ok=True)
     model = build_model(settings.model, starting_weights(cfg, settings.model))
-    recorder = StageRecorder(cfg, settings, monitor)
-    recorder.register(model)
-    with worker_errors(recorder.errors_dir):
+    report = callbacks.Report(cfg, settings, monitor)
+    for event, callback in callbacks.callbacks(report).items():
+        model.add_callback(event, callback)
+    with worker_errors(report.errors_dir):
         train_model(model, settings, data_yaml, device, gpus, out_root)
     monitor.progress(1.0, force=True)
     # result.yaml was written by the callbacks, in this process or in Ultralytics' DDP rank 0.
@@ -420,7 +192,7 @@ def train_model(model: Any, settings: TrainSettings, data_yaml: str, device: str
         optimizer=settings.optimizer,
         lr0=settings.lr0,
         patience=settings.patience or settings.epochs + 1,
-        save_period=-1,  # epoch stages are kept by StageRecorder
+        save_period=-1,  # epoch stages are kept by callbacks/stages
         seed=settings.seed,
         deterministic=True,
         close_mosaic=min(settings.close_mosaic, settings.epochs),

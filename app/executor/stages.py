@@ -1,0 +1,142 @@
+"""YMIR model stages from Ultralytics' checkpoints: flat, uniquely named files in /out/models and result.yaml.
+
+A stage's mAP is the validation mAP@0.5 of exactly its weights. ``best`` is the epoch with the highest
+mAP@0.5, the number YMIR ranks stages by. result.yaml is rewritten atomically after every save, so a kill
+at any moment leaves a valid file; at the end, the files it does not list are removed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from easydict import EasyDict
+
+from executor import ultra
+from executor.protocol import Protocol, Stage, atomic_copy, prune_unlisted, write_training_result
+
+LOG = logging.getLogger("executor")
+PLOTS = ("BoxPR_curve.png", "BoxF1_curve.png", "confusion_matrix.png", "confusion_matrix_normalized.png",
+         "results.png", "labels.jpg", "train_batch0.jpg", "val_batch0_labels.jpg", "val_batch0_pred.jpg")
+
+
+class StageBook:
+    """The stages written so far, which epoch ``best`` holds, and result.yaml."""
+
+    def __init__(self, cfg: EasyDict, settings: Any) -> None:
+        self.models_dir = Path(cfg.ymir.output.models_dir)
+        self.result_file = cfg.ymir.output.training_result_file
+        self.protocol = Protocol(cfg.ymir.get("protocol_version"))
+        self.settings = settings  # TrainSettings: file_patterns, save_period, export_onnx, opset, img_size
+        self.stages: dict[str, Stage] = {}
+        self.attachments: dict[str, list[str]] = {}
+        self.evaluate_config: dict[str, float] = {}
+        self.last_map = 0.0
+        self.epochs_run = 0
+        self.best_epoch = 0  # the epoch whose weights best.pt holds: the highest mAP@0.5 so far
+        self.best_map = 0.0
+
+    def save(self, name: str, source: Path, mAP: float, extra: list[str] | None = None, strip: bool = True) -> None:
+        """Copy a checkpoint into a stage. ``strip`` drops the optimizer state (a load and a save, about 4x
+        the cost of a plain copy): done for stages kept for good, not for the best/last of every epoch,
+        which ``finish`` strips once."""
+        target = f"{name}.pt"
+        if strip:
+            stripped_copy(source, self.models_dir / target)
+        else:
+            atomic_copy(source, self.models_dir / target)
+        files = self._kept([target] + (extra or []))
+        if files:
+            self.stages[name] = Stage(name, files, mAP, int(time.time()))
+
+    def _kept(self, names: list[str]) -> list[str]:
+        if not self.settings.file_patterns:
+            return names
+        return [n for n in names if any(re.search(p, n) for p in self.settings.file_patterns)]
+
+    def write(self) -> str | None:
+        if not self.stages:
+            return None
+        return write_training_result(
+            self.result_file, str(self.models_dir), self.stages.values(), self.protocol,
+            self.attachments or None, self.evaluate_config or None,
+        )
+
+    def epoch_saved(self, trainer: Any) -> None:
+        """After Ultralytics saved last.pt (and best.pt when its own fitness, mAP@0.5:0.95, improved).
+
+        best.pt is made to hold the epoch with the highest mAP@0.5: this epoch's checkpoint is copied over
+        it when that improved (Ultralytics writes last.pt and best.pt from one buffer), and the previous
+        choice is put back when only Ultralytics' fitness did. Its final evaluation then re-validates
+        exactly that file; its early stopping is left as it is."""
+        epoch, mAP = ultra.epoch_number(trainer), ultra.map50(trainer)
+        last, best = ultra.checkpoints(trainer)
+        self.last_map, self.epochs_run = mAP, epoch
+        kept = self.models_dir / "best.pt"
+        if self.best_epoch == 0 or mAP > self.best_map:
+            self.best_epoch, self.best_map = epoch, mAP
+            atomic_copy(last, best)
+            self.save("best", best, mAP, strip=False)
+        elif ultra.wrote_best(trainer) and kept.exists():
+            atomic_copy(kept, best)
+        period = self.settings.save_period
+        if period > 0 and epoch % period == 0:
+            self.save(f"epoch_{epoch}", last, mAP)
+        self.save("last", last, mAP, strip=False)
+        self.write()
+
+    def finish(self, trainer: Any) -> str | None:
+        """After the final evaluation of best.pt: its own mAP, the stripped files, plots, ONNX."""
+        last, best = ultra.checkpoints(trainer)
+        best_map = ultra.map50(trainer) if best.exists() else self.last_map
+        self.evaluate_config = ultra.val_thresholds(trainer)
+        self._collect_plots(ultra.save_dir(trainer))
+        # Stages holding the best epoch's weights get the final evaluation's number too: one set of weights,
+        # one mAP (the in-training figure differs in the last digits, and would otherwise decide the best stage).
+        same = best.exists() and self.best_epoch == self.epochs_run
+        if f"epoch_{self.best_epoch}" in self.stages and best.exists():
+            self.stages[f"epoch_{self.best_epoch}"].mAP = best_map
+        if last.exists():
+            self.save("last", last, best_map if same else self.last_map)
+        if best.exists():
+            extra = self._export_onnx(best) if self.settings.export_onnx else []
+            self.save("best", best, best_map, extra)
+        best_name = self.write()
+        removed = prune_unlisted(str(self.models_dir), self.result_file)
+        if removed:
+            LOG.info("removed from %s the files result.yaml does not list: %s", self.models_dir, ", ".join(removed))
+        return best_name
+
+    def _collect_plots(self, save_dir: Path) -> None:
+        target = self.models_dir / "attachments" / "images"
+        names = []
+        for name in PLOTS:
+            if (save_dir / name).is_file():
+                target.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(save_dir / name, target / name)
+                names.append(name)
+        if names:
+            self.attachments = {"images": names}
+
+    def _export_onnx(self, best: Path) -> list[str]:
+        """``["best.onnx"]``, or none when the export fails: the trained stages are good without it."""
+        try:
+            exported = ultra.export_onnx(best, self.settings.opset, self.settings.img_size)
+            atomic_copy(exported, self.models_dir / "best.onnx")
+        except Exception as exc:  # noqa: BLE001 - any export failure leaves the .pt stages as they are
+            LOG.warning("ONNX export failed (%s: %s): the stages are kept without best.onnx; another opset may work",
+                        type(exc).__name__, str(exc)[:200])
+            return []
+        return ["best.onnx"]
+
+
+def stripped_copy(source: Path, target: Path) -> None:
+    """Copy a checkpoint without its optimizer state (a third of the size), atomically."""
+    tmp = target.with_name(f".{target.name}.tmp")
+    ultra.strip_optimizer(source, tmp)
+    os.replace(tmp, target)
