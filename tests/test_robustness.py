@@ -429,3 +429,21 @@ def test_the_best_stage_is_the_epoch_with_the_highest_map50(tmp_path):
     data = yaml.safe_load((tmp_path / "out" / "models" / "result.yaml").read_text())
     assert data["best_stage_name"] == "best" and data["model_stages"]["best"]["mAP"] == 0.7
     assert data["model_stages"]["last"]["mAP"] == 0.6
+
+
+@pytest.mark.parametrize("tasks, algorithm", [(["infer"], None), (["mining"], "random"), (["mining", "infer"], "entropy")])
+def test_no_readable_candidate_fails_with_the_image_code(trained, sample_root, tmp_path, tasks, algorithm):
+    """A candidate set in which nothing decodes (a format OpenCV and PIL cannot read) is not an empty result:
+    300003, saying what the files were."""
+    root = tmp_path / "copy"
+    shutil.copytree(sample_root / "in", root / "in")
+    bad = root / "in" / "assets" / "bad"
+    bad.mkdir()
+    (bad / "a.heic").write_bytes(b"\x00\x00\x00\x18ftypheic" + b"\x00" * 64)
+    (bad / "b.jpg").write_bytes(b"")
+    (root / "in" / "candidate-index.tsv").write_text(f"{bad / 'a.heic'}\n{bad / 'b.jpg'}\n")
+    config = {**TINY_INFER, "model_params_path": model_files(trained), **({"mining_algorithm": algorithm} if algorithm else {})}
+    rc, log = run_task(root, tasks, config)
+    assert rc != 0
+    message = check_monitor_error(str(root / "out" / "monitor.txt"), 300003)
+    assert message.startswith("none of the 2 candidate images could be read"), message

@@ -29,7 +29,6 @@ LOG = logging.getLogger("executor")
 
 _ARK = {"ark", "det-ark"}
 _VOC = {"voc", "det-voc"}
-_ROTATED = {5, 6, 7, 8}  # EXIF orientations that swap width and height
 Box = tuple[int, float, float, float, float]  # class id, x1, y1, x2, y2 in pixels
 
 
@@ -51,10 +50,7 @@ def annotation_format(export_format: str | None) -> str:
 def image_size(path: str) -> tuple[int, int]:
     """(width, height) in the display frame, from the file header only."""
     with Image.open(path) as im:
-        width, height = im.size
-        if im.format in ("JPEG", "TIFF", "MPO", "WEBP", "PNG"):
-            if im.getexif().get(0x0112) in _ROTATED:
-                width, height = height, width
+        width, height = ultra.exif_size(im)
     if width < 1 or height < 1:
         raise ValueError("empty image")
     return width, height

@@ -42,10 +42,10 @@ def read_image(path: str) -> tuple[np.ndarray | None, str]:
         return None, "missing images"
     if size == 0:
         return None, "empty (zero-byte) images"
-    image = cv2.imread(path, cv2.IMREAD_COLOR)  # applies EXIF orientation, makes 8-bit BGR
+    image = ultra.imread(path)  # as training decodes: EXIF orientation applied, 8-bit BGR
     if image is not None and image.size:
         return image, ""
-    try:  # formats OpenCV does not read (some CMYK, palette or odd TIFFs)
+    try:  # what neither decodes there (some CMYK, palette or odd TIFFs): PIL straight
         with Image.open(path) as im:
             rgb = ImageOps.exif_transpose(im).convert("RGB")
         return np.ascontiguousarray(np.asarray(rgb)[:, :, ::-1]), ""
@@ -57,7 +57,9 @@ def letterbox(image: np.ndarray, size: int, stride: int = STRIDE) -> tuple[np.nd
     """Resize keeping the aspect ratio to fit ``size`` and pad, centred, to the smallest multiple
     of ``stride`` (Ultralytics' rectangular inference): no compute is spent on a square's padding.
     Returns the image, the scale of each axis (the resized sides are rounded, so x and y differ a little,
-    as Ultralytics' ``scale_boxes`` accounts for) and the left/top padding."""
+    as Ultralytics' ``scale_boxes`` accounts for) and the left/top padding. Pixel for pixel what
+    Ultralytics' ``LetterBox(auto=True)`` makes (a test checks it); ours because that returns neither the
+    scales nor the padding, which mapping boxes back from a batch needs."""
     h, w = image.shape[:2]
     ratio = min(size / h, size / w)
     nw, nh = max(1, round(w * ratio)), max(1, round(h * ratio))
@@ -126,7 +128,8 @@ def channels_last_helps(device: torch.device) -> bool:
 
 def to_image_frame(det: torch.Tensor, meta: Meta) -> torch.Tensor:
     """A copy of ``det`` with its boxes (first 4 columns, xyxy) moved from the letterboxed model input
-    back to the original image's pixels."""
+    back to the original image's pixels: Ultralytics' ``scale_boxes`` with our per-image scales and padding
+    (a test checks they agree), without its clipping, which the result writer does."""
     det = det.clone()
     det[:, [0, 2]] = (det[:, [0, 2]] - meta.pad[0]) / meta.ratio[0]
     det[:, [1, 3]] = (det[:, [1, 3]] - meta.pad[1]) / meta.ratio[1]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections import Counter
 
 from easydict import EasyDict
 
@@ -29,6 +30,7 @@ def run(cfg: EasyDict, monitor: Monitor, with_infer: bool = False) -> None:
     if settings.algorithm == "random" and not with_infer:
         rng = random.Random(settings.seed)  # no model needed: a seeded score; the scan's decoder finds unreadable images
         readable = scan.readable(paths, engine_settings.workers)
+        scan.require_a_readable_image(len(paths), readable.count(False), Counter())
         counts = write_mining_result(result_file, [(p, rng.random() if ok else None) for p, ok in zip(paths, readable, strict=True)])
         LOG.info("mining done (random): %d images scored, %d ranked last (unreadable)", counts["scored"],
                  counts["unreadable"])

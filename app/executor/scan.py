@@ -213,6 +213,7 @@ def run(job: ScanJob, paths: list[str], devices: list[str], monitor: Monitor, in
             problems=+sum((Counter(part["problems"]) for part in parts), Counter()),  # + drops zero counts
             boxes=sum(part["boxes"] for part in parts),
         )
+        require_a_readable_image(len(paths), len(result.unreadable), result.problems)
         if job.mining is not None:
             miner = _miner(job, None, 0)
             miner.merge_states([part["state"] for part in parts])
@@ -267,3 +268,11 @@ def readable(paths: list[str], workers: int) -> list[bool]:
                                          num_workers=min(workers, os.cpu_count() or 1))
     bad = {meta.index for _, _, unreadable in loader for meta in unreadable}
     return [i not in bad for i in range(len(paths))]
+
+
+def require_a_readable_image(total: int, unreadable: int, problems: Counter) -> None:
+    """Every candidate unreadable is a dataset in a format this image cannot decode, not a result: 300003."""
+    if total and unreadable == total:
+        details = ", ".join(f"{k}: {v}" for k, v in sorted(problems.items())) or f"unreadable images: {total}"
+        raise YmirError(ErrorCode.IMAGE, f"none of the {total} candidate images could be read ({details}); check that "
+                        "the candidates are image files OpenCV or PIL can decode (JPEG, PNG, BMP, TIFF, WEBP)")

@@ -32,6 +32,26 @@ def quiet() -> None:
     SETTINGS.update({k: v for k, v in QUIET_SETTINGS.items() if k in SETTINGS})
 
 
+# ---------------------------------------------------------------- images, decoded as training decodes them
+
+
+def imread(path: str) -> Any:
+    """BGR uint8 ``HxWx3`` in the displayed frame (EXIF orientation applied), or None: the decoder
+    Ultralytics' training uses (from bytes, so EXIF-rotated TIFFs decode too; PIL for formats OpenCV lacks)."""
+    import cv2
+    from ultralytics.utils.patches import imread as ultralytics_imread
+
+    return ultralytics_imread(path, cv2.IMREAD_COLOR)
+
+
+def exif_size(image: Any) -> tuple[int, int]:
+    """``(width, height)`` of an open PIL image in the displayed frame, as Ultralytics' dataset checks see it
+    (for WebP and TIFF it decodes the image, since whether OpenCV rotates those varies by version)."""
+    from ultralytics.data.utils import exif_size as ultralytics_exif_size
+
+    return tuple(ultralytics_exif_size(image))
+
+
 # ---------------------------------------------------------------- the batched engine
 
 

@@ -16,10 +16,8 @@ class ErrorCode(IntEnum):
     MODEL = 300004
     OBJECT_TYPE = 300005
     CUDA = 300101
-    NO_GPU = 300102
     OUT_OF_MEMORY = 300103
     NAN_LOSS = 300201
-    NETWORK = 300301
 
 
 class YmirError(Exception):
