@@ -306,14 +306,7 @@ def test_a_ddp_workers_error_reaches_the_parent_with_its_code(tmp_path, rank, fa
     from executor.train import worker_errors
 
     recorder = stage_recorder(tmp_path / "out")
-    registered: dict = {}
-
-    class Model:
-        def add_callback(self, event, fn):
-            registered.setdefault(event, []).append(fn)
-
-    for event, callback in callbacks.callbacks(recorder).items():
-        Model().add_callback(event, callback)
+    registered = {event: [callback] for event, callback in callbacks.callbacks(recorder).items()}  # Ultralytics' layout
     pickled, script = tmp_path / "callbacks.pkl", tmp_path / "worker.py"
     pickled.write_bytes(cloudpickle.dumps(registered))
     script.write_text(WORKER)

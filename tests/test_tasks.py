@@ -355,14 +355,7 @@ def test_stage_callbacks_survive_ddp_pickling(tmp_path):
 
     out = tmp_path / "out"
     recorder = stage_recorder(out)
-    registered: dict = {}
-
-    class Model:
-        def add_callback(self, event, fn):
-            registered.setdefault(event, []).append(fn)
-
-    for event, callback in callbacks.callbacks(recorder).items():
-        Model().add_callback(event, callback)
+    registered = {event: [callback] for event, callback in callbacks.callbacks(recorder).items()}  # Ultralytics' layout
     assert recorder.tb is not None  # a live writer must not stop pickling
     restored = cloudpickle.loads(cloudpickle.dumps(registered))
 

@@ -42,10 +42,12 @@ def read_image(path: str) -> tuple[np.ndarray | None, str]:
         return None, "missing images"
     if size == 0:
         return None, "empty (zero-byte) images"
-    image = ultra.imread(path)  # as training decodes: EXIF orientation applied, 8-bit BGR
+    # cv2.imread applies the EXIF orientation and makes 8-bit BGR. Ours, not Ultralytics' imread: that decodes
+    # from bytes and returns None for a truncated JPEG whose visible part cv2.imread decodes (tested).
+    image = cv2.imread(path, cv2.IMREAD_COLOR)
     if image is not None and image.size:
         return image, ""
-    try:  # what neither decodes there (some CMYK, palette or odd TIFFs): PIL straight
+    try:  # formats OpenCV does not read (some CMYK, palette or odd TIFFs; EXIF-rotated TIFFs on OpenCV >= 4.12)
         with Image.open(path) as im:
             rgb = ImageOps.exif_transpose(im).convert("RGB")
         return np.ascontiguousarray(np.asarray(rgb)[:, :, ::-1]), ""

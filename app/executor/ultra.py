@@ -32,16 +32,7 @@ def quiet() -> None:
     SETTINGS.update({k: v for k, v in QUIET_SETTINGS.items() if k in SETTINGS})
 
 
-# ---------------------------------------------------------------- images, decoded as training decodes them
-
-
-def imread(path: str) -> Any:
-    """BGR uint8 ``HxWx3`` in the displayed frame (EXIF orientation applied), or None: the decoder
-    Ultralytics' training uses (from bytes, so EXIF-rotated TIFFs decode too; PIL for formats OpenCV lacks)."""
-    import cv2
-    from ultralytics.utils.patches import imread as ultralytics_imread
-
-    return ultralytics_imread(path, cv2.IMREAD_COLOR)
+# ---------------------------------------------------------------- image sizes as training sees them
 
 
 def exif_size(image: Any) -> tuple[int, int]:

@@ -1,8 +1,9 @@
 """cald: Consistency-based Active Learning for Detection (Yu et al., CVPRW 2022).
 
 The model's boxes on the image are compared with its boxes on augmented copies
-(horizontal flip, cutout, small rotation, down-scaling), all made in the
-model-input frame so each reference box can be mapped exactly. Per reference
+(horizontal flip, cutout, small rotation, down-scaling: torchvision's transforms v2 on
+images and ``BoundingBoxes``), all made in the model-input frame so each reference box
+can be mapped exactly. Per reference
 box, consistency = IoU(mapped box, best-matching box) x (1 - |score difference|);
 per augmentation the image's inconsistency is 1 - the class-weighted mean
 consistency, computed once per augmentation (not accumulated inside the box
@@ -13,49 +14,42 @@ with a weight above 0) rank last.
 
 from __future__ import annotations
 
-import math
-
 import torch
-import torch.nn.functional as F
+from torchvision import tv_tensors
 from torchvision.ops import box_iou
+from torchvision.transforms.v2 import InterpolationMode
+from torchvision.transforms.v2 import functional as TF
 
 from executor.mining.base import Miner, MinerContext
 
 ROTATION_DEGREES = 6.0
 SCALE = 0.8
 NO_DETECTION = -1.0
+BILINEAR = InterpolationMode.BILINEAR
+
+
+def _boxes(boxes: torch.Tensor, images: torch.Tensor) -> tv_tensors.BoundingBoxes:
+    """Boxes in the images' frame, unclamped (a rotated box may leave the canvas, as its object does)."""
+    return tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=tuple(images.shape[-2:]), clamping_mode=None)
 
 
 def _flip(images: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    w = images.shape[-1]
-    out = boxes.clone()
-    out[:, [0, 2]] = w - boxes[:, [2, 0]]
-    return images.flip(-1), out
+    return TF.horizontal_flip(images), TF.horizontal_flip(_boxes(boxes, images)).as_subclass(torch.Tensor)
 
 
 def _scale(images: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Down-scaled into the top-left corner of a grey canvas of the same size."""
     h, w = images.shape[-2:]
-    small = F.interpolate(images, scale_factor=SCALE, mode="bilinear", align_corners=False)
-    out = torch.full_like(images, 114 / 255)
-    out[..., : small.shape[-2], : small.shape[-1]] = small
-    return out, boxes * boxes.new_tensor([small.shape[-1] / w, small.shape[-2] / h] * 2)
+    size = [max(1, int(h * SCALE)), max(1, int(w * SCALE))]
+    small = TF.resize(images, size, interpolation=BILINEAR, antialias=False)
+    out = TF.pad(small, [0, 0, w - size[1], h - size[0]], fill=114 / 255)
+    return out, TF.resize(_boxes(boxes, images), size).as_subclass(torch.Tensor)
 
 
 def _rotate(images: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    angle = math.radians(ROTATION_DEGREES)
-    cos, sin = math.cos(angle), math.sin(angle)
-    n, _, h, w = images.shape
-    # A rotation in pixels, written in affine_grid's normalised coordinates (each axis scaled to [-1, 1]).
-    theta = torch.tensor([[cos, -sin * h / w, 0.0], [sin * w / h, cos, 0.0]], dtype=images.dtype, device=images.device)
-    grid = F.affine_grid(theta.expand(n, 2, 3), list(images.shape), align_corners=False)
-    rotated = F.grid_sample(images, grid, align_corners=False, padding_mode="zeros")
-    # grid_sample maps output (x', y') to input R(x', y'); a point moves by the inverse rotation.
-    cx, cy = w / 2, h / 2
-    corners = boxes[:, [0, 1, 2, 1, 2, 3, 0, 3]].reshape(-1, 4, 2)
-    x, y = corners[..., 0] - cx, corners[..., 1] - cy
-    xr = cos * x + sin * y + cx
-    yr = -sin * x + cos * y + cy
-    return rotated, torch.stack([xr.min(1).values, yr.min(1).values, xr.max(1).values, yr.max(1).values], 1)
+    """Rotated about the centre, black outside; each box becomes the box around its rotated corners."""
+    return (TF.rotate(images, ROTATION_DEGREES, interpolation=BILINEAR),
+            TF.rotate(_boxes(boxes, images), ROTATION_DEGREES).as_subclass(torch.Tensor))
 
 
 class _Cutout:
@@ -70,7 +64,7 @@ class _Cutout:
             for _ in range(2):
                 x = int(torch.randint(0, w - s + 1, (1,), generator=self.generator))
                 y = int(torch.randint(0, h - s + 1, (1,), generator=self.generator))
-                out[i, :, y : y + s, x : x + s] = 0.5
+                out[i] = TF.erase(out[i], y, x, s, s, torch.tensor(0.5))
         return out, boxes
 
 
