@@ -55,6 +55,12 @@ def read_image(path: str) -> tuple[np.ndarray | None, str]:
         return None, "unreadable images"
 
 
+def why_unreadable(paths: list[str]) -> list[str]:
+    """For each path, why it cannot be decoded ('' when it can): a DataLoader ``collate_fn``, so that the
+    decoding runs in the workers."""
+    return [read_image(path)[1] for path in paths]
+
+
 def letterbox(image: np.ndarray, size: int, stride: int = STRIDE) -> tuple[np.ndarray, tuple[float, float], tuple[float, float]]:
     """Resize keeping the aspect ratio to fit ``size`` and pad, centred, to the smallest multiple
     of ``stride`` (Ultralytics' rectangular inference): no compute is spent on a square's padding.

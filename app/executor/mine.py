@@ -29,9 +29,9 @@ def run(cfg: EasyDict, monitor: Monitor, with_infer: bool = False) -> None:
 
     if settings.algorithm == "random" and not with_infer:
         rng = random.Random(settings.seed)  # no model needed: a seeded score; the scan's decoder finds unreadable images
-        readable = scan.readable(paths, engine_settings.workers)
-        scan.require_a_readable_image(len(paths), readable.count(False), Counter())
-        counts = write_mining_result(result_file, [(p, rng.random() if ok else None) for p, ok in zip(paths, readable, strict=True)])
+        problems = scan.decode_problems(paths, engine_settings.workers)
+        scan.require_a_readable_image(len(paths), sum(map(bool, problems)), Counter(p for p in problems if p))
+        counts = write_mining_result(result_file, [(p, None if why else rng.random()) for p, why in zip(paths, problems, strict=True)])
         LOG.info("mining done (random): %d images scored, %d ranked last (unreadable)", counts["scored"],
                  counts["unreadable"])
         monitor.progress(1.0, force=True)

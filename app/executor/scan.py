@@ -25,7 +25,7 @@ import torch
 from easydict import EasyDict
 
 from executor import weights
-from executor.engine import CandidateImages, Engine, EngineSettings, InferSettings, collate
+from executor.engine import Engine, EngineSettings, InferSettings, why_unreadable
 from executor.mining import MinerContext, algorithms
 from executor.protocol import (
     ErrorCode,
@@ -261,13 +261,12 @@ def job(cfg: EasyDict, engine: EngineSettings, infer: InferSettings | None, mini
     return ScanJob(str(chosen), class_names(cfg.param), engine, infer, mining, shard_dir)
 
 
-def readable(paths: list[str], workers: int) -> list[bool]:
-    """Whether each image decodes, by the scan's own decoder in DataLoader workers (no model): mining with
-    ``random`` ranks last exactly the images every other algorithm ranks last."""
-    loader = torch.utils.data.DataLoader(CandidateImages(paths, 32), batch_size=64, shuffle=False, collate_fn=collate,
+def decode_problems(paths: list[str], workers: int) -> list[str]:
+    """Per candidate, why the scan's decoder cannot read it ('' when it can), decoded in DataLoader workers
+    with no model: mining with ``random`` ranks last exactly the images every other algorithm ranks last."""
+    loader = torch.utils.data.DataLoader(paths, batch_size=64, shuffle=False, collate_fn=why_unreadable,
                                          num_workers=min(workers, os.cpu_count() or 1))
-    bad = {meta.index for _, _, unreadable in loader for meta in unreadable}
-    return [i not in bad for i in range(len(paths))]
+    return [problem for batch in loader for problem in batch]
 
 
 def require_a_readable_image(total: int, unreadable: int, problems: Counter) -> None:

@@ -73,7 +73,8 @@ class TrainSettings:
 
     @classmethod
     def read(cls, p: Params) -> TrainSettings:
-        patterns = [x.strip() for x in p.str("ymir_saved_file_patterns").split(",") if x.strip()]
+        patterns_text = p.str("ymir_saved_file_patterns")
+        patterns = [x.strip() for x in patterns_text.split(",") if x.strip()]
         for pattern in patterns:
             try:
                 re.compile(pattern)
@@ -98,7 +99,7 @@ class TrainSettings:
             close_mosaic=p.int("close_mosaic", 0),
             augment={k: p.float(k, 0.0, 360.0 if k == "degrees" else 1.0) for k in AUGMENTATIONS},
         )
-        settings.check_file_patterns(p.str("ymir_saved_file_patterns"))
+        settings.check_file_patterns(patterns_text)
         return settings
 
     def check_file_patterns(self, text: str) -> None:

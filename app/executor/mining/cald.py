@@ -60,11 +60,12 @@ class _Cutout:
         out = images.clone()
         h, w = images.shape[-2:]
         s = max(1, int(min(h, w) * 0.15))
+        grey = out.new_tensor(0.5)  # on the images' device, in their dtype
         for i in range(out.shape[0]):
             for _ in range(2):
                 x = int(torch.randint(0, w - s + 1, (1,), generator=self.generator))
                 y = int(torch.randint(0, h - s + 1, (1,), generator=self.generator))
-                out[i] = TF.erase(out[i], y, x, s, s, torch.tensor(0.5))
+                TF.erase(out[i], y, x, s, s, grey, inplace=True)
         return out, boxes
 
 
