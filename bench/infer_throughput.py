@@ -57,8 +57,8 @@ def main() -> None:
 
         engine = Engine(model_path, args.device if gpu else "cpu", img_size, True, sample.CLASS_NAMES)
         decoded = CandidateImages(paths, img_size)  # the engine's own decoding and letterbox, done up front
-        batches = [collate([decoded[j] for j in range(i, min(i + args.batch, len(paths)))])[0]
-                   for i in range(0, len(paths), args.batch)]
+        batches = [images for i in range(0, len(paths), args.batch)
+                   for images, _ in collate([decoded[j] for j in range(i, min(i + args.batch, len(paths)))])[0]]
 
         def ceiling() -> float:
             start = time.perf_counter()

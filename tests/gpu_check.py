@@ -39,7 +39,7 @@ runtime.setup()
 from contract import check_infer_json, check_mining_tsv, check_monitor_error, check_result_yaml  # noqa: E402
 from executor import sample  # noqa: E402
 
-ALGORITHMS = ("random", "entropy", "aldd", "cald", "diversity")
+ALGORITHMS = ("random", "entropy", "aldd", "cald", "diversity", "ppal")
 STEPS = ("training", "fine-tune", "infer", "infer", *["mining"] * len(ALGORITHMS), "mining-infer", "two-shards", "nan", "oom")
 TRAINING = {"model": "yolo11n", "epochs": 3, "img_size": 320, "batch_size_per_gpu": 16, "num_workers_per_gpu": 4,
             "save_period": 1, "export_format": "ark:raw"}
@@ -120,7 +120,7 @@ class Check:
         from executor.engine import CandidateImages, Engine, collate
 
         best = Path(next(p for p in self.models if p.endswith("best.pt")))
-        images, metas, _ = collate([CandidateImages(self.candidates[:16], SCAN["img_size"])[i] for i in range(16)])
+        (images, metas), *_ = collate([CandidateImages(self.candidates[:16], SCAN["img_size"])[i] for i in range(16)])[0]
         outputs = []
         for half in (False, True):
             engine = Engine(best, self.gpu or "cpu", SCAN["img_size"], half, sample.CLASS_NAMES)

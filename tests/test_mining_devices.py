@@ -14,7 +14,7 @@ import pytest
 import torch
 from executor.engine import Batch, Meta
 from executor.mining import MinerContext, algorithms
-from executor.mining.entropy import box_entropies
+from executor.mining.entropy import box_uncertainty
 
 NC, B = 2, 3
 LEVELS = [(8, 8), (4, 4), (2, 2)]  # strides 8, 16, 32 of a 64 x 64 input
@@ -30,8 +30,9 @@ def head_outputs(device: str, dtype: torch.dtype, seed: int = 0) -> tuple[torch.
 
 
 def detections(device: str) -> list[torch.Tensor]:
-    rows = [[[4, 4, 20, 20, 0.9, 0], [30, 30, 50, 60, 0.55, 1]], [[10, 10, 40, 30, 0.4, 1]], []]
-    return [torch.tensor(r, dtype=torch.float32).reshape(-1, 6).to(device) for r in rows]
+    """As the engine gives them to miners: x1 y1 x2 y2 score class, then every class's score."""
+    rows = [[[4, 4, 20, 20, 0.9, 0, 0.9, 0.2], [30, 30, 50, 60, 0.55, 1, 0.3, 0.55]], [[10, 10, 40, 30, 0.4, 1, 0.1, 0.4]], []]
+    return [torch.tensor(r, dtype=torch.float32).reshape(-1, 6 + NC).to(device) for r in rows]
 
 
 class StandInEngine:
@@ -40,6 +41,7 @@ class StandInEngine:
     def __init__(self, device: str, dets: list[torch.Tensor], feats: list[torch.Tensor], logits: torch.Tensor) -> None:
         self.device = torch.device(device)
         self.dets, self.feats, self.logits = dets, feats, logits
+        self.nc, self.class_stats = NC, None
 
     def forward(self, images: torch.Tensor, metas: list[Meta]) -> Batch:
         assert images.device == self.device
@@ -66,8 +68,8 @@ def miner_and_batch(algorithm: str, device: str, dtype: torch.dtype, poison: boo
 
 def test_the_reported_reproduction_no_longer_raises():
     """Issue 13: CPU class weights indexed with class ids of boxes on another device."""
-    det = torch.tensor([[0, 0, 10, 10, 0.5, 1]], dtype=torch.float32, device="meta")
-    out = box_entropies(det, torch.tensor([1.0, 1.0]))
+    det = torch.tensor([[0, 0, 10, 10, 0.5, 1, 0.1, 0.5]], dtype=torch.float32, device="meta")
+    out = box_uncertainty(det, torch.tensor([1.0, 1.0]))
     assert out.device.type == "meta" and out.dtype == torch.float32 and out.shape == (1,)
 
 

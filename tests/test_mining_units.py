@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
-from executor.mining import binary_entropy
+from executor.mining import binary_entropy, cald, ppal
 from executor.mining.aldd import aldd_scores
-from executor.mining.cald import _flip, _rotate, _scale, consistency, inconsistency
+from executor.mining.cald import _flip, _rotate, _scale, augmentation_value, box_consistency
 from executor.mining.diversity import greedy_scores, uncertainty_mass
-from executor.mining.entropy import image_entropy
+from executor.mining.entropy import box_uncertainty, image_entropy
 
 ONES = torch.ones(2)
 
@@ -56,26 +58,44 @@ def test_aldd_class_weights():
     assert aldd_scores([maps], torch.tensor([1.0, 0.0])) < aldd_scores([maps], torch.tensor([0.0, 1.0]))
 
 
-def test_cald_consistency_same_boxes_is_one_and_moved_or_rescored_is_less():
-    ref = det([10, 10, 30, 30, 0.9, 0])
-    assert torch.allclose(consistency(ref, ref, ref), torch.tensor([1.0]))
-    moved = det([20, 20, 40, 40, 0.9, 0])
-    rescored = det([10, 10, 30, 30, 0.4, 0])
-    assert consistency(ref, ref, moved) < 1 and torch.allclose(consistency(ref, ref, rescored), torch.tensor([0.5]))
-    assert consistency(ref, ref, det()).tolist() == [0.0]
+def cdet(*rows):
+    """Detections with class columns: x1 y1 x2 y2 score class, then each class's score (2 classes)."""
+    return torch.tensor(rows, dtype=torch.float32).reshape(-1, 8)
 
 
-def test_cald_unwanted_classes_do_not_count():
-    """A class weighted 0 is not wanted: an image holding only such boxes has nothing to score (it ranks
-    with the images without boxes), and an unwanted box does not dilute a wanted one's inconsistency."""
-    ref = det([10, 10, 30, 30, 0.9, 1])
-    assert inconsistency(ref, ref, det(), torch.tensor([1.0, 0.0])).isnan()
-    assert float(inconsistency(ref, ref, det(), torch.tensor([0.0, 1.0]))) == pytest.approx(1.0)
-    both = det([10, 10, 30, 30, 0.9, 0], [40, 40, 60, 60, 0.9, 1])
-    kept_only_the_cat = det([40, 40, 60, 60, 0.9, 1])
-    assert float(inconsistency(both, both, kept_only_the_cat, torch.tensor([0.0, 1.0]))) == pytest.approx(0.0)
-    assert float(inconsistency(both, both, kept_only_the_cat, ONES)) == pytest.approx(0.5)
-    assert inconsistency(det(), det(), det(), ONES).isnan()
+def test_cald_box_consistency_is_iou_plus_class_agreement_times_score():
+    ref = cdet([10, 10, 30, 30, 0.9, 0, 0.9, 0.05])
+    assert box_consistency(ref, ref, ref).tolist() == pytest.approx([1.9])  # IoU 1 + JS 0 x mean score 0.9
+    moved = cdet([20, 20, 40, 40, 0.9, 0, 0.9, 0.05])
+    assert float(box_consistency(ref, ref, moved)[0]) == pytest.approx(1 / 7 + 0.9, abs=1e-5)
+    confused = cdet([10, 10, 30, 30, 0.9, 1, 0.05, 0.9])  # same place, the other class
+    assert 1.0 < float(box_consistency(ref, ref, confused)[0]) < 1.9 - 0.3
+    assert box_consistency(ref, ref, cdet()).tolist() == [0.0]
+
+
+def test_cald_value_is_the_least_distance_to_beta_and_zero_when_the_copy_keeps_nothing():
+    refs = cdet([10, 10, 30, 30, 0.9, 0, 0.9, 0.05], [40, 40, 60, 60, 0.3, 1, 0.05, 0.3])
+    aug = refs.clone()  # m = 1.9 and 1.3: the second box sits at beta
+    wanted = torch.tensor([True, True])
+    assert float(augmentation_value(refs, refs, aug, wanted)) == pytest.approx(0.0, abs=1e-5)
+    assert float(augmentation_value(refs, refs, aug, torch.tensor([True, False]))) == pytest.approx(0.6, abs=1e-5)
+    assert float(augmentation_value(refs, refs, cdet(), wanted)) == 0.0
+    assert augmentation_value(refs, refs, aug, torch.tensor([False, False])).isnan()
+
+
+def test_cald_stage_two_puts_the_classes_the_model_was_not_trained_on_first():
+    scores = [1.0, 0.9, 0.8, 0.2, cald.NO_DETECTION, None]
+    profiles = torch.tensor([[0.9, 0.0], [0.0, 0.9], [0.5, 0.5], [0.0, 0.9], [0.0, 0.0], [0.0, 0.0]])
+    trained_on = torch.tensor([0.95, 0.05])  # class 1 is rare in the training set
+    out = cald.stage_two(scores, profiles, trained_on, budget=2)  # looks at ceil(1.2 x 2) = 3 images
+    order = sorted((i for i, s in enumerate(out) if s is not None), key=lambda i: -out[i])
+    assert order == [1, 2, 0, 3, 4] and out[5] is None
+
+
+def test_cald_js_divergence():
+    p = torch.tensor([[1.0, 0.0], [0.5, 0.5]])
+    assert cald.js_divergence(p, p).tolist() == pytest.approx([0.0, 0.0], abs=1e-6)
+    assert float(cald.js_divergence(p[:1], torch.tensor([[0.0, 1.0]]))[0]) == pytest.approx(math.log(2), abs=1e-5)
 
 
 @pytest.mark.parametrize("height, width", [(64, 64), (64, 96), (96, 64)])
@@ -129,3 +149,55 @@ def test_diversity_uncertainty_adds_up_the_unsure_boxes():
     assert mass[1] == pytest.approx(2 * mass[0]) and mass[0] == pytest.approx(1.0)
     assert mass[2] < 0.5 * mass[0] and mass[3] == 0.0
     assert uncertainty_mass([two_unsure], torch.tensor([1.0, 0.0]))[0] == pytest.approx(1.0)
+
+
+def test_entropy_sees_class_confusion_that_the_top_score_hides():
+    """Two boxes with the same top score 0.9: one sure of its class, one torn between two."""
+    sure = cdet([0, 0, 10, 10, 0.9, 0, 0.9, 0.01])
+    torn = cdet([0, 0, 10, 10, 0.9, 0, 0.9, 0.85])
+    assert image_entropy([torn], ONES)[0] > image_entropy([sure], ONES)[0] + 0.2
+    # binary entropy of the top score alone gave both the same value
+    assert binary_entropy(sure[:, 4]) == binary_entropy(torn[:, 4])
+
+
+def test_entropy_with_one_class_is_the_binary_entropy_of_the_score():
+    one = torch.tensor([[0, 0, 10, 10, 0.7, 0, 0.7]])
+    assert float(box_uncertainty(one, torch.ones(1))[0]) == pytest.approx(float(binary_entropy(torch.tensor(0.7))), abs=1e-5)
+
+
+def test_entropy_is_in_zero_one_and_class_weighted_by_shares():
+    rows = cdet([0, 0, 10, 10, 0.5, 0, 0.5, 0.5], [0, 0, 10, 10, 0.99, 1, 0.001, 0.99])
+    values = box_uncertainty(rows, ONES)
+    assert 0 <= float(values.min()) and float(values.max()) <= 1
+    assert float(box_uncertainty(rows[:1], torch.tensor([1.0, 0.0]))[0]) == pytest.approx(float(values[0]) / 2, abs=1e-5)
+
+
+def test_ppal_similarity_matches_boxes_of_the_same_class_only():
+    f = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [0.0, 1.0]]), dim=1)
+    classes = torch.tensor([0, 0, 1, 0])  # image 0: box 0; image 1: box 1 (same look, same class);
+    owner = torch.tensor([0, 1, 2, 3])  # image 2: same look, other class; image 3: same class, other look
+    sim = ppal.similarity_to(0, f, classes, owner, 5)  # image 4 has no box
+    assert sim.tolist() == pytest.approx([1.0, 1.0, 0.0, 0.0, 0.0])
+
+
+def test_ppal_picks_spread_over_near_duplicates_among_the_uncertain():
+    """Three near-copies of the most uncertain scene and two other scenes: with a budget of 3 the picks are
+    one copy and the two others, then the remaining copies, then the sure images."""
+    rows = [[1.0, 0.0, 0.0]] * 3 + [[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]] + [[1.0, 1.0, 1.0]] * 3
+    f = torch.nn.functional.normalize(torch.tensor(rows), dim=1)
+    classes = torch.zeros(8, dtype=torch.long)
+    owner = torch.arange(8)
+    uncertainty = torch.tensor([0.9, 0.89, 0.88, 0.7, 0.6, 0.1, 0.05, 0.01])
+    scores = ppal.select(uncertainty, f, classes, owner, budget=3)
+    order = scores.argsort(descending=True).tolist()
+    assert order[0] == 0 and set(order[1:3]) == {3, 4} and order[3:5] == [1, 2] and order[5:] == [5, 6, 7]
+
+
+def test_ppal_difficulty_comes_from_the_models_validation_ap():
+    from executor.class_stats import ClassStats
+
+    stats = ClassStats(["a", "b", "c"], [10, 5, 0], [0.9, 0.4, None])
+    assert stats.difficulty() == pytest.approx([0.1, 0.6, 0.35])
+    assert stats.train_shares() == pytest.approx([2 / 3, 1 / 3, 0.0])
+    assert ClassStats.from_checkpoint({"ymir_class_stats": stats.to_dict()}) == stats
+    assert ClassStats.from_checkpoint({}) is None and ClassStats.from_checkpoint({"ymir_class_stats": {"names": ["a"]}}) is None

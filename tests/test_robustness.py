@@ -167,7 +167,7 @@ def test_every_template_key_rejects_a_wrong_type(task, key, default):
     ("training", "ymir_saved_file_patterns", "(unclosed"),
     ("infer", "conf_thres", 1.5), ("infer", "max_det", 0), ("infer", "iou_thres", -0.1),
     ("mining", "mining_algorithm", "magic"), ("mining", "class_distribution_scores", "1,2,3"),
-    ("mining", "class_distribution_scores", "1,-1"), ("mining", "diversity_budget", -5),
+    ("mining", "class_distribution_scores", "1,-1"), ("mining", "mining_budget", -5),
 ])
 def test_out_of_range_values_fail_with_the_key(task, key, value):
     from executor.protocol import ErrorCode, YmirError

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from conftest import TINY_INFER, TINY_TRAINING, model_files, run_task, stage_recorder
 from contract import check_infer_json, check_mining_tsv, check_monitor_error, check_monitor_running, check_result_yaml
@@ -185,7 +186,7 @@ def test_infer_every_candidate_with_valid_boxes(trained, candidates_root, versio
     check_monitor_running(str(root / "out" / "monitor.txt"), "t0000sample", 1.0)
 
 
-@pytest.mark.parametrize("algorithm", ["random", "entropy", "aldd", "cald", "diversity"])
+@pytest.mark.parametrize("algorithm", ["random", "entropy", "aldd", "cald", "diversity", "ppal"])
 def test_mining_each_algorithm(trained, candidates_root, algorithm):
     root, paths, odd = candidates_root
     config = {**TINY_INFER, "mining_algorithm": algorithm, "mining_min_score": 0.001,
@@ -196,6 +197,41 @@ def test_mining_each_algorithm(trained, candidates_root, algorithm):
     assert {r[0] for r in rows[-3:]} == {odd["zero.jpg"], odd["text.jpg"], odd["missing.jpg"]}
     assert "3 ranked last" in [line for line in log.splitlines() if "mining done" in line][0]
     assert not (root / "out" / "infer-result.json").exists()
+    assert "carries no" not in log, "the model trained by this image carries its class statistics"
+
+
+def test_training_stores_class_statistics_in_the_checkpoints(trained):
+    """best.pt and last.pt carry the training set's boxes per class and the final validation's AP per class
+    (what cald's stage 2 and ppal's calibration read back)."""
+    from executor.class_stats import ClassStats
+
+    labels = (trained / "out" / "yolo-dataset").rglob("labels/train/*.txt")
+    counts = [0, 0]
+    for label in labels:
+        for row in label.read_text().splitlines():
+            counts[int(row.split()[0])] += 1
+    for name in ("best.pt", "last.pt"):
+        checkpoint = torch.load(trained / "out" / "models" / name, map_location="cpu", weights_only=False)
+        stats = ClassStats.from_checkpoint(checkpoint)
+        assert stats is not None and stats.names == ["circle", "square"]
+        assert stats.train_boxes == counts and sum(counts) > 0
+        assert all(a is None or 0.0 <= a <= 1.0 for a in stats.val_ap50) and any(a is not None for a in stats.val_ap50)
+
+
+def test_mining_without_class_statistics_says_so(trained, candidates_root, tmp_path):
+    """A model from elsewhere (no statistics): cald skips stage 2 and ppal counts every class alike, logged."""
+    from executor.class_stats import KEY
+
+    checkpoint = torch.load(trained / "out" / "models" / "best.pt", map_location="cpu", weights_only=False)
+    checkpoint.pop(KEY)
+    bare = tmp_path / "bare.pt"
+    torch.save(checkpoint, bare)
+    root, paths, _ = candidates_root
+    for algorithm, said in (("cald", "stage 2 skipped"), ("ppal", "every class counts as equally hard")):
+        config = {**TINY_INFER, "mining_algorithm": algorithm, "mining_min_score": 0.001, "model_params_path": [str(bare)]}
+        rc, log = run_task(root, ["mining"], config)
+        assert rc == 0 and said in log, log[-2000:]
+        check_mining_tsv(str(root / "out" / "result.tsv"), paths)
 
 
 def test_mining_is_deterministic(trained, candidates_root):

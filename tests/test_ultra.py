@@ -51,7 +51,7 @@ def test_cpu_threads():
 
 
 def test_load_detector_and_the_head_output_layout(trained):
-    model = ultra.load_detector(trained / "out" / "models" / "best.pt", torch.device("cpu"))
+    model, _ = ultra.load_detector(trained / "out" / "models" / "best.pt", torch.device("cpu"))
     with torch.inference_mode():
         decoded, logits, feats = ultra.split_head_output(model.eval()(torch.zeros(2, 3, 64, 96)))
     anchors = sum(f.shape[-2] * f.shape[-1] for f in feats)

@@ -27,6 +27,7 @@ import torch
 from PIL import Image, ImageOps
 
 from executor import ultra
+from executor.class_stats import ClassStats
 from executor.protocol import Params, model_error
 
 LOG = logging.getLogger("executor")
@@ -113,18 +114,16 @@ class CandidateImages(torch.utils.data.Dataset):
         return tensor, Meta(index, path, image.shape[1], image.shape[0], ratio, pad)
 
 
-def collate(items: list[tuple[torch.Tensor | None, Meta]]) -> tuple[torch.Tensor | None, list[Meta], list[Meta]]:
-    """Stack the readable images; unreadable ones travel as metadata only."""
-    good = [(t, m) for t, m in items if t is not None]
+def collate(items: list[tuple[torch.Tensor | None, Meta]]) -> tuple[list[tuple[torch.Tensor, list[Meta]]], list[Meta]]:
+    """Stack the readable images in groups of one letterboxed shape (first-seen order); unreadable ones travel
+    as metadata only. Never padded to a batch-mate's shape: an image's input, and so its boxes and every
+    mining score, must not depend on which images share its batch (or on the batch size, or the GPU count)."""
+    groups: dict[tuple[int, ...], list[tuple[torch.Tensor, Meta]]] = {}
+    for tensor, meta in items:
+        if tensor is not None:
+            groups.setdefault(tuple(tensor.shape), []).append((tensor, meta))
     bad = [m for t, m in items if t is None]
-    if not good:
-        return None, [], bad
-    # Pad right and bottom to the batch's largest image: the per-image offsets in Meta stay valid.
-    height, width = max(t.shape[1] for t, _ in good), max(t.shape[2] for t, _ in good)
-    stacked = torch.full((len(good), 3, height, width), PAD_VALUE, dtype=torch.uint8)
-    for i, (t, _) in enumerate(good):
-        stacked[i, :, : t.shape[1], : t.shape[2]] = t
-    return stacked, [m for _, m in good], bad
+    return [(torch.stack([t for t, _ in group]), [m for _, m in group]) for group in groups.values()], bad
 
 
 def channels_last_helps(device: torch.device) -> bool:
@@ -163,7 +162,7 @@ class Engine:
         first = device.split(",")[0]
         self.device = torch.device("cpu" if first == "cpu" else f"cuda:{first}")
         try:
-            model = ultra.load_detector(weights_path, self.device)
+            model, checkpoint = ultra.load_detector(weights_path, self.device)
         except Exception as exc:  # noqa: BLE001 - any load failure is a model problem for the user
             raise model_error(
                 f"cannot load {weights_path} as a YOLO detection model ({exc}); choose a model trained by this image"
@@ -188,15 +187,24 @@ class Engine:
         # model class index -> task class name; classes the task does not ask for map to None
         self.class_map = [n if n in names else None for n in model_names]
         self.nc = len(model_names)
+        stats = ClassStats.from_checkpoint(checkpoint)
+        self.class_stats = stats if stats is not None and stats.names == model_names else None  # model class order
         LOG.info("model %s on %s (%s)", weights_path.name, self.device, "float16" if self.half else "float32")
 
     def batches(self, paths: Sequence[str], batch_size: int, workers: int) -> Iterator[tuple[torch.Tensor | None, list[Meta], list[Meta]]]:
+        """``(images, metas, unreadable)`` per forward pass: each loaded batch splits into one pass per
+        letterboxed shape (see ``collate``); its unreadable images come with the first (images None when
+        none of them decodes)."""
         loader = torch.utils.data.DataLoader(
             CandidateImages(paths, self.img_size), batch_size=batch_size, shuffle=False,
             num_workers=min(workers, os.cpu_count() or 1), collate_fn=collate,
             pin_memory=self.device.type == "cuda", persistent_workers=False,
         )
-        yield from loader
+        for groups, bad in loader:
+            if not groups:
+                yield None, [], bad
+            for i, (images, metas) in enumerate(groups):
+                yield images, metas, bad if i == 0 else []
 
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
         images = images.to(self.device, non_blocking=True)
@@ -208,11 +216,12 @@ class Engine:
         return Batch(images, metas, decoded, logits, feats)
 
     def detect(self, batch: Batch, conf: float, iou: float, max_det: int, to_image: bool = True) -> list[torch.Tensor]:
-        """Post-NMS detections per image, float32 ``(n, 6)``: on the CPU with boxes in original image pixels
-        (for writing results), else on the engine's device with boxes in model-input pixels (for mining)."""
-        dets = ultra.nms(batch.decoded.float(), conf, iou, max_det, self.end2end)
+        """Post-NMS detections per image, float32: ``(n, 6)`` on the CPU with boxes in original image pixels
+        (for writing results), else ``(n, 6 + nc)`` on the engine's device with boxes in model-input pixels and
+        each box's score for every class after the class column (for mining)."""
         if not to_image:
-            return [det[:, :6].float() for det in dets]
+            return [det.float() for det in ultra.nms(batch.decoded.float(), conf, iou, max_det, self.end2end, self.nc)]
+        dets = ultra.nms(batch.decoded.float(), conf, iou, max_det, self.end2end)
         return [to_image_frame(det[:, :6], meta).cpu() for det, meta in zip(dets, batch.metas, strict=True)]
 
     def boxes(self, det: torch.Tensor) -> list[tuple[str, float, list[float]]]:

@@ -64,7 +64,7 @@ class MiningSettings:
             algorithm=p.str("mining_algorithm", sorted(algorithms())),
             class_weights=dict(zip(names, weights_in_order, strict=True)),
             min_score=p.float("mining_min_score", 0.0, 1.0),
-            budget=p.int("diversity_budget", 0),
+            budget=p.int("mining_budget", 0),
             seed=p.int("seed", 0),
         )
 

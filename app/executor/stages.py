@@ -18,7 +18,8 @@ from typing import Any
 from easydict import EasyDict
 
 from executor import ultra
-from executor.protocol import Protocol, Stage, atomic_copy, prune_unlisted, write_training_result
+from executor.class_stats import KEY, ClassStats
+from executor.protocol import Protocol, Stage, atomic_copy, class_names, prune_unlisted, write_training_result
 
 LOG = logging.getLogger("executor")
 PLOTS = ("BoxPR_curve.png", "BoxF1_curve.png", "confusion_matrix.png", "confusion_matrix_normalized.png",
@@ -33,6 +34,7 @@ class StageBook:
         self.result_file = cfg.ymir.output.training_result_file
         self.protocol = Protocol(cfg.ymir.get("protocol_version"))
         self.settings = settings  # TrainSettings: file_patterns, save_period, export_onnx, opset, img_size
+        self.names = class_names(cfg.param)
         self.stages: dict[str, Stage] = {}
         self.attachments: dict[str, list[str]] = {}
         self.evaluate_config: dict[str, float] = {}
@@ -41,13 +43,14 @@ class StageBook:
         self.best_epoch = 0  # the epoch whose weights best.pt holds: the highest mAP@0.5 so far
         self.best_map = 0.0
 
-    def save(self, name: str, source: Path, mAP: float, extra: list[str] | None = None, strip: bool = True) -> None:
+    def save(self, name: str, source: Path, mAP: float, extra: list[str] | None = None, strip: bool = True,
+             stats: ClassStats | None = None) -> None:
         """Copy a checkpoint into a stage. ``strip`` drops the optimizer state (a load and a save, about 4x
         the cost of a plain copy): done for stages kept for good, not for the best/last of every epoch,
-        which ``finish`` strips once."""
+        which ``finish`` strips once, adding the class statistics (``executor.class_stats``)."""
         target = f"{name}.pt"
         if strip:
-            stripped_copy(source, self.models_dir / target)
+            stripped_copy(source, self.models_dir / target, {KEY: stats.to_dict()} if stats else None)
         else:
             atomic_copy(source, self.models_dir / target)
         files = self._kept([target] + (extra or []))
@@ -96,16 +99,17 @@ class StageBook:
         best_map = ultra.map50(trainer) if best.exists() else self.last_map
         self.evaluate_config = ultra.val_thresholds(trainer)
         self._collect_plots(ultra.save_dir(trainer))
+        stats = ClassStats(self.names, ultra.train_class_counts(trainer), ultra.val_class_ap50(trainer))
         # Stages holding the best epoch's weights get the final evaluation's number too: one set of weights,
         # one mAP (the in-training figure differs in the last digits, and would otherwise decide the best stage).
         same = best.exists() and self.best_epoch == self.epochs_run
         if f"epoch_{self.best_epoch}" in self.stages and best.exists():
             self.stages[f"epoch_{self.best_epoch}"].mAP = best_map
         if last.exists():
-            self.save("last", last, best_map if same else self.last_map)
+            self.save("last", last, best_map if same else self.last_map, stats=stats)
         if best.exists():
             extra = self._export_onnx(best) if self.settings.export_onnx else []
-            self.save("best", best, best_map, extra)
+            self.save("best", best, best_map, extra, stats=stats)
         best_name = self.write()
         removed = prune_unlisted(str(self.models_dir), self.result_file)
         if removed:
@@ -135,8 +139,8 @@ class StageBook:
         return ["best.onnx"]
 
 
-def stripped_copy(source: Path, target: Path) -> None:
-    """Copy a checkpoint without its optimizer state (a third of the size), atomically."""
+def stripped_copy(source: Path, target: Path, updates: dict[str, Any] | None = None) -> None:
+    """Copy a checkpoint without its optimizer state (a third of the size), with ``updates``, atomically."""
     tmp = target.with_name(f".{target.name}.tmp")
-    ultra.strip_optimizer(source, tmp)
+    ultra.strip_optimizer(source, tmp, updates)
     os.replace(tmp, target)

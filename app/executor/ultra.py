@@ -46,12 +46,13 @@ def exif_size(image: Any) -> tuple[int, int]:
 # ---------------------------------------------------------------- the batched engine
 
 
-def load_detector(path: str | Path, device: torch.device) -> torch.nn.Module:
-    """A checkpoint's model, fused for inference, on ``device`` (raises on anything that is not one)."""
+def load_detector(path: str | Path, device: torch.device) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """A checkpoint's model, fused for inference, on ``device`` (raises on anything that is not one), and
+    the checkpoint's other entries (``{}`` for a bare model file)."""
     from ultralytics.nn.tasks import load_checkpoint
 
-    model, _ = load_checkpoint(str(path), device=device, fuse=True)
-    return model
+    model, checkpoint = load_checkpoint(str(path), device=device, fuse=True)
+    return model, checkpoint if isinstance(checkpoint, dict) else {}
 
 
 def cpu_threads() -> int:
@@ -74,11 +75,26 @@ def split_head_output(out: Any) -> tuple[torch.Tensor, torch.Tensor | None, list
     return decoded, logits, feats
 
 
-def nms(decoded: torch.Tensor, conf: float, iou: float, max_det: int, end2end: bool) -> list[torch.Tensor]:
-    """Per image ``(n, 6+)``: x1 y1 x2 y2 score class, Ultralytics' own NMS (a no-op filter for end-to-end heads)."""
+def nms(decoded: torch.Tensor, conf: float, iou: float, max_det: int, end2end: bool,
+        class_scores: int = 0) -> list[torch.Tensor]:
+    """Per image ``(n, 6)``: x1 y1 x2 y2 score class, Ultralytics' own NMS (a no-op filter for end-to-end heads).
+    With ``class_scores=nc`` ``(n, 6 + nc)``: each kept box's score for every class follows (for class-aware
+    mining), carried through the NMS as Ultralytics' "extra" columns. End-to-end heads output the top
+    class only: its score stands in that class's column, the others are 0."""
+    import torch
     from ultralytics.utils import nms as ultralytics_nms
 
-    return ultralytics_nms.non_max_suppression(decoded, conf, iou, max_det=max_det, end2end=end2end)
+    if not class_scores:
+        return ultralytics_nms.non_max_suppression(decoded, conf, iou, max_det=max_det, end2end=end2end)
+    if end2end or decoded.shape[-1] == 6:
+        out = []
+        for det in ultralytics_nms.non_max_suppression(decoded, conf, iou, max_det=max_det, end2end=True):
+            vectors = det.new_zeros(len(det), class_scores)
+            vectors.scatter_(1, det[:, 5:6].long(), det[:, 4:5])
+            out.append(torch.cat([det[:, :6], vectors], 1))
+        return out
+    return ultralytics_nms.non_max_suppression(torch.cat([decoded, decoded[:, 4:]], 1), conf, iou, max_det=max_det,
+                                               nc=decoded.shape[1] - 4)
 
 
 # ---------------------------------------------------------------- models for training
@@ -112,11 +128,12 @@ def export_onnx(weights: Path, opset: int, img_size: int) -> str:
     return YOLO(str(weights)).export(format="onnx", opset=opset, imgsz=img_size, simplify=False, device="cpu")
 
 
-def strip_optimizer(source: Path, target: Path) -> None:
-    """Write ``source`` without its optimizer state (a third of the size) to ``target``."""
+def strip_optimizer(source: Path, target: Path, updates: dict[str, Any] | None = None) -> None:
+    """Write ``source`` without its optimizer state (a third of the size) to ``target``, with ``updates``
+    added to the checkpoint's dictionary (Ultralytics' own loaders ignore keys they do not know)."""
     from ultralytics.utils.torch_utils import strip_optimizer as ultralytics_strip
 
-    ultralytics_strip(str(source), str(target))
+    ultralytics_strip(str(source), str(target), updates=updates)
 
 
 # ---------------------------------------------------------------- what the training callbacks read
@@ -162,6 +179,29 @@ def wrote_best(trainer: Any) -> bool:
 
 def save_dir(trainer: Any) -> Path:
     return Path(trainer.save_dir)
+
+
+def train_class_counts(trainer: Any) -> list[int]:
+    """Boxes per class in the training set, as the trainer's dataset read them."""
+    import numpy as np
+
+    labels = getattr(getattr(getattr(trainer, "train_loader", None), "dataset", None), "labels", None) or []
+    classes = [np.asarray(label["cls"]).reshape(-1) for label in labels]
+    counts = np.bincount(np.concatenate(classes).astype(int), minlength=len(trainer.data["names"])) if classes else []
+    return [int(c) for c in counts][: len(trainer.data["names"])] or [0] * len(trainer.data["names"])
+
+
+def val_class_ap50(trainer: Any) -> list[float | None]:
+    """AP@0.5 per class from the latest validation (None for a class the validation set does not hold)."""
+    validator = getattr(trainer, "validator", None)
+    box = getattr(getattr(validator, "metrics", None), "box", None)
+    out: list[float | None] = [None] * len(trainer.data["names"])
+    if box is None:
+        return out
+    for i, c in enumerate(getattr(box, "ap_class_index", [])):
+        if 0 <= int(c) < len(out):
+            out[int(c)] = float(box.ap50[i])
+    return out
 
 
 def val_thresholds(trainer: Any) -> dict[str, float]:

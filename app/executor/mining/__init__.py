@@ -11,10 +11,11 @@ from executor.mining.base import Miner, MinerContext, binary_entropy, finite_fea
 from executor.mining.cald import CALD
 from executor.mining.diversity import Diversity
 from executor.mining.entropy import Entropy
+from executor.mining.ppal import PPAL
 from executor.mining.random_score import RandomScore
 
 __all__ = ["Miner", "MinerContext", "algorithms", "binary_entropy", "finite_features"]
 
 
 def algorithms() -> dict[str, type[Miner]]:
-    return {m.name: m for m in (RandomScore, Entropy, ALDD, CALD, Diversity)}
+    return {m.name: m for m in (RandomScore, Entropy, ALDD, CALD, Diversity, PPAL)}

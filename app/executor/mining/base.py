@@ -17,6 +17,7 @@ it ranks last and is counted, without touching its batch-mates' scores.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -74,8 +75,15 @@ class Miner:
         """Take the shards' states, in candidate order, before ``finish``."""
 
     def detections(self, batch: Batch) -> list[torch.Tensor]:
-        """Post-NMS boxes in model-input pixels, ``(n, 6)`` float32 on the device: x1 y1 x2 y2 score class."""
+        """Post-NMS boxes in model-input pixels, ``(n, 6 + nc)`` float32 on the device: x1 y1 x2 y2 score class,
+        then the box's score for every class."""
         return self.ctx.engine.detect(batch, self.ctx.min_score, self.ctx.iou, 300, to_image=False)
+
+
+def image_seed(seed: int, path: str) -> int:
+    """A 63-bit number from the mining seed and an image's path: per-image randomness (random's score,
+    cald's cutout) that does not depend on the image's batch, batch-mates or shard."""
+    return int.from_bytes(hashlib.blake2b(f"{seed}:{path}".encode(), digest_size=8).digest(), "big") >> 1
 
 
 def finite_features(batch: Batch) -> torch.Tensor:

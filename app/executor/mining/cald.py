@@ -1,18 +1,35 @@
-"""cald: Consistency-based Active Learning for Detection (Yu et al., CVPRW 2022).
+"""cald: Consistency-based Active Learning for Detection (Yu et al., CVPRW 2022), as published.
 
-The model's boxes on the image are compared with its boxes on augmented copies
-(horizontal flip, cutout, small rotation, down-scaling: torchvision's transforms v2 on
-images and ``BoundingBoxes``), all made in the model-input frame so each reference box
-can be mapped exactly. Per reference
-box, consistency = IoU(mapped box, best-matching box) x (1 - |score difference|);
-per augmentation the image's inconsistency is 1 - the class-weighted mean
-consistency, computed once per augmentation (not accumulated inside the box
-loop, a bug of older implementations that made scores grow with box count).
-The image's score is the mean over augmentations; images with no box (of a class
-with a weight above 0) rank last.
+Stage 1, per image. The model's boxes on the image (the references) are compared with its boxes on
+augmented copies (horizontal flip, cutout, a 5 degree rotation, down-scaling to 0.8: the paper's four,
+made with torchvision's transforms v2 on images and ``BoundingBoxes`` in the model-input frame, so that
+each reference box maps exactly). Per reference box j and augmentation, with its best-IoU match in the
+augmented output:
+
+    m_j = IoU + (1 - JS(p_j, q_j)) (s_j + s'_j) / 2
+
+where p, q are the two boxes' class distributions (with background: see ``entropy.class_posterior``),
+JS the Jensen-Shannon divergence (nats) and s the top scores; m is 2 for a perfectly stable box. The
+augmentation's value is ``min_j |m_j - beta|`` with the paper's beta = 1.3 (0 when the augmented image
+keeps no box at all), and the image's is its mean over augmentations: the smaller, the more informative
+(a box neither stable nor plainly noise). Score = beta - that mean.
+
+Stage 2 (the paper's "mutual information" step). Among the ``1.2 x mining_budget`` best images of stage
+1, prefer those whose predicted class distribution (per class the highest score of its boxes, averaged
+over the original and the augmentations, as shares) differs most from the training set's class
+distribution (JS), which the model carries (``executor.class_stats``); these come first, ordered by that
+divergence, then the rest in stage-1 order. A model without class statistics skips stage 2 (logged).
+
+Two choices of ours, where the paper's code differs: images with no box of a wanted class (weight > 0)
+rank last (the paper's code ranks them first, which fills the top with empty images), and the class
+distributions are shares of scores, not softmaxes of counts. Per-image randomness (the cutout squares)
+comes from the image's path, so scores do not depend on the batch.
 """
 
 from __future__ import annotations
+
+import logging
+import math
 
 import torch
 from torchvision import tv_tensors
@@ -20,9 +37,13 @@ from torchvision.ops import box_iou
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
-from executor.mining.base import Miner, MinerContext
+from executor.mining.base import Miner, MinerContext, image_seed
+from executor.mining.entropy import class_posterior
 
-ROTATION_DEGREES = 6.0
+LOG = logging.getLogger("executor")
+BETA = 1.3  # the paper's base point for m
+MUTUAL_RANGE = 1.2  # stage 2 looks at this many times the budget
+ROTATION_DEGREES = 5.0
 SCALE = 0.8
 NO_DETECTION = -1.0
 BILINEAR = InterpolationMode.BILINEAR
@@ -33,11 +54,11 @@ def _boxes(boxes: torch.Tensor, images: torch.Tensor) -> tv_tensors.BoundingBoxe
     return tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=tuple(images.shape[-2:]), clamping_mode=None)
 
 
-def _flip(images: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _flip(images: torch.Tensor, boxes: torch.Tensor, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     return TF.horizontal_flip(images), TF.horizontal_flip(_boxes(boxes, images)).as_subclass(torch.Tensor)
 
 
-def _scale(images: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _scale(images: torch.Tensor, boxes: torch.Tensor, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Down-scaled into the top-left corner of a grey canvas of the same size."""
     h, w = images.shape[-2:]
     size = [max(1, int(h * SCALE)), max(1, int(w * SCALE))]
@@ -46,46 +67,79 @@ def _scale(images: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, tor
     return out, TF.resize(_boxes(boxes, images), size).as_subclass(torch.Tensor)
 
 
-def _rotate(images: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _rotate(images: torch.Tensor, boxes: torch.Tensor, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Rotated about the centre, black outside; each box becomes the box around its rotated corners."""
     return (TF.rotate(images, ROTATION_DEGREES, interpolation=BILINEAR),
             TF.rotate(_boxes(boxes, images), ROTATION_DEGREES).as_subclass(torch.Tensor))
 
 
-class _Cutout:
-    def __init__(self, seed: int) -> None:
-        self.generator = torch.Generator().manual_seed(seed)
-
-    def __call__(self, images: torch.Tensor, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out = images.clone()
-        h, w = images.shape[-2:]
-        s = max(1, int(min(h, w) * 0.15))
-        grey = out.new_tensor(0.5)  # on the images' device, in their dtype
-        for i in range(out.shape[0]):
-            for _ in range(2):
-                x = int(torch.randint(0, w - s + 1, (1,), generator=self.generator))
-                y = int(torch.randint(0, h - s + 1, (1,), generator=self.generator))
-                TF.erase(out[i], y, x, s, s, grey, inplace=True)
-        return out, boxes
+def _cutout(images: torch.Tensor, boxes: torch.Tensor, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two grey squares (15 % of the short side) at places drawn from ``seed`` (the image's own)."""
+    out = images.clone()
+    h, w = images.shape[-2:]
+    s = max(1, int(min(h, w) * 0.15))
+    generator = torch.Generator().manual_seed(seed)
+    grey = out.new_tensor(0.5)  # on the images' device, in their dtype
+    for i in range(out.shape[0]):
+        for _ in range(2):
+            x = int(torch.randint(0, w - s + 1, (1,), generator=generator))
+            y = int(torch.randint(0, h - s + 1, (1,), generator=generator))
+            TF.erase(out[i], y, x, s, s, grey, inplace=True)
+    return out, boxes
 
 
-def consistency(ref: torch.Tensor, mapped: torch.Tensor, aug: torch.Tensor) -> torch.Tensor:
-    """Per reference box: IoU with its best match among ``aug`` boxes x score agreement."""
+AUGMENTATIONS = (_flip, _cutout, _rotate, _scale)
+
+
+def js_divergence(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """Jensen-Shannon divergence of distributions along the last dimension, in nats (0 .. log 2)."""
+    m = (p + q) / 2
+    return ((torch.special.entr(m) * 2 - torch.special.entr(p) - torch.special.entr(q)) / 2).sum(-1).clamp_min(0)
+
+
+def box_consistency(ref: torch.Tensor, mapped: torch.Tensor, aug: torch.Tensor) -> torch.Tensor:
+    """Per reference box: m = IoU with its best match among ``aug`` + (1 - JS of their class distributions)
+    x their mean top score (2 = perfectly stable); ``(n,)`` float32, 0 for every box when ``aug`` is empty."""
     if len(aug) == 0:
-        return ref.new_zeros(len(ref))
-    iou = box_iou(mapped[:, :4], aug[:, :4])
-    best_iou, match = iou.max(1)
-    return best_iou * (1 - (ref[:, 4] - aug[match, 4]).abs())
+        return ref.new_zeros(len(ref), dtype=torch.float32)
+    best_iou, match = box_iou(mapped[:, :4].float(), aug[:, :4].float()).max(1)
+    js = js_divergence(class_posterior(ref), class_posterior(aug)[match])
+    return best_iou + (1 - js) * (ref[:, 4].float() + aug[match, 4].float()) / 2
 
 
-def inconsistency(ref: torch.Tensor, mapped: torch.Tensor, aug: torch.Tensor, class_weights: torch.Tensor) -> torch.Tensor:
-    """One augmentation's inconsistency for one image, a float32 scalar on ``ref``'s device: 1 - the
-    class-weighted mean consistency of its reference boxes; NaN when no box is of a class that counts
-    (a weight of 0 means "not wanted", so such an image must not rank as maximally inconsistent)."""
-    w = class_weights.to(ref.device, torch.float32)[ref[:, 5].long()]
-    total = w.sum()
-    value = 1 - (consistency(ref, mapped, aug).float() * w).sum() / total.clamp_min(1e-12)
-    return torch.where(total > 0, value, torch.nan)
+def augmentation_value(ref: torch.Tensor, mapped: torch.Tensor, aug: torch.Tensor, wanted: torch.Tensor) -> torch.Tensor:
+    """One augmentation's value for one image: ``min |m - beta|`` over its wanted reference boxes; 0 when the
+    augmented image keeps no box (as the paper's code); NaN when no reference box is wanted. A 0-d float32
+    tensor on ``ref``'s device, computed without a host sync."""
+    distance = (box_consistency(ref, mapped, aug) - BETA).abs() if len(aug) else ref.new_zeros(len(ref), dtype=torch.float32)
+    least = torch.where(wanted, distance, math.inf).amin() if len(ref) else ref.new_tensor(math.inf, dtype=torch.float32)
+    return torch.where(torch.isinf(least), math.nan, least)
+
+
+def class_profile(dets: list[torch.Tensor], nc: int) -> torch.Tensor:
+    """Per class, the highest score of its boxes, averaged over the outputs (original and augmented)."""
+    rows = []
+    for det in dets:
+        row = det.new_zeros(nc, dtype=torch.float32)
+        if len(det):
+            row.scatter_reduce_(0, det[:, 5].long().clamp(0, nc - 1), det[:, 4].float(), reduce="amax")
+        rows.append(row)
+    return torch.stack(rows).mean(0)
+
+
+def stage_two(scores: list[float | None], profiles: torch.Tensor, train_shares: torch.Tensor, budget: int) -> list[float | None]:
+    """The ``MUTUAL_RANGE x budget`` best stage-1 images first, by the divergence of their class profile from
+    the training set's class shares (scores above every stage-1 score), then the rest as they were."""
+    ranked = sorted((i for i, s in enumerate(scores) if s is not None and s > NO_DETECTION), key=lambda i: -scores[i])
+    head = ranked[: math.ceil(MUTUAL_RANGE * budget)]
+    if not head:
+        return scores
+    shares = profiles[head] / profiles[head].sum(1, keepdim=True).clamp_min(1e-12)
+    divergence = js_divergence(shares, train_shares.to(shares.dtype).expand_as(shares))
+    out = list(scores)
+    for i, d in zip(head, divergence.tolist(), strict=True):
+        out[i] = BETA + 1 + d  # stage-1 scores are at most beta
+    return out
 
 
 class CALD(Miner):
@@ -93,20 +147,41 @@ class CALD(Miner):
 
     def __init__(self, ctx: MinerContext) -> None:
         super().__init__(ctx)
-        self.augmentations = [_flip, _Cutout(ctx.seed), _rotate, _scale]
+        self.profiles: list[torch.Tensor] = []
+        stats = getattr(ctx.engine, "class_stats", None)
+        self.train_shares = torch.tensor(stats.train_shares()) if stats is not None else None
 
     def image_scores(self, batch) -> torch.Tensor:
-        engine = self.ctx.engine
+        engine, ctx = self.ctx.engine, self.ctx
         refs = self.detections(batch)
-        per_augmentation = []
-        for augment in self.augmentations:
-            per_image = [augment(batch.images[i : i + 1], refs[i][:, :4]) for i in range(len(refs))]
-            images = torch.cat([im for im, _ in per_image])
-            aug_batch = engine.forward(images, batch.metas)
-            aug_dets = engine.detect(aug_batch, self.ctx.min_score, self.ctx.iou, 300, to_image=False)
-            per_augmentation.append(torch.stack([  # once per augmentation, not inside the box loop
-                inconsistency(ref, mapped, aug_dets[i], self.ctx.class_weights)
-                for i, (ref, (_, mapped)) in enumerate(zip(refs, per_image, strict=True))]))
-        weights = self.ctx.class_weights
-        counts = torch.stack([weights[ref[:, 5].long()].sum() > 0 for ref in refs])  # some box of a wanted class
-        return torch.where(counts, torch.stack(per_augmentation).mean(0), NO_DETECTION)
+        wanted = [ctx.class_weights[ref[:, 5].long()] > 0 for ref in refs]
+        seeds = [image_seed(ctx.seed, meta.path) for meta in batch.metas]
+        values, outputs = [], [[ref] for ref in refs]
+        for augment in AUGMENTATIONS:
+            per_image = [augment(batch.images[i : i + 1], refs[i][:, :4], seeds[i]) for i in range(len(refs))]
+            aug_dets = self.detections(engine.forward(torch.cat([im for im, _ in per_image]), batch.metas))
+            values.append(torch.stack([augmentation_value(ref, mapped, aug, w) for ref, (_, mapped), aug, w
+                                       in zip(refs, per_image, aug_dets, wanted, strict=True)]))
+            for i, aug in enumerate(aug_dets):
+                outputs[i].append(aug)
+        self.profiles.append(torch.stack([class_profile(o, engine.nc) for o in outputs]))  # on the device until state()
+        score = BETA - torch.stack(values).mean(0)
+        return torch.where(torch.isnan(score), NO_DETECTION, score)
+
+    def state(self) -> object:
+        profiles = torch.cat(self.profiles).cpu() if self.profiles else torch.zeros(0, 0)
+        return {"profiles": profiles, "train_shares": self.train_shares}
+
+    def merge_states(self, states: list[object]) -> None:
+        self.profiles = [s["profiles"] for s in states if isinstance(s, dict) and len(s["profiles"])]
+        self.train_shares = next((s["train_shares"] for s in states if isinstance(s, dict)
+                                  and s["train_shares"] is not None), None)
+
+    def finish(self, scores: list[float | None]) -> list[float | None]:
+        if self.train_shares is None:
+            LOG.info("cald: the model carries no training-set class statistics (trained by an older version of "
+                     "this image, or an epoch stage): stage 2 skipped, images ranked by consistency alone")
+            return scores
+        if not self.profiles:
+            return scores
+        return stage_two(scores, torch.cat([p.cpu() for p in self.profiles]), self.train_shares, self.ctx.budget)

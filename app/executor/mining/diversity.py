@@ -3,14 +3,14 @@
 Uncertainty alone picks 100 near-copies of the same hard scene. Here each image
 gets a feature (the detection head's input maps, average-pooled per level,
 concatenated, randomly projected to 128 dimensions and L2-normalised) and an
-uncertainty u: the *sum* of its kept boxes' class-weighted binary entropies
-(``entropy`` takes the max). YMIR's budget counts images, so an image with more
+uncertainty u: the *sum* of its kept boxes' uncertainties (``entropy``'s class-aware
+box uncertainty; ``entropy`` takes the max). YMIR's budget counts images, so an image with more
 unsure boxes brings more labels per pick (on the CPU active-learning benchmark
 neither the sum nor the max is shown to pick better than random: the sum's lead
 on 6 seeds did not replicate on 8 fresh ones, docs/benchmarks.md, section 5).
 Greedy selection repeatedly takes the
 image maximising (0.1 + u) x distance to the nearest image already taken, for
-``diversity_budget`` picks; that product never grows, so it is the image's
+``mining_budget`` picks; that product never grows, so it is the image's
 score, and the images left over score their product at the end. The result is
 a full ranking in which the first ``topk`` lines cover the candidates.
 """
@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 
 from executor.mining.base import Miner, MinerContext
-from executor.mining.entropy import box_entropies
+from executor.mining.entropy import box_uncertainty
 
 DIM = 128
 UNCERTAINTY_FLOOR = 0.1  # a sure image still counts a little for coverage
@@ -29,7 +29,7 @@ MAX_DISTANCE = 2.0  # between unit vectors
 
 def uncertainty_mass(dets: list[torch.Tensor], class_weights: torch.Tensor) -> torch.Tensor:
     """Per image: the summed class-weighted entropy of its kept boxes (0 with none), ``(B,)`` float32."""
-    return torch.stack([box_entropies(det, class_weights).sum() for det in dets])
+    return torch.stack([box_uncertainty(det, class_weights).sum() for det in dets])
 
 
 def greedy_scores(features: torch.Tensor, uncertainty: torch.Tensor, budget: int) -> torch.Tensor:

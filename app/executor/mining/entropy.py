@@ -1,29 +1,60 @@
-"""entropy: how unsure the model is of the boxes it keeps after NMS.
+"""entropy: how unsure the model is of the boxes it keeps after NMS, class confusion included.
 
-Each kept box (score >= ``mining_min_score``) contributes the binary entropy of
-its score times its class weight; the image scores the largest contribution
-(max, not sum, so a cluttered image is not favoured for its box count alone).
-An image with no box scores 0. Raw pre-NMS anchors are never used: thousands of
+Each kept box (score >= ``mining_min_score``) carries its score for every class (YOLO scores each
+class with its own sigmoid). Its uncertainty is the entropy of its class posterior with background:
+the box is an object with probability ``s`` (its top score), shared among the classes in proportion
+to their scores, and background with ``1 - s``; normalised by ``log(nc + 1)`` to [0, 1] and weighted by
+the classes' ``class_distribution_scores`` in the same shares. A box unsure whether it is an object
+scores high, and so does a sure box torn between a 3 and an 8 (the binary entropy of the top score
+alone, used before, cannot see that). With one class it is the binary entropy of the score.
+The image scores its largest box (max, not sum, so a cluttered image is not favoured for its box
+count alone); an image with no box scores 0. Raw pre-NMS anchors are never used: thousands of
 near-zero anchors would drown the signal.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 
-from executor.mining.base import Miner, binary_entropy
+from executor.mining.base import Miner
 
 
-def box_entropies(det: torch.Tensor, class_weights: torch.Tensor) -> torch.Tensor:
-    """Per kept box ``(n, 6)``: the binary entropy of its score times its class weight (float32, on
-    ``det``'s device; the weights follow the boxes, so no caller can mix devices)."""
+def class_shares(det: torch.Tensor) -> torch.Tensor:
+    """Per box ``(n, 6 + nc)``: its class scores as shares summing to 1, ``(n, nc)`` float32. Detections
+    without the class columns (``(n, 6)``) count their top class only."""
+    scores = det[:, 6:].float().clamp(0, 1)
+    if scores.shape[1] == 0:
+        return torch.ones(len(det), 1, device=det.device)
+    return scores / scores.sum(1, keepdim=True).clamp_min(1e-12)
+
+
+def class_posterior(det: torch.Tensor) -> torch.Tensor:
+    """Per box, ``(n, nc + 1)`` float32: object with probability s (its top score), shared among the classes
+    as their scores are, then background with ``1 - s``."""
+    top = det[:, 4].float().clamp(0, 1)
+    return torch.cat([class_shares(det) * top[:, None], (1 - top)[:, None]], 1)
+
+
+def box_uncertainty(det: torch.Tensor, class_weights: torch.Tensor) -> torch.Tensor:
+    """Per kept box: the normalised entropy of its class posterior with background, times its classes'
+    weights in their shares (float32 ``(n,)`` on ``det``'s device; the weights follow the boxes, so no
+    caller can mix devices)."""
+    posterior = class_posterior(det)
+    entropy = torch.special.entr(posterior).sum(1) / math.log(posterior.shape[1])
     weights = class_weights.to(det.device, torch.float32)
-    return binary_entropy(det[:, 4]) * weights[det[:, 5].long().clamp(0, len(weights) - 1)]
+    shares = class_shares(det)
+    if shares.shape[1] == len(weights):
+        weight = (shares * weights).sum(1)
+    else:  # no class columns: the top class's weight
+        weight = weights[det[:, 5].long().clamp(0, len(weights) - 1)]
+    return entropy * weight
 
 
 def image_entropy(dets: list[torch.Tensor], class_weights: torch.Tensor) -> torch.Tensor:
-    """Per image, its largest box entropy (0 with no box): ``(B,)`` float32 on the boxes' device."""
-    return torch.stack([box_entropies(det, class_weights).max() if len(det) else det.new_zeros((), dtype=torch.float32)
+    """Per image, its largest box uncertainty (0 with no box): ``(B,)`` float32 on the boxes' device."""
+    return torch.stack([box_uncertainty(det, class_weights).max() if len(det) else det.new_zeros((), dtype=torch.float32)
                         for det in dets])
 
 

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import torch
 
-from executor.mining.base import Miner, MinerContext
+from executor.mining.base import Miner, image_seed
 
 
 class RandomScore(Miner):
     name = "random"
 
-    def __init__(self, ctx: MinerContext) -> None:
-        super().__init__(ctx)
-        self.generator = torch.Generator().manual_seed(ctx.seed * 1000 + ctx.rank)
-
     def image_scores(self, batch) -> torch.Tensor:
-        # Drawn on the CPU (one seeded stream whatever the device), then placed with the batch.
-        return torch.rand(len(batch.metas), generator=self.generator).to(batch.images.device)
+        # One draw per image from its path and the seed: the same list whatever the batch size, batch-mates
+        # or GPU count. Made on the CPU, then placed with the batch.
+        values = [image_seed(self.ctx.seed, meta.path) / 2**63 for meta in batch.metas]
+        return torch.tensor(values, dtype=torch.float32).to(batch.images.device)

@@ -1,0 +1,132 @@
+"""ppal: a two-stage miner in the spirit of PPAL (Yang et al., "Plug and Play Active Learning for Object
+Detection", CVPR 2024).
+
+Stage 1, difficulty-calibrated uncertainty. Each kept box's uncertainty (``entropy``'s class-aware one)
+is weighted by how hard its classes were for the model: 1 - the class's AP@0.5 on the validation set of
+the training that made it, which the model carries (``executor.class_stats``; without it every class
+counts alike, which the log says). An image's uncertainty is the sum over its boxes: YMIR's budget counts
+images, so an image with more unsure boxes of hard classes brings more labels per pick.
+
+Stage 2, category-conditioned diversity. The ``2 x mining_budget`` most uncertain images are candidates.
+Each kept box gets a feature (RoIAlign of the head's input maps over the box, every level, randomly
+projected, L2-normalised); the similarity of images A and B is the mean, over A's boxes, of the best
+cosine similarity with a box of B *of the same class*, made symmetric. Greedy farthest-first selection
+over the candidates (distance = 1 - similarity), starting from the most uncertain and breaking ties by
+uncertainty, orders the candidates; they come first in that order, then every other image by its
+uncertainty. Near-duplicates of one hard scene thus do not fill the top.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import torch
+from torchvision.ops import roi_align
+
+from executor.mining.base import Miner, MinerContext
+from executor.mining.entropy import box_uncertainty, class_shares
+
+LOG = logging.getLogger("executor")
+DIM = 64
+MAX_BOXES = 20  # per image, by score: enough for the similarity, bounded memory
+CANDIDATES = 2.0  # stage 2 looks at this many times the budget
+
+
+def box_features(feats: list[torch.Tensor], image_size: tuple[int, int], boxes: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Per image, ``(n, sum of channels)`` float32: each box's RoIAlign (1x1) on every head level."""
+    rois = [b[:, :4].float() for b in boxes]
+    per_level = []
+    for level in feats:
+        stride = image_size[1] / level.shape[-1]
+        per_level.append(roi_align(level.float(), rois, output_size=1, spatial_scale=1 / stride, aligned=True).flatten(1))
+    pooled = torch.cat(per_level, 1) if per_level else torch.zeros(0, 0)
+    return list(pooled.split([len(r) for r in rois]))
+
+
+def similarity_to(pick: int, features: torch.Tensor, classes: torch.Tensor, owner: torch.Tensor, n_images: int) -> torch.Tensor:
+    """Category-conditioned matching similarity of image ``pick`` with every image, ``(n_images,)`` in [0, 1]:
+    the mean of (pick's boxes -> best same-class box of the other) and (the other's boxes -> best same-class
+    box of pick); 0 with no box on either side."""
+    mine = owner == pick
+    if not bool(mine.any()):
+        return features.new_zeros(n_images)
+    sim = (features[mine] @ features.T).clamp_min(0)  # (p, N) cosine, negatives as no match
+    sim = torch.where(classes[mine][:, None] == classes[None], sim, 0.0)
+    forward = sim.new_zeros(sim.shape[0], n_images).scatter_reduce(1, owner.expand_as(sim), sim, "amax", include_self=True)
+    backward_box = sim.max(0).values  # (N,): each box's best same-class match among pick's boxes
+    counts = torch.bincount(owner, minlength=n_images).clamp_min(1).float()
+    backward = features.new_zeros(n_images).index_add(0, owner, backward_box) / counts
+    has_boxes = torch.bincount(owner, minlength=n_images) > 0
+    return torch.where(has_boxes, (forward.mean(0) + backward) / 2, 0.0)
+
+
+def select(uncertainty: torch.Tensor, features: torch.Tensor, classes: torch.Tensor, owner: torch.Tensor,
+           budget: int) -> torch.Tensor:
+    """Scores whose descending order is: the greedy picks among the candidates, then the rest by uncertainty."""
+    n = len(uncertainty)
+    order = uncertainty.argsort(descending=True)
+    candidates = order[: min(n, math.ceil(CANDIDATES * budget))]
+    in_pool = torch.zeros(n, dtype=torch.bool)
+    in_pool[candidates] = True
+    scores = uncertainty / (uncertainty.max().clamp_min(1e-12) + 1)  # the rest: below 1, by uncertainty
+    distance = torch.ones(n)
+    taken = torch.zeros(n, dtype=torch.bool)
+    tie = uncertainty / (uncertainty.max().clamp_min(1e-12)) * 1e-6
+    for rank in range(min(budget, len(candidates))):
+        value = torch.where(in_pool & ~taken, distance + tie, -math.inf)
+        pick = int(value.argmax())
+        taken[pick] = True
+        scores[pick] = 1 + budget - rank  # above every non-pick, in pick order
+        distance = torch.minimum(distance, 1 - similarity_to(pick, features, classes, owner, n))
+    return scores
+
+
+class PPAL(Miner):
+    name = "ppal"
+
+    def __init__(self, ctx: MinerContext) -> None:
+        super().__init__(ctx)
+        stats = getattr(ctx.engine, "class_stats", None)
+        self.calibrated = stats is not None
+        self.difficulty = torch.tensor(stats.difficulty() if stats else [1.0] * len(ctx.class_weights), dtype=torch.float32)
+        self.generator = torch.Generator().manual_seed(ctx.seed)
+        self.projection: torch.Tensor | None = None
+        self.boxes: list[tuple[torch.Tensor, torch.Tensor]] = []  # per image: features (n, DIM), classes (n,)
+
+    def image_scores(self, batch) -> torch.Tensor:
+        weights = self.ctx.class_weights * self.difficulty.to(self.ctx.class_weights.device)
+        dets = [det[det[:, 4].argsort(descending=True)[:MAX_BOXES]] for det in self.detections(batch)]
+        features = box_features(batch.feats, tuple(batch.images.shape[-2:]), dets)
+        for det, f in zip(dets, features, strict=True):
+            if self.projection is None:  # drawn on the CPU (seeded), then kept beside the features
+                self.projection = torch.randn(f.shape[1], DIM, generator=self.generator) / DIM**0.5
+            self.projection = self.projection.to(f.device)
+            projected = torch.nn.functional.normalize(f @ self.projection, dim=1)
+            self.boxes.append((projected.half(), class_shares(det).argmax(1) if det.shape[1] > 6 else det[:, 5].long()))
+        return torch.stack([box_uncertainty(det, weights).sum() if len(det) else det.new_zeros((), dtype=torch.float32)
+                            for det in dets])
+
+    def state(self) -> object:
+        return {"boxes": [(f.cpu(), c.cpu()) for f, c in self.boxes], "calibrated": self.calibrated}
+
+    def merge_states(self, states: list[object]) -> None:
+        self.boxes = [b for s in states if isinstance(s, dict) for b in s["boxes"]]
+        self.calibrated = all(s["calibrated"] for s in states if isinstance(s, dict))
+
+    def finish(self, scores: list[float | None]) -> list[float | None]:
+        if not self.calibrated:
+            LOG.info("ppal: the model carries no per-class validation AP (trained by an older version of this image, "
+                     "or an epoch stage): every class counts as equally hard")
+        valid = [i for i, s in enumerate(scores) if s is not None]
+        if not valid:
+            return scores
+        sizes = [len(self.boxes[i][1]) for i in valid]
+        features = torch.cat([self.boxes[i][0].cpu() for i in valid]).float() if sum(sizes) else torch.zeros(0, DIM)
+        classes = torch.cat([self.boxes[i][1].cpu() for i in valid]) if sum(sizes) else torch.zeros(0, dtype=torch.long)
+        owner = torch.repeat_interleave(torch.arange(len(valid)), torch.tensor(sizes))
+        picked = select(torch.tensor([scores[i] for i in valid]), features, classes, owner, self.ctx.budget)
+        out: list[float | None] = [None] * len(scores)
+        for i, value in zip(valid, picked.tolist(), strict=True):
+            out[i] = value
+        return out
