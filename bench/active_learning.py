@@ -15,10 +15,10 @@ clearly more than the two draws differ, the benchmark cannot judge anything.
 Tier 0 (no training, seconds): for each arm's top-B, the seed model's true errors and what the top-B
 holds (near-duplicates, empty canvases, rare-class digits): does a score find the model's mistakes at all?
 
-Usage: python bench/active_learning.py [--seeds 1] [--first-seed 0] [--arms random,random:1,oracle,...]
-           [--tier0-only] [--json out.json] [--gpu 0] [--glyphs digits.npz]
+Usage: python bench/active_learning.py [--mode cpu|gpu] [--seeds 1] [--first-seed 0] [--arms random,random:1,oracle,...]
+           [--tier0-only] [--json out.json] [--gpu 0] [--data digits.npz] [--deadline SECONDS]
        python bench/active_learning.py --report a.json [b.json ...] [--primary entropy]
-       python bench/active_learning.py --save-glyphs digits.npz   (for a machine without scikit-learn)
+       python bench/active_learning.py --save-data digits.npz   (glyphs and photos, for a machine without scikit-learn)
 """
 
 from __future__ import annotations
@@ -36,14 +36,19 @@ import digits
 import yaml
 from common import machine, run_tasks, sample
 
-SIZES = {"seed": 80, "scenes": 6, "duplicates": 150, "empty": 60, "pool": 600, "val": 30, "test": 700}
-BUDGET = 60
+# Two sizes of one design: "cpu" fits this project's 2-core machine (tier 0 in minutes), "gpu" is the
+# measurement (a stronger seed model, a bigger pool and budget).
+MODES = {
+    "cpu": {"sizes": {"seed": 80, "scenes": 6, "duplicates": 150, "empty": 60, "pool": 600, "val": 30, "test": 700},
+            "budget": 60, "seed_epochs": 60, "arm_epochs": 15},
+    "gpu": {"sizes": {"seed": 200, "scenes": 8, "duplicates": 200, "empty": 80, "pool": 800, "val": 50, "test": 700},
+            "budget": 100, "seed_epochs": 80, "arm_epochs": 20},
+}
+SIZES, BUDGET, SEED_EPOCHS, ARM_EPOCHS = MODES["cpu"]["sizes"], MODES["cpu"]["budget"], 60, 15
 IMG = 128
-SEED_EPOCHS = 60
-ARM_EPOCHS = 15
 ORACLE_CONF = 0.25
-MINERS = ["entropy", "aldd", "cald", "diversity"]
-ARMS = ["random", "random:1", "oracle", *MINERS]
+MINERS = ["ppal", "entropy", "cald", "diversity", "aldd"]
+ARMS = ["random", "random:1", "oracle", *MINERS]  # in the order they run: the controls first
 
 
 # ---------------------------------------------------------------- data on disk
@@ -166,11 +171,13 @@ def oracle(pool: list[str], errors: dict[str, int], seed: int) -> list[str]:
 
 # ---------------------------------------------------------------- one benchmark seed
 
-def run_seed(seed: int, arms: list[str], gpu: str, glyph_file: str | None, tier0_only: bool) -> dict:
+def run_seed(seed: int, arms: list[str], gpu: str, data_file: str | None, tier0_only: bool, deadline: float,
+             save=lambda result: None) -> dict:
+    """One benchmark seed; ``save`` gets the result after each arm; no arm starts after ``deadline`` (epoch s)."""
     started = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        splits = digits.build(seed, SIZES, glyph_file)
+        splits = digits.build(seed, SIZES, data_file)
         lines = {name: write_split(root, name, scenes) for name, scenes in splits.items() if name != "test"}
         facts = {line: scene for line, scene in zip(lines["pool"], splits["pool"], strict=True)}
         test = write_yolo_set(root, splits["test"])
@@ -186,13 +193,19 @@ def run_seed(seed: int, arms: list[str], gpu: str, glyph_file: str | None, tier0
             print(f"seed {seed} {arm:10s} top-{BUDGET}: {describe(tier0[arm])}", flush=True)
         result = {"seed": seed, "seed_map": seed_map, "seed_ap": seed_ap, "tier0": tier0, "test": {},
                   "pool_errors": sum(errors.values())}
+        save(result)
         if not tier0_only:
             for arm in arms:
+                if time.time() > deadline:
+                    print(f"seed {seed}: deadline reached, {arm} and later arms not run", flush=True)
+                    break
                 weights = train(root, lines["seed"] + picks[arm], lines["val"], seed_model, ARM_EPOCHS, gpu)
                 mAP, ap = evaluate(weights, test, gpu)
                 result["test"][arm] = {"map50": mAP, "ap50": ap}
                 print(f"seed {seed} {arm:10s} test mAP@0.5 {mAP:.4f} (rare {', '.join(f'{ap[c]:.3f}' for c in digits.RARE)}; "
                       f"{time.time() - started:.0f} s)", flush=True)
+                result["seconds"] = time.time() - started
+                save(result)
         result["seconds"] = time.time() - started
         return result
 
@@ -244,25 +257,29 @@ def report(results: list[dict], primary: str | None = None) -> None:
         m = {k: statistics.mean(r["tier0"][arm][k] for r in results) for k in results[0]["tier0"][arm]}
         print(f"| {arm} | {m['errors']:.1f} | {m['with_errors']:.1f} | {m['duplicates']:.1f} | {m['empty']:.1f} | "
               f"{m['digits']:.1f} | {m['rare']:.1f} |")
-    if not seeds or "random" not in seeds[0]["test"] or "random:1" not in seeds[0]["test"]:
+    seeds = [r for r in seeds if "random" in r["test"] and "random:1" in r["test"]]
+    if not seeds:
         return
     floor = [abs(r["test"]["random"]["map50"] - r["test"]["random:1"]["map50"]) for r in seeds]
     base = {r["seed"]: (r["test"]["random"]["map50"] + r["test"]["random:1"]["map50"]) / 2 for r in seeds}
-    print(f"\nTest mAP@0.5 over {len(seeds)} seeds ({', '.join(str(r['seed']) for r in seeds)}); seed model "
+    print(f"\nTest mAP@0.5 over seeds {', '.join(str(r['seed']) for r in seeds)}; seed model "
           f"{statistics.mean(r['seed_map'] for r in seeds):.4f}. Noise floor |random - random:1|: mean "
           f"{statistics.mean(floor):.4f}\n")
-    print("| arm | test mAP@0.5 | vs mean of random draws | seeds ahead | one-sided p | per seed | rare AP (8, 9) |\n"
-          "|---|---|---|---|---|---|---|")
-    for arm in seeds[0]["test"]:
-        maps = [r["test"][arm]["map50"] for r in seeds]
-        gains = [r["test"][arm]["map50"] - base[r["seed"]] for r in seeds]
-        rare = [statistics.mean(r["test"][arm]["ap50"][c] for r in seeds) for c in digits.RARE]
-        print(f"| {arm}{' (primary)' if arm == primary else ''} | {statistics.mean(maps):.4f} | {mean_error(gains)} | "
-              f"{sum(g > 0 for g in gains)} of {len(gains)} | {sign_flip_p(gains):.4f} | "
+    print("| arm | seeds | test mAP@0.5 | vs mean of random draws | seeds ahead | one-sided p | per seed | rare AP (8, 9) |\n"
+          "|---|---|---|---|---|---|---|---|")
+    for arm in dict.fromkeys(a for r in seeds for a in r["test"]):
+        have = [r for r in seeds if arm in r["test"]]
+        maps = [r["test"][arm]["map50"] for r in have]
+        gains = [r["test"][arm]["map50"] - base[r["seed"]] for r in have]
+        rare = [statistics.mean(r["test"][arm]["ap50"][c] for r in have) for c in digits.RARE]
+        print(f"| {arm}{' (primary)' if arm == primary else ''} | {len(have)} | {statistics.mean(maps):.4f} | "
+              f"{mean_error(gains)} | {sum(g > 0 for g in gains)} of {len(gains)} | {sign_flip_p(gains):.4f} | "
               f"{', '.join(f'{g:+.3f}' for g in gains)} | {', '.join(f'{a:.3f}' for a in rare)} |")
-    if "oracle" in seeds[0]["test"]:
-        headroom = statistics.mean(r["test"]["oracle"]["map50"] - base[r["seed"]] for r in seeds)
-        print(f"\noracle headroom over the random mean: {headroom:+.4f} = {headroom / max(statistics.mean(floor), 1e-9):.1f}x "
+    have = [r for r in seeds if "oracle" in r["test"]]
+    if have:
+        headroom = statistics.mean(r["test"]["oracle"]["map50"] - base[r["seed"]] for r in have)
+        floor_here = statistics.mean(abs(r["test"]["random"]["map50"] - r["test"]["random:1"]["map50"]) for r in have)
+        print(f"\noracle headroom over the random mean: {headroom:+.4f} = {headroom / max(floor_here, 1e-9):.1f}x "
               "the noise floor (the benchmark can judge when this is >= 3x)")
 
 
@@ -273,29 +290,36 @@ def main() -> None:
     parser.add_argument("--arms", default=",".join(ARMS))
     parser.add_argument("--tier0-only", action="store_true", help="seed model and each arm's top-B, no fine-tuning")
     parser.add_argument("--gpu", default="", help="gpu_id for the executor (e.g. 0); empty: CPU")
-    parser.add_argument("--glyphs", help="an .npz written by --save-glyphs, instead of scikit-learn")
+    parser.add_argument("--mode", choices=sorted(MODES), default="cpu")
+    parser.add_argument("--deadline", type=float, default=0, help="start no arm after this many seconds (0: none)")
+    parser.add_argument("--data", help="an .npz written by --save-data, instead of scikit-learn and the packages' photos")
     parser.add_argument("--json", help="write the results here (after every seed)")
     parser.add_argument("--report", nargs="+", metavar="JSON", help="only print the tables from earlier --json files")
     parser.add_argument("--primary", help="the arm named before the run as the primary comparison")
-    parser.add_argument("--save-glyphs", metavar="NPZ", help="write scikit-learn's digits to this file and stop")
+    parser.add_argument("--save-data", metavar="NPZ", help="write the glyphs and photos to this file and stop")
     args = parser.parse_args()
-    if args.save_glyphs:
-        import numpy as np
-
-        images, labels = digits.glyphs()
-        np.savez_compressed(args.save_glyphs, images=images, labels=labels)
+    if args.save_data:
+        digits.save_source_data(args.save_data)
         return
+    global SIZES, BUDGET, SEED_EPOCHS, ARM_EPOCHS
+    mode = MODES[args.mode]
+    SIZES, BUDGET, SEED_EPOCHS, ARM_EPOCHS = mode["sizes"], mode["budget"], mode["seed_epochs"], mode["arm_epochs"]
     if args.report:
         results = [r for path in args.report for r in json.loads(Path(path).read_text())["results"]]
         report(sorted(results, key=lambda r: r["seed"]), args.primary)
         return
-    results = []
+    results: list[dict] = []
     started = time.time()
-    for seed in range(args.first_seed, args.first_seed + args.seeds):
-        results.append(run_seed(seed, args.arms.split(","), args.gpu, args.glyphs, args.tier0_only))
+    deadline = started + args.deadline if args.deadline else float("inf")
+
+    def save(result: dict) -> None:
         if args.json:
-            Path(args.json).write_text(json.dumps({"machine": machine(), "sizes": SIZES, "budget": BUDGET,
-                                                   "results": results}, indent=1))
+            done = [r for r in results if r["seed"] != result["seed"]] + [result]
+            Path(args.json).write_text(json.dumps({"machine": machine(), "mode": args.mode, "sizes": SIZES,
+                                                   "budget": BUDGET, "results": done}, indent=1))
+
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
+        results.append(run_seed(seed, args.arms.split(","), args.gpu, args.data, args.tier0_only, deadline, save))
     print(f"\nmachine: {machine()}; {time.time() - started:.0f} s")
     report(results, args.primary)
 

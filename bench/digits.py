@@ -3,7 +3,7 @@
 Glyphs are scikit-learn's bundled ``load_digits`` (1,797 real 8x8 handwritten digits, no download),
 split so that no glyph is in both the labelled/pool side and the test side. Each canvas is a crop of a
 photo that installed packages ship (matplotlib's and Ultralytics' sample images), toned down, or a
-texture, with 2-6 digits of 16-40 px drawn as ink. Digits look alike (3/8/9, 1/7, 4/9, 5/6): the class
+texture, with 2-5 digits of 20-44 px drawn as ink. Digits look alike (3/8/9, 1/7, 4/9, 5/6): the class
 confusion an uncertainty score should find.
 
 The pool holds what real mining pools hold: near-duplicates of a few scenes (a video stream), empty
@@ -24,27 +24,29 @@ RARE = (8, 9)  # rare in the seed set and the pool, as common as the others in t
 CANVAS = 128
 
 
-def glyphs(path: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(images (N, 8, 8) float in [0, 1], labels (N,)): scikit-learn's ``load_digits``, or an ``.npz`` with
-    ``images`` and ``labels`` written from it (``--glyphs``, for a machine without scikit-learn)."""
+def source_data(path: str | None = None) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """(glyphs (N, 8, 8) float in [0, 1], labels (N,), RGB photos): scikit-learn's ``load_digits`` and the
+    photos installed packages ship (matplotlib's and Ultralytics' samples), or the same read back from an
+    ``.npz`` that ``save_source_data`` wrote (for a machine without scikit-learn: the same data anywhere)."""
     if path:
         data = np.load(path)
-        return data["images"].astype(np.float32), data["labels"].astype(np.int64)
+        photos = [data[k] for k in sorted(k for k in data.files if k.startswith("photo"))]
+        return data["images"].astype(np.float32), data["labels"].astype(np.int64), photos
+    import matplotlib
+    import ultralytics
     from sklearn.datasets import load_digits
 
     digits = load_digits()
-    return (digits.images / 16.0).astype(np.float32), digits.target.astype(np.int64)
-
-
-def photos() -> list[np.ndarray]:
-    """RGB photos shipped inside installed packages (no download)."""
-    import matplotlib
-    import ultralytics
-
     sample = Path(matplotlib.get_data_path()) / "sample_data"
     assets = Path(ultralytics.__file__).parent / "assets"
     paths = [sample / "grace_hopper.jpg", assets / "bus.jpg", assets / "zidane.jpg", sample / "Minduka_Present_Blue_Pack.png"]
-    return [np.asarray(Image.open(p).convert("RGB")) for p in paths if p.is_file()]
+    photos = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
+    return (digits.images / 16.0).astype(np.float32), digits.target.astype(np.int64), photos
+
+
+def save_source_data(path: str) -> None:
+    images, labels, photos = source_data()
+    np.savez_compressed(path, images=images, labels=labels, **{f"photo{i}": p for i, p in enumerate(photos)})
 
 
 @dataclass
@@ -85,7 +87,7 @@ class Maker:
         for _ in range(count):
             cls = rng.choices(range(len(CLASSES)), weights=class_weights)[0]
             glyph = self.images[rng.choice(self.by_class[cls])]
-            size = rng.randint(16, 40)
+            size = rng.randint(20, 44)
             for _ in range(30):  # a free spot, not overlapping the digits already drawn
                 x, y = rng.randint(0, CANVAS - size), rng.randint(0, CANVAS - size)
                 if all(x + size <= b[1] or b[3] <= x or y + size <= b[2] or b[4] <= y for b in boxes):
@@ -121,22 +123,21 @@ def skewed(rare_share: float) -> list[float]:
     return [rare_share if c in RARE else common for c in range(len(CLASSES))]
 
 
-def build(seed: int, sizes: dict[str, int], glyph_file: str | None = None) -> dict[str, list[Scene]]:
+def build(seed: int, sizes: dict[str, int], data_file: str | None = None) -> dict[str, list[Scene]]:
     """Scenes per split: ``seed`` (labelled at the start), ``pool`` (to mine), ``val`` (picks nothing: fixed
     epochs; Ultralytics needs one), ``test`` (class-balanced, glyphs of its own)."""
     rng = random.Random(seed)
-    images, labels = glyphs(glyph_file)
+    images, labels, backgrounds = source_data(data_file)
     order = list(range(len(labels)))
     random.Random(12345).shuffle(order)  # the glyph split is the same for every seed
     cut = int(0.6 * len(order))
     train_side, test_side = order[:cut], order[cut:]
-    backgrounds = photos()
     train = Maker(rng, images[train_side], labels[train_side], backgrounds)
     test = Maker(rng, images[test_side], labels[test_side], backgrounds)
     rare = skewed(0.03)
 
     def digits() -> int:
-        return rng.randint(2, 6)
+        return rng.randint(2, 5)
 
     splits = {"seed": [train.scene(digits(), rare) for _ in range(sizes["seed"])]}
     scenes = [train.scene(digits(), rare) for _ in range(sizes["scenes"])]
