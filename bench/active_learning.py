@@ -40,7 +40,7 @@ from common import machine, run_tasks, sample
 # measurement (a stronger seed model, a bigger pool and budget).
 MODES = {
     "cpu": {"sizes": {"seed": 80, "scenes": 6, "duplicates": 150, "empty": 60, "pool": 600, "val": 30, "test": 700},
-            "budget": 60, "seed_epochs": 60, "arm_epochs": 15},
+            "budget": 60, "seed_epochs": 60, "arm_epochs": 10},
     "gpu": {"sizes": {"seed": 200, "scenes": 8, "duplicates": 200, "empty": 80, "pool": 800, "val": 50, "test": 700},
             "budget": 100, "seed_epochs": 80, "arm_epochs": 20},
 }
