@@ -6,6 +6,12 @@ neighbourhood mean minus mean entropy: high where nearby pixels disagree, the
 paper's proxy for an unstable prediction). ``U`` is max-pooled into coarse
 cells, averaged per class, averaged over levels, and the classes are combined
 with ``class_distribution_scores`` as weights.
+
+What it measures on YOLO: the paper assumes smooth per-pixel class maps (an SSD's), where disagreement
+between neighbours marks an unstable prediction. Ultralytics' task-aligned head is peaky: a confident
+object lights a few cells and their edges, so ``U`` is largest around confident, large objects and
+the score grows with confidence and object size more than with doubt. Kept because users know it from
+other executors; its benchmark result is in docs/benchmarks.md, section 5.
 """
 
 from __future__ import annotations
