@@ -12,7 +12,7 @@ from pathlib import Path
 
 from common import machine, run_tasks, sample, trained_model
 
-ALGORITHMS = ("random", "entropy", "aldd", "cald", "diversity")
+ALGORITHMS = ("random", "entropy", "aldd", "cald", "diversity", "ppal")
 
 
 def main() -> None:

@@ -65,20 +65,21 @@ def select(uncertainty: torch.Tensor, features: torch.Tensor, classes: torch.Ten
            budget: int) -> torch.Tensor:
     """Scores whose descending order is: the greedy picks among the candidates, then the rest by uncertainty."""
     n = len(uncertainty)
-    order = uncertainty.argsort(descending=True)
-    candidates = order[: min(n, math.ceil(CANDIDATES * budget))]
-    in_pool = torch.zeros(n, dtype=torch.bool)
-    in_pool[candidates] = True
+    candidates = uncertainty.argsort(descending=True)[: min(n, math.ceil(CANDIDATES * budget))]
+    position = torch.full((n,), -1, dtype=torch.long)
+    position[candidates] = torch.arange(len(candidates))
+    keep = position[owner] >= 0  # only the candidates' boxes take part in the similarities
+    features, classes, local = features[keep], classes[keep], position[owner[keep]]
     scores = uncertainty / (uncertainty.max().clamp_min(1e-12) + 1)  # the rest: below 1, by uncertainty
-    distance = torch.ones(n)
-    taken = torch.zeros(n, dtype=torch.bool)
-    tie = uncertainty / (uncertainty.max().clamp_min(1e-12)) * 1e-6
+    pool = uncertainty[candidates]
+    tie = pool / pool.max().clamp_min(1e-12) * 1e-6  # equal distances: the more uncertain first
+    distance = torch.ones(len(candidates))
+    taken = torch.zeros(len(candidates), dtype=torch.bool)
     for rank in range(min(budget, len(candidates))):
-        value = torch.where(in_pool & ~taken, distance + tie, -math.inf)
-        pick = int(value.argmax())
+        pick = int(torch.where(taken, -math.inf, distance + tie).argmax())
         taken[pick] = True
-        scores[pick] = 1 + budget - rank  # above every non-pick, in pick order
-        distance = torch.minimum(distance, 1 - similarity_to(pick, features, classes, owner, n))
+        scores[candidates[pick]] = 1 + budget - rank  # above every non-pick, in pick order
+        distance = torch.minimum(distance, 1 - similarity_to(pick, features, classes, local, len(candidates)))
     return scores
 
 
@@ -92,40 +93,47 @@ class PPAL(Miner):
         self.difficulty = torch.tensor(stats.difficulty() if stats else [1.0] * len(ctx.class_weights), dtype=torch.float32)
         self.generator = torch.Generator().manual_seed(ctx.seed)
         self.projection: torch.Tensor | None = None
-        self.boxes: list[tuple[torch.Tensor, torch.Tensor]] = []  # per image: features (n, DIM), classes (n,)
+        # per batch, on the device until state(): box features (n, DIM), box classes (n,), boxes per image
+        self.batches: list[tuple[torch.Tensor, torch.Tensor, list[int]]] = []
 
     def image_scores(self, batch) -> torch.Tensor:
         weights = self.ctx.class_weights * self.difficulty.to(self.ctx.class_weights.device)
         dets = [det[det[:, 4].argsort(descending=True)[:MAX_BOXES]] for det in self.detections(batch)]
-        features = box_features(batch.feats, tuple(batch.images.shape[-2:]), dets)
-        for det, f in zip(dets, features, strict=True):
-            if self.projection is None:  # drawn on the CPU (seeded), then kept beside the features
-                self.projection = torch.randn(f.shape[1], DIM, generator=self.generator) / DIM**0.5
-            self.projection = self.projection.to(f.device)
-            projected = torch.nn.functional.normalize(f @ self.projection, dim=1)
-            self.boxes.append((projected.half(), class_shares(det).argmax(1) if det.shape[1] > 6 else det[:, 5].long()))
+        features = torch.cat(box_features(batch.feats, tuple(batch.images.shape[-2:]), dets))
+        if self.projection is None:  # drawn on the CPU (seeded), then kept beside the features
+            self.projection = torch.randn(features.shape[1], DIM, generator=self.generator) / DIM**0.5
+        self.projection = self.projection.to(features.device)
+        classes = torch.cat([class_shares(det).argmax(1) if det.shape[1] > 6 else det[:, 5].long() for det in dets])
+        projected = torch.nn.functional.normalize(features @ self.projection, dim=1)
+        self.batches.append((projected.half(), classes, [len(det) for det in dets]))
         return torch.stack([box_uncertainty(det, weights).sum() if len(det) else det.new_zeros((), dtype=torch.float32)
                             for det in dets])
 
     def state(self) -> object:
-        return {"boxes": [(f.cpu(), c.cpu()) for f, c in self.boxes], "calibrated": self.calibrated}
+        return {"batches": [(f.cpu(), c.cpu(), n) for f, c, n in self.batches], "calibrated": self.calibrated}
 
     def merge_states(self, states: list[object]) -> None:
-        self.boxes = [b for s in states if isinstance(s, dict) for b in s["boxes"]]
+        self.batches = [b for s in states if isinstance(s, dict) for b in s["batches"]]
         self.calibrated = all(s["calibrated"] for s in states if isinstance(s, dict))
 
     def finish(self, scores: list[float | None]) -> list[float | None]:
         if not self.calibrated:
             LOG.info("ppal: the model carries no per-class validation AP (trained by an older version of this image, "
                      "or an epoch stage): every class counts as equally hard")
+        if not self.batches:
+            return scores
+        counts = torch.tensor([n for _, _, ns in self.batches for n in ns])
+        features = torch.cat([f.cpu() for f, _, _ in self.batches]).float()
+        classes = torch.cat([c.cpu() for _, c, _ in self.batches])
+        owner = torch.repeat_interleave(torch.arange(len(counts)), counts)  # image index of each box
         valid = [i for i, s in enumerate(scores) if s is not None]
         if not valid:
             return scores
-        sizes = [len(self.boxes[i][1]) for i in valid]
-        features = torch.cat([self.boxes[i][0].cpu() for i in valid]).float() if sum(sizes) else torch.zeros(0, DIM)
-        classes = torch.cat([self.boxes[i][1].cpu() for i in valid]) if sum(sizes) else torch.zeros(0, dtype=torch.long)
-        owner = torch.repeat_interleave(torch.arange(len(valid)), torch.tensor(sizes))
-        picked = select(torch.tensor([scores[i] for i in valid]), features, classes, owner, self.ctx.budget)
+        index = torch.full((len(counts),), -1, dtype=torch.long)
+        index[valid] = torch.arange(len(valid))
+        keep = index[owner] >= 0  # boxes of images with a finite score
+        picked = select(torch.tensor([scores[i] for i in valid]), features[keep], classes[keep], index[owner[keep]],
+                        self.ctx.budget)
         out: list[float | None] = [None] * len(scores)
         for i, value in zip(valid, picked.tolist(), strict=True):
             out[i] = value
