@@ -67,6 +67,25 @@ def test_nms_output_layout():
     assert det.shape == (1, 6) and det[0, :4].tolist() == [15.0, 15.0, 25.0, 25.0] and det[0, 5] == 1
 
 
+def test_nms_carries_every_class_score_of_the_kept_boxes():
+    """For class-aware mining: each kept box brings the scores of all classes at its anchor, through the NMS
+    (a suppressed box's scores do not leak into the kept one)."""
+    decoded = torch.zeros(1, 4 + 3, 10)
+    decoded[0, :4, 0] = torch.tensor([20.0, 20.0, 10.0, 10.0])
+    decoded[0, 4:, 0] = torch.tensor([0.2, 0.9, 0.7])
+    decoded[0, :4, 1] = torch.tensor([20.5, 20.0, 10.0, 10.0])  # overlaps anchor 0, lower score: suppressed
+    decoded[0, 4:, 1] = torch.tensor([0.1, 0.8, 0.05])
+    decoded[0, :4, 2] = torch.tensor([60.0, 60.0, 10.0, 10.0])
+    decoded[0, 4:, 2] = torch.tensor([0.6, 0.0, 0.3])
+    (det,) = ultra.nms(decoded, 0.25, 0.45, 300, end2end=False, class_scores=3)
+    assert det.shape == (2, 9)
+    assert det[:, 4:6].tolist() == [[pytest.approx(0.9), 1.0], [pytest.approx(0.6), 0.0]]
+    assert det[0, 6:].tolist() == pytest.approx([0.2, 0.9, 0.7]) and det[1, 6:].tolist() == pytest.approx([0.6, 0.0, 0.3])
+    end2end = torch.tensor([[[10.0, 10.0, 20.0, 20.0, 0.8, 2.0]]])
+    (det,) = ultra.nms(end2end, 0.25, 0.45, 300, end2end=True, class_scores=3)
+    assert det[0, 6:].tolist() == pytest.approx([0.0, 0.0, 0.8])
+
+
 def test_models_architecture_and_strip_optimizer(trained, tmp_path):
     assert ultra.architecture(ultra.new_model("yolov8n")) == "yolov8n"
     best = trained / "out" / "models" / "best.pt"
