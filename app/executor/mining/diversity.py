@@ -5,9 +5,8 @@ gets a feature (the detection head's input maps, average-pooled per level,
 concatenated, randomly projected to 128 dimensions and L2-normalised) and an
 uncertainty u: the *sum* of its kept boxes' uncertainties (``entropy``'s class-aware
 box uncertainty; ``entropy`` takes the max). YMIR's budget counts images, so an image with more
-unsure boxes brings more labels per pick (on the CPU active-learning benchmark
-neither the sum nor the max is shown to pick better than random: the sum's lead
-on 6 seeds did not replicate on 8 fresh ones, docs/benchmarks.md, section 5).
+unsure boxes brings more labels per pick (no benchmark has shown either the sum or
+the max to pick better than random: docs/benchmarks.md, section 5).
 Greedy selection repeatedly takes the
 image maximising (0.1 + u) x distance to the nearest image already taken, for
 ``mining_budget`` picks; that product never grows, so it is the image's
