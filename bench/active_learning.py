@@ -249,13 +249,13 @@ def report(results: list[dict], primary: str | None = None) -> None:
     draws per seed, seeds ahead, the exact one-sided sign-flip p, rare-class AP; the floor and the oracle's
     headroom first."""
     seeds = [r for r in results if r["test"]]
-    arms = list(results[0]["tier0"])
-    print(f"\nTier 0 over {len(results)} seeds (top-{BUDGET} of a pool of {SIZES['pool']}; mean per seed)\n")
-    print("| arm | seed-model errors | images with errors | near-duplicates | empty | digits | rare digits |")
-    print("|---|---|---|---|---|---|---|")
-    for arm in arms:
-        m = {k: statistics.mean(r["tier0"][arm][k] for r in results) for k in results[0]["tier0"][arm]}
-        print(f"| {arm} | {m['errors']:.1f} | {m['with_errors']:.1f} | {m['duplicates']:.1f} | {m['empty']:.1f} | "
+    print(f"\nTier 0 (top-{BUDGET} of a pool of {SIZES['pool']}; mean per seed over the seeds the arm ran)\n")
+    print("| arm | seeds | seed-model errors | images with errors | near-duplicates | empty | digits | rare digits |")
+    print("|---|---|---|---|---|---|---|---|")
+    for arm in dict.fromkeys(a for r in results for a in r["tier0"]):
+        have = [r["tier0"][arm] for r in results if arm in r["tier0"]]
+        m = {k: statistics.mean(t[k] for t in have) for k in have[0]}
+        print(f"| {arm} | {len(have)} | {m['errors']:.1f} | {m['with_errors']:.1f} | {m['duplicates']:.1f} | {m['empty']:.1f} | "
               f"{m['digits']:.1f} | {m['rare']:.1f} |")
     seeds = [r for r in seeds if "random" in r["test"] and "random:1" in r["test"]]
     if not seeds:
@@ -283,6 +283,23 @@ def report(results: list[dict], primary: str | None = None) -> None:
               "the noise floor (the benchmark can judge when this is >= 3x)")
 
 
+def merge(results: list[dict]) -> list[dict]:
+    """One result per seed from runs of different arms on the same seeds. Training is deterministic, so each
+    run trains the same seed model; a run whose seed model's test mAP differs in any digit is left out."""
+    by_seed: dict[int, dict] = {}
+    for r in results:
+        if r["seed"] not in by_seed:
+            by_seed[r["seed"]] = {**r, "tier0": dict(r["tier0"]), "test": dict(r["test"])}
+            continue
+        first = by_seed[r["seed"]]
+        if r["seed_map"] != first["seed_map"]:
+            print(f"seed {r['seed']}: a run's seed model differs ({r['seed_map']} vs {first['seed_map']}): left out")
+            continue
+        first["tier0"].update(r["tier0"])
+        first["test"].update(r["test"])
+    return list(by_seed.values())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=1)
@@ -305,7 +322,7 @@ def main() -> None:
     mode = MODES[args.mode]
     SIZES, BUDGET, SEED_EPOCHS, ARM_EPOCHS = mode["sizes"], mode["budget"], mode["seed_epochs"], mode["arm_epochs"]
     if args.report:
-        results = [r for path in args.report for r in json.loads(Path(path).read_text())["results"]]
+        results = merge([r for path in args.report for r in json.loads(Path(path).read_text())["results"]])
         report(sorted(results, key=lambda r: r["seed"]), args.primary)
         return
     results: list[dict] = []

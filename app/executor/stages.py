@@ -19,7 +19,7 @@ from easydict import EasyDict
 
 from executor import ultra
 from executor.class_stats import KEY, ClassStats
-from executor.protocol import Protocol, Stage, atomic_copy, class_names, prune_unlisted, write_training_result
+from executor.protocol import Protocol, Stage, atomic_copy, prune_unlisted, write_training_result
 
 LOG = logging.getLogger("executor")
 PLOTS = ("BoxPR_curve.png", "BoxF1_curve.png", "confusion_matrix.png", "confusion_matrix_normalized.png",
@@ -34,7 +34,6 @@ class StageBook:
         self.result_file = cfg.ymir.output.training_result_file
         self.protocol = Protocol(cfg.ymir.get("protocol_version"))
         self.settings = settings  # TrainSettings: file_patterns, save_period, export_onnx, opset, img_size
-        self.names = class_names(cfg.param)
         self.stages: dict[str, Stage] = {}
         self.attachments: dict[str, list[str]] = {}
         self.evaluate_config: dict[str, float] = {}
@@ -99,7 +98,7 @@ class StageBook:
         best_map = ultra.map50(trainer) if best.exists() else self.last_map
         self.evaluate_config = ultra.val_thresholds(trainer)
         self._collect_plots(ultra.save_dir(trainer))
-        stats = ClassStats(self.names, ultra.train_class_counts(trainer), ultra.val_class_ap50(trainer))
+        stats = ClassStats(ultra.class_names(trainer), ultra.train_class_counts(trainer), ultra.val_class_ap50(trainer))
         # Stages holding the best epoch's weights get the final evaluation's number too: one set of weights,
         # one mAP (the in-training figure differs in the last digits, and would otherwise decide the best stage).
         same = best.exists() and self.best_epoch == self.epochs_run

@@ -181,6 +181,12 @@ def save_dir(trainer: Any) -> Path:
     return Path(trainer.save_dir)
 
 
+def class_names(trainer: Any) -> list[str]:
+    """The trained classes, in the model's index order."""
+    names = trainer.data["names"]
+    return [str(names[i]) for i in sorted(names)] if isinstance(names, dict) else [str(n) for n in names]
+
+
 def train_class_counts(trainer: Any) -> list[int]:
     """Boxes per class in the training set, as the trainer's dataset read them."""
     import numpy as np
