@@ -19,6 +19,8 @@ Usage: python bench/active_learning.py [--mode cpu|gpu] [--seeds 1] [--first-see
            [--tier0-only] [--json out.json] [--gpu 0] [--data digits.npz] [--deadline SECONDS]
        python bench/active_learning.py --report a.json [b.json ...] [--primary entropy]
        python bench/active_learning.py --save-data digits.npz   (glyphs and photos, for a machine without scikit-learn)
+The data comes from scikit-learn (`pip install scikit-learn` in .venv; a benchmark-only dependency, not in
+requirements-dev.txt) unless --data names an .npz written by --save-data.
 """
 
 from __future__ import annotations
