@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import torch
 
 if TYPE_CHECKING:
+    from executor.class_stats import ClassStats
     from executor.engine import Batch, Engine
 
 
@@ -39,6 +40,11 @@ class MinerContext:
 
     def __post_init__(self) -> None:
         self.class_weights = torch.as_tensor(self.class_weights).to(self.device, torch.float32)
+
+    @property
+    def class_stats(self) -> ClassStats | None:
+        """What the model carries about its classes (``executor.class_stats``); None without an engine."""
+        return getattr(self.engine, "class_stats", None)
 
     @property
     def device(self) -> torch.device:

@@ -148,7 +148,7 @@ class CALD(Miner):
     def __init__(self, ctx: MinerContext) -> None:
         super().__init__(ctx)
         self.profiles: list[torch.Tensor] = []
-        stats = getattr(ctx.engine, "class_stats", None)
+        stats = ctx.class_stats
         self.train_shares = torch.tensor(stats.train_shares()) if stats is not None else None
 
     def image_scores(self, batch) -> torch.Tensor:

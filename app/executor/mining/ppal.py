@@ -25,7 +25,7 @@ import torch
 from torchvision.ops import roi_align
 
 from executor.mining.base import Miner, MinerContext
-from executor.mining.entropy import box_uncertainty, class_shares
+from executor.mining.entropy import box_uncertainty
 
 LOG = logging.getLogger("executor")
 DIM = 64
@@ -88,7 +88,7 @@ class PPAL(Miner):
 
     def __init__(self, ctx: MinerContext) -> None:
         super().__init__(ctx)
-        stats = getattr(ctx.engine, "class_stats", None)
+        stats = ctx.class_stats
         self.calibrated = stats is not None
         self.difficulty = torch.tensor(stats.difficulty() if stats else [1.0] * len(ctx.class_weights), dtype=torch.float32)
         self.generator = torch.Generator().manual_seed(ctx.seed)
@@ -103,7 +103,7 @@ class PPAL(Miner):
         if self.projection is None:  # drawn on the CPU (seeded), then kept beside the features
             self.projection = torch.randn(features.shape[1], DIM, generator=self.generator) / DIM**0.5
         self.projection = self.projection.to(features.device)
-        classes = torch.cat([class_shares(det).argmax(1) if det.shape[1] > 6 else det[:, 5].long() for det in dets])
+        classes = torch.cat([det[:, 5].long() for det in dets])  # the NMS's class: the top of the class scores
         projected = torch.nn.functional.normalize(features @ self.projection, dim=1)
         self.batches.append((projected.half(), classes, [len(det) for det in dets]))
         return torch.stack([box_uncertainty(det, weights).sum() if len(det) else det.new_zeros((), dtype=torch.float32)
