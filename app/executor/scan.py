@@ -90,12 +90,12 @@ class ScanResult:
     boxes: int
 
 
-def _miner(job: ScanJob, engine: Engine | None, rank: int):
+def _miner(job: ScanJob, engine: Engine | None):
     assert job.mining is not None
     m = job.mining
     model_classes = engine.class_map if engine is not None else job.names
     weights = torch.tensor([m.class_weights.get(n, 0.0) if n else 0.0 for n in model_classes])
-    context = MinerContext(engine, weights, m.min_score, job.engine.iou, m.budget, m.seed, rank)  # weights -> device
+    context = MinerContext(engine, weights, m.min_score, job.engine.iou, m.budget, m.seed)  # weights -> device
     return algorithms()[m.algorithm](context)
 
 
@@ -115,7 +115,7 @@ def worker(rank: int, job: ScanJob, shards: list[list[str]], devices: list[str],
     try:
         paths = shards[rank]
         engine = Engine(Path(job.weights), devices[rank], job.engine.img_size, job.engine.half, job.names)
-        miner = _miner(job, engine, rank) if job.mining else None
+        miner = _miner(job, engine) if job.mining else None
         readable: list[str] = []
         scores: list[float | None] = []
         unreadable: list[str] = []
@@ -215,7 +215,7 @@ def run(job: ScanJob, paths: list[str], devices: list[str], monitor: Monitor, in
         )
         require_a_readable_image(len(paths), len(result.unreadable), result.problems)
         if job.mining is not None:
-            miner = _miner(job, None, 0)
+            miner = _miner(job, None)
             miner.merge_states([part["state"] for part in parts])
             result.scores = miner.finish(result.scores)
         if infer_file is not None:

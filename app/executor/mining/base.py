@@ -36,7 +36,6 @@ class MinerContext:
     iou: float
     budget: int
     seed: int
-    rank: int = 0  # which shard (GPU) this miner scores; merged miners use 0
 
     def __post_init__(self) -> None:
         self.class_weights = torch.as_tensor(self.class_weights).to(self.device, torch.float32)
