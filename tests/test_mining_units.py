@@ -201,3 +201,114 @@ def test_ppal_difficulty_comes_from_the_models_validation_ap():
     assert stats.train_shares() == pytest.approx([2 / 3, 1 / 3, 0.0])
     assert ClassStats.from_checkpoint({"ymir_class_stats": stats.to_dict()}) == stats
     assert ClassStats.from_checkpoint({}) is None and ClassStats.from_checkpoint({"ymir_class_stats": {"names": ["a"]}}) is None
+
+
+# ---------------------------------------------------------------- budget-shaped stages (diversity, ppal, cald)
+# An image without uncertainty (no kept box of a wanted class) must never be taken for being far from the others:
+# with a pool smaller than the budget (the template's default on a small pool) and a third of it empty, every image
+# with a box comes first. Then the degenerate pools and budgets: all empty, a budget of 0 and of 1.
+
+def small_pool(n: int = 12):
+    """``n`` images: the first two thirds are near-duplicates of one scene with a box each (uncertainty 0.2-0.9),
+    the last third empty (no box, uncertainty 0) and, as features go, each far from everything."""
+    with_box = 2 * n // 3
+    features = torch.zeros(n, n + 1)
+    features[:with_box, 0] = 1.0
+    features[:with_box, 1] = torch.linspace(0, 0.01, with_box)  # near-copies
+    for i in range(with_box, n):
+        features[i, i + 1] = 1.0  # orthogonal to everything else
+    features = torch.nn.functional.normalize(features, dim=1)
+    uncertainty = torch.cat([torch.linspace(0.9, 0.2, with_box), torch.zeros(n - with_box)])
+    return features, uncertainty, with_box
+
+
+def ppal_inputs(features, uncertainty):
+    """ppal's box-level view of ``small_pool``: one box (class 0) per image with uncertainty."""
+    owner = torch.nonzero(uncertainty > 0).flatten()
+    return features[owner], torch.zeros(len(owner), dtype=torch.long), owner
+
+
+def cald_inputs(uncertainty):
+    """cald's stage-1 view: images without a wanted box score NO_DETECTION; one class profile per image."""
+    scores = [float(u) if u > 0 else cald.NO_DETECTION for u in uncertainty]
+    profiles = torch.stack([torch.tensor([0.9, 0.1]) if u > 0 else torch.zeros(2) for u in uncertainty])
+    return scores, profiles
+
+
+def orders(features, uncertainty, budget):
+    """Each budget-shaped algorithm's ranking (indices, best first)."""
+    f, c, o = ppal_inputs(features, uncertainty)
+    scores, profiles = cald_inputs(uncertainty)
+    two = cald.stage_two(scores, profiles, torch.tensor([0.5, 0.5]), budget)
+    return {"diversity": greedy_scores(features, uncertainty, budget).argsort(descending=True, stable=True).tolist(),
+            "ppal": ppal.select(uncertainty, f, c, o, budget).argsort(descending=True, stable=True).tolist(),
+            "cald": sorted(range(len(two)), key=lambda i: -two[i])}
+
+
+@pytest.mark.parametrize("budget", [1000, 12, 8, 4])
+def test_images_without_a_box_come_after_every_image_with_one(budget):
+    features, uncertainty, with_box = small_pool()
+    for name, order in orders(features, uncertainty, budget).items():
+        assert sorted(order[:with_box]) == list(range(with_box)), (name, budget, order)
+
+
+def test_ppal_at_the_default_budget_on_a_small_pool_keeps_its_uncertainty_order_among_near_copies():
+    """The pool smaller than 2 x budget: stage 2 runs over the images with uncertainty only, so the empty frames
+    do not enter it, and the first pick is the most uncertain image."""
+    features, uncertainty, with_box = small_pool()
+    f, c, o = ppal_inputs(features, uncertainty)
+    order = ppal.select(uncertainty, f, c, o, 1000).argsort(descending=True, stable=True).tolist()
+    assert order[0] == 0 and set(order[with_box:]) == set(range(with_box, len(uncertainty)))
+
+
+@pytest.mark.parametrize("budget", [0, 1, 5, 1000])
+def test_a_pool_of_empty_images_is_ranked_without_error(budget):
+    n = 6
+    features = torch.nn.functional.normalize(torch.eye(n) + 0.1, dim=1)
+    uncertainty = torch.zeros(n)
+    for name, order in orders(features, uncertainty, budget).items():
+        assert sorted(order) == list(range(n)), (name, order)
+    assert torch.isfinite(greedy_scores(features, uncertainty, budget)).all()
+    f, c, o = ppal_inputs(features, uncertainty)
+    assert torch.isfinite(ppal.select(uncertainty, f, c, o, budget)).all()
+
+
+def test_budget_zero_ranks_by_uncertainty_and_budget_one_starts_with_the_most_uncertain():
+    features, uncertainty, with_box = small_pool()
+    zero = orders(features, uncertainty, 0)
+    assert zero["diversity"][:with_box] == zero["ppal"][:with_box] == list(range(with_box))  # by uncertainty
+    assert zero["cald"][:with_box] == list(range(with_box))  # stage 2 looks at no image: stage 1's order
+    for name, order in orders(features, uncertainty, 1).items():
+        assert order[0] == 0, (name, order)
+
+
+def test_the_top_does_not_depend_on_the_budget_for_diversity_and_cald():
+    """YMIR's topk is not passed to the executor: the first k lines with mining_budget k and with the template's
+    1000 are the same list (diversity's greedy and cald's one-pick-at-a-time stage 2 both build a prefix)."""
+    torch.manual_seed(3)
+    n = 40
+    features = torch.nn.functional.normalize(torch.randn(n, 8), dim=1)
+    uncertainty = torch.rand(n)
+    for k in (1, 5, 12):
+        small, large = orders(features, uncertainty, k), orders(features, uncertainty, 1000)
+        for name in ("diversity", "cald"):
+            assert small[name][:k] == large[name][:k], (name, k)
+
+
+def test_ppal_does_not_fill_the_top_with_outliers_when_the_budget_exceeds_the_pool():
+    """10 near-copies of an unsure scene, 10 unsure images alike in part (similarity 0.2), 10 outliers the model is
+    nearly sure of (each orthogonal to everything). Farthest-first with a budget of 1000 took the outliers right
+    after the second pick; the uncertainty-weighted greedy takes the unsure images, one copy of the scene among them."""
+    n = 30
+    features = torch.zeros(n, n + 3)
+    features[:10, 0] = 1.0
+    features[:10, 1] = torch.linspace(0, 0.01, 10)
+    for i in range(10, n):
+        features[i, i + 2] = 1.0
+    features[10:20, n + 2] = 0.5
+    features = torch.nn.functional.normalize(features, dim=1)
+    uncertainty = torch.cat([torch.full((10,), 0.9), torch.linspace(0.8, 0.5, 10), torch.full((10,), 0.01)])
+    f, c, o = ppal_inputs(features, uncertainty)
+    for budget in (11, 1000):
+        top = ppal.select(uncertainty, f, c, o, budget).argsort(descending=True, stable=True)[:11].tolist()
+        assert max(top) < 20 and len([i for i in top if i < 10]) == 1, (budget, top)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from conftest import TINY_INFER, model_files
 from contract import check_infer_json
 from executor import scan, weights
@@ -32,7 +33,8 @@ def test_two_workers_match_one(trained, sample_root, tmp_path, algorithm, monkey
 
     seen = []  # what the parent's finish gets: merged features and uncertainties, in candidate order
     original = Diversity.finish
-    monkeypatch.setattr(Diversity, "finish", lambda self, scores: seen.append((self.state(), list(scores))) or original(self, scores))
+    monkeypatch.setattr(Diversity, "finish",
+                        lambda self, scores: seen.append((torch.cat(self.features), list(scores))) or original(self, scores))
     paths = [p for p in (sample_root / "in" / "candidate-index.tsv").read_text().splitlines() if p]
     paths.append(str(tmp_path / "missing.jpg"))
     job = job_for(trained, tmp_path, algorithm)

@@ -83,9 +83,9 @@ class ScanJob:
 
 @dataclass
 class ScanResult:
-    readable: list[str]
+    readable: list[str]  # in candidate order
     scores: list[float | None]  # None: a score or features that were not finite (ranked last)
-    unreadable: list[str]
+    unreadable: list[str]  # in candidate order
     problems: Counter
     boxes: int
 
@@ -118,6 +118,7 @@ def worker(rank: int, job: ScanJob, shards: list[list[str]], devices: list[str],
         miner = _miner(job, engine) if job.mining else None
         readable: list[str] = []
         scores: list[float | None] = []
+        indices: list[int] = []  # each readable image's candidate index, in pass order
         unreadable: list[str] = []
         problems: Counter = Counter()
         boxes, done = 0, 0
@@ -131,6 +132,7 @@ def worker(rank: int, job: ScanJob, shards: list[list[str]], devices: list[str],
                         problems[NOT_FINITE] += sum(s is None for s in scored)
                         scores += scored
                         readable += [m.path for m in metas]
+                        indices += [m.index for m in metas]
                     if infer_file is not None:
                         dets = engine.detect(batch, job.infer.conf, job.engine.iou, job.infer.max_det)
                         for det, meta in zip(dets, metas, strict=True):
@@ -147,7 +149,11 @@ def worker(rank: int, job: ScanJob, shards: list[list[str]], devices: list[str],
         finally:
             if infer_file is not None:
                 infer_file.close()
-        state = miner.state() if miner is not None else None
+        # Back to candidate order (passes are grouped by letterboxed shape): what finish sees, and so every
+        # tie in result.tsv, is then the same for any batch size and GPU count.
+        order = sorted(range(len(indices)), key=indices.__getitem__)
+        readable, scores = [readable[i] for i in order], [scores[i] for i in order]
+        state = miner.state(torch.tensor(order, dtype=torch.long)) if miner is not None else None
         torch.save({"readable": readable, "scores": scores, "unreadable": unreadable, "problems": dict(problems),
                     "boxes": boxes, "state": state}, shard_dir / f"scan-{rank}.pt")
     except BaseException as exc:

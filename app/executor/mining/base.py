@@ -72,12 +72,14 @@ class Miner:
     def finish(self, scores: list[float | None]) -> list[float | None]:
         return scores
 
-    def state(self) -> object:
-        """What ``finish`` needs from this shard, saved by a worker (picklable, on the CPU)."""
+    def state(self, order: torch.Tensor) -> object:
+        """What ``finish`` needs from this shard, saved by a worker (picklable, on the CPU), its images in
+        candidate order: ``order[k]`` is the pass-order position (the order ``score`` saw them in) of the shard's
+        k-th image. ``finish`` then gets the scores in that order too, so its ties never follow the batching."""
         return None
 
     def merge_states(self, states: list[object]) -> None:
-        """Take the shards' states, in candidate order, before ``finish``."""
+        """Take the shards' states (shards in candidate order) before ``finish``."""
 
     def detections(self, batch: Batch) -> list[torch.Tensor]:
         """Post-NMS boxes in model-input pixels, ``(n, 6 + nc)`` float32 on the device: x1 y1 x2 y2 score class,

@@ -14,13 +14,17 @@ augmentation's value is ``min_j |m_j - beta|`` with the paper's beta = 1.3 (0 wh
 keeps no box at all), and the image's is its mean over augmentations: the smaller, the more informative
 (a box neither stable nor plainly noise). Score = beta - that mean.
 
-Stage 2 (the paper's "mutual information" step). Among the ``1.2 x mining_budget`` best images of stage
-1, prefer those whose predicted class distribution (per class the highest score of its boxes, averaged
-over the original and the augmentations, as shares) differs most from the training set's class
-distribution (JS), which the model carries (``executor.class_stats``); these come first, ordered by that
-divergence, then the rest in stage-1 order. A model without class statistics skips stage 2 (logged).
+Stage 2 (the paper's "mutual information" step). The paper takes, from the ``1.2 x mining_budget`` best images
+of stage 1, the ``mining_budget`` whose predicted class distribution (per class the highest score of its boxes,
+averaged over the original and the augmentations, as shares) differs most (JS) from the training set's class
+distribution, which the model carries (``executor.class_stats``). Here the same, one pick at a time: the t-th
+pick is the most divergent image not yet taken among stage 1's best ``ceil(1.2 t)``, so every prefix of the
+list comes from stage 1's top and the list does not depend on ``mining_budget`` (YMIR's topk is not passed to
+the executor; with the paper's single window and the template's budget on a small pool, stage 2 ordered the
+whole pool by divergence and filled the top with frames holding one stray box). After ``mining_budget`` picks
+the rest follow in stage-1 order. A model without class statistics skips stage 2 (logged).
 
-Two choices of ours, where the paper's code differs: images with no box of a wanted class (weight > 0)
+Three choices of ours, where the paper's code differs: the windows of stage 2 (above), images with no box of a wanted class (weight > 0)
 rank last (the paper's code ranks them first, which fills the top with empty images), and the class
 distributions are shares of scores, not softmaxes of counts. Per-image randomness (the cutout squares)
 comes from the image's path, so scores do not depend on the batch.
@@ -28,6 +32,7 @@ comes from the image's path, so scores do not depend on the batch.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import math
 
@@ -128,17 +133,23 @@ def class_profile(dets: list[torch.Tensor], nc: int) -> torch.Tensor:
 
 
 def stage_two(scores: list[float | None], profiles: torch.Tensor, train_shares: torch.Tensor, budget: int) -> list[float | None]:
-    """The ``MUTUAL_RANGE x budget`` best stage-1 images first, by the divergence of their class profile from
-    the training set's class shares (scores above every stage-1 score), then the rest as they were."""
+    """Up to ``budget`` picks first (scores above every stage-1 score), the t-th the image whose class profile
+    diverges most from the training set's class shares among stage 1's best ``ceil(MUTUAL_RANGE t)`` not yet
+    taken (ties: stage-1 order); then the rest as they were."""
     ranked = sorted((i for i, s in enumerate(scores) if s is not None and s > NO_DETECTION), key=lambda i: -scores[i])
-    head = ranked[: math.ceil(MUTUAL_RANGE * budget)]
+    picks = min(budget, len(ranked))
+    head = ranked[: min(len(ranked), math.ceil(MUTUAL_RANGE * picks))]
     if not head:
         return scores
     shares = profiles[head] / profiles[head].sum(1, keepdim=True).clamp_min(1e-12)
-    divergence = js_divergence(shares, train_shares.to(shares.dtype).expand_as(shares))
-    out = list(scores)
-    for i, d in zip(head, divergence.tolist(), strict=True):
-        out[i] = BETA + 1 + d  # stage-1 scores are at most beta
+    divergence = js_divergence(shares, train_shares.to(shares.dtype).expand_as(shares)).tolist()
+    out, window, entered = list(scores), [], 0
+    for t in range(1, picks + 1):
+        while entered < min(len(head), math.ceil(MUTUAL_RANGE * t)):
+            heapq.heappush(window, (-divergence[entered], entered))
+            entered += 1
+        _, position = heapq.heappop(window)
+        out[head[position]] = BETA + 1 + picks - t  # stage-1 scores are at most beta
     return out
 
 
@@ -168,8 +179,8 @@ class CALD(Miner):
         score = BETA - torch.stack(values).mean(0)
         return torch.where(torch.isnan(score), NO_DETECTION, score)
 
-    def state(self) -> object:
-        profiles = torch.cat(self.profiles).cpu() if self.profiles else torch.zeros(0, 0)
+    def state(self, order: torch.Tensor) -> object:
+        profiles = torch.cat(self.profiles).cpu()[order] if self.profiles else torch.zeros(0, 0)
         return {"profiles": profiles, "train_shares": self.train_shares}
 
     def merge_states(self, states: list[object]) -> None:

@@ -11,7 +11,9 @@ Greedy selection repeatedly takes the
 image maximising (0.1 + u) x distance to the nearest image already taken, for
 ``mining_budget`` picks; that product never grows, so it is the image's
 score, and the images left over score their product at the end. The result is
-a full ranking in which the first ``topk`` lines cover the candidates.
+a full ranking in which the first ``topk`` lines cover the candidates. Images
+with u = 0 (no kept box of a wanted class) come after all the others, whatever
+the budget: they carry no uncertainty, only distance.
 """
 
 from __future__ import annotations
@@ -31,11 +33,9 @@ def uncertainty_mass(dets: list[torch.Tensor], class_weights: torch.Tensor) -> t
     return torch.stack([box_uncertainty(det, class_weights).sum() for det in dets])
 
 
-def greedy_scores(features: torch.Tensor, uncertainty: torch.Tensor, budget: int) -> torch.Tensor:
-    """Scores whose descending order is the greedy pick order (then the rest)."""
+def _greedy(features: torch.Tensor, weight: torch.Tensor, budget: int) -> torch.Tensor:
+    """k-center greedy by weight x distance: scores (>= 0) whose descending order is the pick order, then the rest."""
     n = len(features)
-    features = features.float()
-    weight = UNCERTAINTY_FLOOR + uncertainty.float().to(features.device)
     distance = torch.full((n,), MAX_DISTANCE, device=features.device)
     scores = torch.empty(n, device=features.device)
     taken = torch.zeros(n, dtype=torch.bool, device=features.device)
@@ -46,6 +46,21 @@ def greedy_scores(features: torch.Tensor, uncertainty: torch.Tensor, budget: int
         distance = torch.minimum(distance, (features - features[pick]).norm(dim=1))
     rest = ~taken
     scores[rest] = (weight * distance)[rest]
+    return scores
+
+
+def greedy_scores(features: torch.Tensor, uncertainty: torch.Tensor, budget: int) -> torch.Tensor:
+    """Scores whose descending order is the greedy pick order (then the rest). Images without uncertainty (no kept
+    box of a wanted class) come after every image with some, in a greedy order of their own: far from everything,
+    they would otherwise be taken for coverage alone (a pool of empty frames filled the top with them)."""
+    features = features.float()
+    uncertainty = uncertainty.float().to(features.device)
+    some = uncertainty > 0
+    scores = torch.empty(len(features), device=features.device)
+    scores[some] = _greedy(features[some], UNCERTAINTY_FLOOR + uncertainty[some], budget)
+    none_budget = max(0, budget - int(some.sum()))
+    floor = torch.full((int((~some).sum()),), UNCERTAINTY_FLOOR, device=features.device)
+    scores[~some] = _greedy(features[~some], floor, none_budget) - (UNCERTAINTY_FLOOR * MAX_DISTANCE + 1)  # < 0
     return scores
 
 
@@ -66,8 +81,8 @@ class Diversity(Miner):
         self.features.append(torch.nn.functional.normalize(pooled @ self.projection, dim=1))  # a row per image
         return uncertainty_mass(self.detections(batch), self.ctx.class_weights)
 
-    def state(self) -> object:
-        return torch.cat(self.features).cpu() if self.features else torch.zeros(0, DIM)
+    def state(self, order: torch.Tensor) -> object:
+        return torch.cat(self.features).cpu()[order] if self.features else torch.zeros(0, DIM)
 
     def merge_states(self, states: list[object]) -> None:
         self.features = [s for s in states if isinstance(s, torch.Tensor)]

@@ -7,13 +7,18 @@ the training that made it, which the model carries (``executor.class_stats``; wi
 counts alike, which the log says). An image's uncertainty is the sum over its boxes: YMIR's budget counts
 images, so an image with more unsure boxes of hard classes brings more labels per pick.
 
-Stage 2, category-conditioned diversity. The ``2 x mining_budget`` most uncertain images are candidates.
-Each kept box gets a feature (RoIAlign of the head's input maps over the box, every level, randomly
-projected, L2-normalised); the similarity of images A and B is the mean, over A's boxes, of the best
-cosine similarity with a box of B *of the same class*, made symmetric. Greedy farthest-first selection
-over the candidates (distance = 1 - similarity), starting from the most uncertain and breaking ties by
-uncertainty, orders the candidates; they come first in that order, then every other image by its
-uncertainty. Near-duplicates of one hard scene thus do not fill the top.
+Stage 2, category-conditioned diversity. The candidates are the ``2 x mining_budget`` most uncertain images,
+and never an image without uncertainty (no kept box of a wanted class): such an image is as far from every
+other as an image can be, so farthest-first would take it first (with a pool smaller than twice the budget,
+the template's default on small pools, it took a third of the top from empty frames). Each kept box gets a
+feature (RoIAlign of the head's input maps over the box, every level, randomly projected, L2-normalised); the
+similarity of images A and B is the mean, over A's boxes, of the best cosine similarity with a box of B *of the
+same class*, made symmetric. Greedy selection over the candidates takes, each time, the image with the largest
+uncertainty x distance (distance = 1 - its similarity to the nearest image already taken), starting from the most
+uncertain; they come first in that order, then every other image by its uncertainty, the images without any
+last. Ours where the paper's k-center greedy takes the farthest image alone: weighting by uncertainty makes
+every prefix of the list a good pick, whatever ``mining_budget`` says; YMIR's topk is not passed to the
+executor, and farthest-first over a budget larger than the topk filled the top with the pool's outliers.
 """
 
 from __future__ import annotations
@@ -63,24 +68,37 @@ def similarity_to(pick: int, features: torch.Tensor, classes: torch.Tensor, owne
 
 def select(uncertainty: torch.Tensor, features: torch.Tensor, classes: torch.Tensor, owner: torch.Tensor,
            budget: int) -> torch.Tensor:
-    """Scores whose descending order is: the greedy picks among the candidates, then the rest by uncertainty."""
+    """Scores whose descending order is: the greedy picks (largest uncertainty x distance) among the candidates
+    (the most uncertain images, at most ``CANDIDATES x budget``, none without uncertainty), then the rest by
+    uncertainty (0 without any)."""
     n = len(uncertainty)
-    candidates = uncertainty.argsort(descending=True)[: min(n, math.ceil(CANDIDATES * budget))]
+    by_uncertainty = uncertainty.argsort(descending=True, stable=True)  # ties: candidate order
+    uncertain = int((uncertainty > 0).sum())
+    candidates = by_uncertainty[: min(uncertain, math.ceil(CANDIDATES * budget))]
     position = torch.full((n,), -1, dtype=torch.long)
     position[candidates] = torch.arange(len(candidates))
     keep = position[owner] >= 0  # only the candidates' boxes take part in the similarities
     features, classes, local = features[keep], classes[keep], position[owner[keep]]
     scores = uncertainty / (uncertainty.max().clamp_min(1e-12) + 1)  # the rest: below 1, by uncertainty
-    pool = uncertainty[candidates]
-    tie = pool / pool.max().clamp_min(1e-12) * 1e-6  # equal distances: the more uncertain first
+    weight = uncertainty[candidates]  # in descending order: ties go to the more uncertain
     distance = torch.ones(len(candidates))
     taken = torch.zeros(len(candidates), dtype=torch.bool)
     for rank in range(min(budget, len(candidates))):
-        pick = int(torch.where(taken, -math.inf, distance + tie).argmax())
+        pick = int(torch.where(taken, -math.inf, weight * distance).argmax())
         taken[pick] = True
         scores[candidates[pick]] = 1 + budget - rank  # above every non-pick, in pick order
         distance = torch.minimum(distance, 1 - similarity_to(pick, features, classes, local, len(candidates)))
     return scores
+
+
+def ragged_take(values: list[torch.Tensor], counts: torch.Tensor, order: torch.Tensor) -> list[torch.Tensor]:
+    """Rows of several tensors grouped per image (``counts[i]`` rows for image i, images one after another),
+    with the images put in ``order``."""
+    owner = torch.repeat_interleave(torch.arange(len(counts)), counts)
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(len(order))
+    rows = rank[owner].argsort(stable=True)
+    return [v[rows] for v in values]
 
 
 class PPAL(Miner):
@@ -109,12 +127,17 @@ class PPAL(Miner):
         return torch.stack([box_uncertainty(det, weights).sum() if len(det) else det.new_zeros((), dtype=torch.float32)
                             for det in dets])
 
-    def state(self) -> object:
-        return {"batches": [(f.cpu(), c.cpu(), n) for f, c, n in self.batches], "calibrated": self.calibrated}
+    def state(self, order: torch.Tensor) -> object:
+        counts = torch.tensor([n for _, _, ns in self.batches for n in ns], dtype=torch.long)
+        features = torch.cat([f.cpu() for f, _, _ in self.batches]) if self.batches else torch.zeros(0, DIM).half()
+        classes = torch.cat([c.cpu() for _, c, _ in self.batches]) if self.batches else torch.zeros(0, dtype=torch.long)
+        features, classes = ragged_take([features, classes], counts, order)
+        return {"features": features, "classes": classes, "counts": counts[order], "calibrated": self.calibrated}
 
     def merge_states(self, states: list[object]) -> None:
-        self.batches = [b for s in states if isinstance(s, dict) for b in s["batches"]]
-        self.calibrated = all(s["calibrated"] for s in states if isinstance(s, dict))
+        parts = [s for s in states if isinstance(s, dict)]
+        self.batches = [(s["features"], s["classes"], s["counts"].tolist()) for s in parts]
+        self.calibrated = all(s["calibrated"] for s in parts)
 
     def finish(self, scores: list[float | None]) -> list[float | None]:
         if not self.calibrated:
@@ -122,7 +145,7 @@ class PPAL(Miner):
                      "or an epoch stage): every class counts as equally hard")
         if not self.batches:
             return scores
-        counts = torch.tensor([n for _, _, ns in self.batches for n in ns])
+        counts = torch.tensor([n for _, _, ns in self.batches for n in ns], dtype=torch.long)
         features = torch.cat([f.cpu() for f, _, _ in self.batches]).float()
         classes = torch.cat([c.cpu() for _, c, _ in self.batches])
         owner = torch.repeat_interleave(torch.arange(len(counts)), counts)  # image index of each box
