@@ -67,6 +67,23 @@ def test_nms_output_layout():
     assert det.shape == (1, 6) and det[0, :4].tolist() == [15.0, 15.0, 25.0, 25.0] and det[0, 5] == 1
 
 
+@pytest.mark.parametrize("class_scores", [0, 3])
+def test_nms_has_no_time_limit(monkeypatch, class_scores):
+    """Ultralytics' NMS stops after 2 s + 0.05 s per image and leaves the batch's other images without boxes; a
+    clock that jumps 100 s per look must not cost any image its boxes."""
+    import itertools
+
+    from ultralytics.utils import nms as ultralytics_nms
+
+    clock = itertools.count(0, 100.0)
+    monkeypatch.setattr(ultralytics_nms.time, "time", lambda: next(clock))
+    decoded = torch.zeros(4, 4 + 3, 10)
+    decoded[:, :4, 0] = torch.tensor([20.0, 20.0, 10.0, 10.0])
+    decoded[:, 5, 0] = 0.9
+    dets = ultra.nms(decoded, 0.25, 0.45, 300, end2end=False, class_scores=class_scores)
+    assert [len(d) for d in dets] == [1, 1, 1, 1]
+
+
 def test_nms_carries_every_class_score_of_the_kept_boxes():
     """For class-aware mining: each kept box brings the scores of all classes at its anchor, through the NMS
     (a suppressed box's scores do not leak into the kept one)."""

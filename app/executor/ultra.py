@@ -9,6 +9,7 @@ functions, so that ``runtime.setup`` can set its environment first.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -84,17 +85,21 @@ def nms(decoded: torch.Tensor, conf: float, iou: float, max_det: int, end2end: b
     import torch
     from ultralytics.utils import nms as ultralytics_nms
 
+    # No time limit: past Ultralytics' (2 s + 0.05 s per image) it warns and leaves the batch's remaining images
+    # without boxes, which would be an infer result lost and a wrong mining score.
+    def suppress(x: torch.Tensor, **kwargs: Any) -> list[torch.Tensor]:
+        return ultralytics_nms.non_max_suppression(x, conf, iou, max_det=max_det, max_time_img=math.inf, **kwargs)
+
     if not class_scores:
-        return ultralytics_nms.non_max_suppression(decoded, conf, iou, max_det=max_det, end2end=end2end)
+        return suppress(decoded, end2end=end2end)
     if end2end or decoded.shape[-1] == 6:
         out = []
-        for det in ultralytics_nms.non_max_suppression(decoded, conf, iou, max_det=max_det, end2end=True):
+        for det in suppress(decoded, end2end=True):
             vectors = det.new_zeros(len(det), class_scores)
             vectors.scatter_(1, det[:, 5:6].long(), det[:, 4:5])
             out.append(torch.cat([det[:, :6], vectors], 1))
         return out
-    return ultralytics_nms.non_max_suppression(torch.cat([decoded, decoded[:, 4:]], 1), conf, iou, max_det=max_det,
-                                               nc=decoded.shape[1] - 4)
+    return suppress(torch.cat([decoded, decoded[:, 4:]], 1), nc=decoded.shape[1] - 4)
 
 
 # ---------------------------------------------------------------- models for training
