@@ -312,3 +312,11 @@ def test_ppal_does_not_fill_the_top_with_outliers_when_the_budget_exceeds_the_po
     for budget in (11, 1000):
         top = ppal.select(uncertainty, f, c, o, budget).argsort(descending=True, stable=True)[:11].tolist()
         assert max(top) < 20 and len([i for i in top if i < 10]) == 1, (budget, top)
+
+
+def test_ppal_state_puts_each_images_boxes_in_candidate_order():
+    """Passes see images grouped by shape; the state hands finish the boxes of image k at image k's place."""
+    values = torch.tensor([10, 11, 20, 30, 31, 32])  # boxes of the pass-order images a (2), b (1), c (3)
+    counts = torch.tensor([2, 1, 3])
+    (moved,) = ppal.ragged_take([values], counts, torch.tensor([2, 0, 1]))  # candidate order: c, a, b
+    assert moved.tolist() == [30, 31, 32, 10, 11, 20]
