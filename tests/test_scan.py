@@ -66,3 +66,17 @@ def test_worker_errors_reach_the_parent_with_their_code(trained, sample_root, tm
     with pytest.raises(YmirError) as info:
         scan.run(job, paths, ["cpu", "cpu"], Monitor(str(tmp_path / "m.txt"), "t"), None, Protocol("1.1.0"))
     assert info.value.code == ErrorCode.MODEL and "zebra" in info.value.message
+
+
+def test_each_shard_makes_its_gpu_the_current_device(trained, tmp_path, monkeypatch):
+    """A shard on GPU 1 sets GPU 1 as its process's device before loading the model (else its CUDA context and
+    pin-memory thread sit on GPU 0). No GPU here: the model loads on the CPU and set_device is recorded."""
+    from executor import ultra
+    from executor.engine import Engine
+
+    calls = []
+    monkeypatch.setattr(torch.cuda, "set_device", calls.append)
+    load = ultra.load_detector
+    monkeypatch.setattr(ultra, "load_detector", lambda path, device: (calls.append("load"), load(path, torch.device("cpu")))[1])
+    engine = Engine(weights.choose(model_files(trained), str(tmp_path), "test"), "1", 64, False, ["circle", "square"])
+    assert calls == [torch.device("cuda:1"), "load"] and engine.device == torch.device("cuda:1")

@@ -161,6 +161,10 @@ class Engine:
     def __init__(self, weights_path: Path, device: str, img_size: int, half: bool, names: Sequence[str]) -> None:
         first = device.split(",")[0]
         self.device = torch.device("cpu" if first == "cpu" else f"cuda:{first}")
+        if self.device.type == "cuda":
+            # The current device of this process (a scan shard): otherwise its CUDA context and its DataLoader's
+            # pin-memory thread land on GPU 0, whichever GPU the shard computes on.
+            torch.cuda.set_device(self.device)
         try:
             model, checkpoint = ultra.load_detector(weights_path, self.device)
         except Exception as exc:  # noqa: BLE001 - any load failure is a model problem for the user
