@@ -201,7 +201,7 @@ class Engine:
         none of them decodes)."""
         loader = torch.utils.data.DataLoader(
             CandidateImages(paths, self.img_size), batch_size=batch_size, shuffle=False,
-            num_workers=min(workers, os.cpu_count() or 1), collate_fn=collate,
+            num_workers=workers, collate_fn=collate,
             pin_memory=self.device.type == "cuda", persistent_workers=False,
         )
         for groups, bad in loader:
@@ -244,7 +244,7 @@ class EngineSettings:
 
     img_size: int
     batch_size: int
-    workers: int
+    workers: int  # -1: from the usable CPUs (``runtime.decode_workers``)
     half: bool
     iou: float
 
@@ -253,7 +253,7 @@ class EngineSettings:
         return cls(
             img_size=p.int("img_size", 32, 8192),
             batch_size=p.int("batch_size_per_gpu", 1, 4096),
-            workers=p.int("num_workers_per_gpu", 0, 64),
+            workers=p.int("num_workers_per_gpu", -1, 64),
             half=p.bool("half"),
             iou=p.float("iou_thres", 0.0, 1.0),
         )

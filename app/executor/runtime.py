@@ -106,3 +106,43 @@ def select_device(gpu_ids: list[int]) -> tuple[str, int]:
     if len(usable) < len(gpu_ids):
         LOG.warning("GPUs %s are not visible; using %s", sorted(set(gpu_ids) - set(usable)), usable)
     return ",".join(str(g) for g in usable), len(usable)
+
+
+CGROUP_CPU_MAX = "/sys/fs/cgroup/cpu.max"  # cgroup v2: "<quota> <period>" or "max <period>"
+CGROUP_V1_QUOTA = "/sys/fs/cgroup/cpu/cpu.cfs_quota_us"  # cgroup v1: -1 for none
+
+
+def _cgroup_cpus() -> int | None:
+    """CPUs the container's CPU quota allows (rounded up), or None without a quota."""
+    try:
+        quota, period = Path(CGROUP_CPU_MAX).read_text().split()[:2]
+        return None if quota == "max" else max(1, -(-int(quota) // int(period)))
+    except (OSError, ValueError):
+        pass
+    try:
+        quota = int(Path(CGROUP_V1_QUOTA).read_text())
+        period = int(Path(CGROUP_V1_QUOTA).with_name("cpu.cfs_period_us").read_text())
+        return None if quota <= 0 else max(1, -(-quota // period))
+    except (OSError, ValueError):
+        return None
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on: its affinity mask and its container's CPU quota, not the machine's
+    count (``os.cpu_count`` sees all 128 cores of a node on which a container may use 8)."""
+    try:
+        count = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        count = os.cpu_count() or 1
+    quota = _cgroup_cpus()
+    return max(1, min(count, quota) if quota else count)
+
+
+def decode_workers(asked: int, devices: int) -> int:
+    """Image-decoding processes per device: ``asked``, or with -1 the usable CPUs shared among the devices
+    (at most 16 each); never more than the usable CPUs."""
+    cpus = usable_cpus()
+    if asked < 0:
+        return max(1, min(16, cpus // max(1, devices)))
+    return min(asked, cpus)
+

@@ -11,9 +11,9 @@ memory stays flat) and result.tsv. One code path serves one device and many.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
-import os
 import shutil
 from collections import Counter
 from collections.abc import Callable
@@ -41,7 +41,7 @@ from executor.protocol import (
     path_list,
     read_index,
 )
-from executor.runtime import select_device
+from executor.runtime import decode_workers, select_device
 
 LOG = logging.getLogger("executor")
 NOT_FINITE = "images with a NaN/Inf score or features, ranked last (with half: true, an fp16 overflow; try half: false)"
@@ -205,6 +205,7 @@ def run(job: ScanJob, paths: list[str], devices: list[str], monitor: Monitor, in
     shutil.rmtree(shard_dir, ignore_errors=True)
     shard_dir.mkdir(parents=True)
     shards = split(paths, len(devices))
+    job = dataclasses.replace(job, engine=dataclasses.replace(job.engine, workers=decode_workers(job.engine.workers, len(devices))))
     try:
         if len(devices) == 1:
             worker(0, job, shards, devices, lambda done: monitor.progress(done / len(paths)))
@@ -271,7 +272,7 @@ def decode_problems(paths: list[str], workers: int) -> list[str]:
     """Per candidate, why the scan's decoder cannot read it ('' when it can), decoded in DataLoader workers
     with no model: mining with ``random`` ranks last exactly the images every other algorithm ranks last."""
     loader = torch.utils.data.DataLoader(paths, batch_size=64, shuffle=False, collate_fn=why_unreadable,
-                                         num_workers=min(workers, os.cpu_count() or 1))
+                                         num_workers=decode_workers(workers, 1))
     return [problem for batch in loader for problem in batch]
 
 

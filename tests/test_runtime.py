@@ -1,0 +1,45 @@
+"""How many image-decoding processes a scan starts: from the CPUs this process may use, not the machine's."""
+
+from __future__ import annotations
+
+import os
+
+from executor import runtime
+
+
+def no_cgroup(monkeypatch, tmp_path):
+    monkeypatch.setattr(runtime, "CGROUP_CPU_MAX", str(tmp_path / "none"))
+    monkeypatch.setattr(runtime, "CGROUP_V1_QUOTA", str(tmp_path / "none-v1"))
+
+
+def test_usable_cpus_follow_the_affinity_mask(monkeypatch, tmp_path):
+    no_cgroup(monkeypatch, tmp_path)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3, 5, 7})
+    monkeypatch.setattr(os, "cpu_count", lambda: 128)
+    assert runtime.usable_cpus() == 3
+
+
+def test_usable_cpus_follow_the_container_quota(monkeypatch, tmp_path):
+    no_cgroup(monkeypatch, tmp_path)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)))
+    (tmp_path / "cpu.max").write_text("250000 100000\n")  # 2.5 CPUs -> 3
+    monkeypatch.setattr(runtime, "CGROUP_CPU_MAX", str(tmp_path / "cpu.max"))
+    assert runtime.usable_cpus() == 3
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert runtime.usable_cpus() == 64
+    v1 = tmp_path / "v1"
+    v1.mkdir()
+    (v1 / "cpu.cfs_quota_us").write_text("800000\n")
+    (v1 / "cpu.cfs_period_us").write_text("100000\n")
+    monkeypatch.setattr(runtime, "CGROUP_CPU_MAX", str(tmp_path / "none"))
+    monkeypatch.setattr(runtime, "CGROUP_V1_QUOTA", str(v1 / "cpu.cfs_quota_us"))
+    assert runtime.usable_cpus() == 8
+
+
+def test_decode_workers_share_the_cpus_among_the_gpus(monkeypatch, tmp_path):
+    no_cgroup(monkeypatch, tmp_path)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)))
+    assert runtime.decode_workers(-1, 8) == 8 and runtime.decode_workers(-1, 1) == 16 and runtime.decode_workers(-1, 0) == 16
+    assert runtime.decode_workers(4, 8) == 4 and runtime.decode_workers(0, 1) == 0
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    assert runtime.decode_workers(-1, 1) == 2 and runtime.decode_workers(-1, 8) == 1 and runtime.decode_workers(6, 1) == 2
