@@ -9,8 +9,8 @@ class-balanced test set whose glyphs no pool image holds (mAP@0.5 and per-class 
 
 Arms: each mining algorithm; ``random`` and ``random:1`` (two random draws: the noise floor); ``oracle``,
 the positive control, which ranks the pool by the seed model's true errors against the ground truth
-(missed, wrong-class and false boxes at IoU 0.5, boxes from 0.25). If the oracle does not beat random by
-clearly more than the two draws differ, the benchmark cannot judge anything.
+(missed, wrong-class and false boxes at IoU 0.5, boxes from 0.25), one image per scene. If the oracle does
+not beat random by clearly more than the two draws differ, the benchmark cannot judge anything.
 
 Tier 0 (no training, seconds): for each arm's top-B, the seed model's true errors and what the top-B
 holds (near-duplicates, empty canvases, rare-class digits): does a score find the model's mistakes at all?
@@ -182,10 +182,20 @@ def model_errors(root: Path, pool: list[str], model: Path, gpu: str) -> dict[str
     return errors
 
 
-def oracle(pool: list[str], errors: dict[str, int], seed: int) -> list[str]:
-    """The pool by the seed model's true errors, most first (ties in a seeded random order)."""
+def oracle(pool: list[str], errors: dict[str, int], facts: dict, seed: int) -> list[str]:
+    """The pool by the seed model's true errors, most first (ties in a seeded random order), one image per
+    scene: a near-duplicate of a scene already listed goes after every first copy. Ranked by errors alone, the
+    control took 33 copies of one hard scene in its top 60 (pilot seed 302) and lost to random: labels spent
+    on copies teach nothing new, so that arm is no control that must win."""
     rng = random.Random(seed)
-    return sorted(pool, key=lambda line: (-errors[line], rng.random()))
+    ranked = sorted(pool, key=lambda line: (-errors[line], rng.random()))
+    seen: set[int] = set()
+    first, later = [], []
+    for line in ranked:
+        source = facts[line].source
+        (later if source >= 0 and source in seen else first).append(line)
+        seen.add(source)
+    return first + later
 
 
 # ---------------------------------------------------------------- one benchmark seed
@@ -207,7 +217,8 @@ def run_seed(seed: int, arms: list[str], gpu: str, data_file: str | None, finetu
         errors = model_errors(root, lines["pool"], seed_model, gpu)
         picks, tier0 = {}, {}
         for arm in arms:
-            ranked = oracle(lines["pool"], errors, seed) if arm == "oracle" else mine(root, lines["pool"], seed_model, arm, seed, gpu)
+            ranked = (oracle(lines["pool"], errors, facts, seed) if arm == "oracle"
+                      else mine(root, lines["pool"], seed_model, arm, seed, gpu))
             picks[arm] = ranked[:BUDGET]
             tier0[arm] = composition(picks[arm], facts, errors)
             print(f"seed {seed} {arm:10s} top-{BUDGET}: {describe(tier0[arm])}", flush=True)

@@ -54,6 +54,7 @@ class Scene:
     image: Image.Image
     boxes: list[tuple[int, int, int, int, int]]  # class, x1, y1, x2, y2
     kind: str = "normal"  # normal, duplicate, empty
+    source: int = -1  # a near-duplicate's scene (the copies of one scene share it); -1 for the others
 
 
 @dataclass
@@ -107,14 +108,14 @@ class Maker:
     def empty(self) -> Scene:
         return Scene(Image.fromarray(self.background().astype(np.uint8)), [], "empty")
 
-    def jitter(self, scene: Scene) -> Scene:
+    def jitter(self, scene: Scene, source: int) -> Scene:
         """A near-duplicate: the same scene, a pixel shift and a little noise (as from a video stream)."""
         dx, dy = self.rng.randint(-2, 2), self.rng.randint(-2, 2)
         pixels = np.roll(np.asarray(scene.image, dtype=np.int16), (dy, dx), axis=(0, 1))
         noise = np.random.default_rng(self.rng.randrange(1 << 30)).integers(-6, 7, pixels.shape)
         boxes = [(c, max(0, x1 + dx), max(0, y1 + dy), min(CANVAS, x2 + dx), min(CANVAS, y2 + dy))
                  for c, x1, y1, x2, y2 in scene.boxes]
-        return Scene(Image.fromarray(np.clip(pixels + noise, 0, 255).astype(np.uint8)), boxes, "duplicate")
+        return Scene(Image.fromarray(np.clip(pixels + noise, 0, 255).astype(np.uint8)), boxes, "duplicate", source)
 
 
 def skewed(rare_share: float) -> list[float]:
@@ -141,7 +142,7 @@ def build(seed: int, sizes: dict[str, int], data_file: str | None = None) -> dic
 
     splits = {"seed": [train.scene(digits(), rare) for _ in range(sizes["seed"])]}
     scenes = [train.scene(digits(), rare) for _ in range(sizes["scenes"])]
-    pool = [train.jitter(scenes[i % len(scenes)]) for i in range(sizes["duplicates"])]
+    pool = [train.jitter(scenes[i % len(scenes)], i % len(scenes)) for i in range(sizes["duplicates"])]
     pool += [train.empty() for _ in range(sizes["empty"])]
     pool += [train.scene(digits(), rare) for _ in range(sizes["pool"] - len(pool))]
     rng.shuffle(pool)
