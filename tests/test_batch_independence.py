@@ -66,3 +66,16 @@ def test_one_batch_of_mixed_shapes_runs_one_pass_per_shape(trained, tmp_path, im
     assert sum(len(metas) for _, metas, _ in passes) == len(images)
     assert all(len({m.path for m in metas}) == len(metas) for _, metas, _ in passes)
     assert len(passes) == len({tuple(images.shape) for images, _, _ in passes}) == 4  # (160,96) twice, 4 shapes
+
+
+def test_passes_are_full_on_mixed_shapes(trained, tmp_path, images):
+    """24 candidates of 4 letterboxed shapes, interleaved, batch 4: images wait in a queue per shape, so every
+    pass holds 4 images of one shape (loaded batches of 4 mixed shapes ran passes of 1 or 2) and each candidate
+    runs once."""
+    best = weights.choose(model_files(trained), str(tmp_path), "test")
+    engine = Engine(best, "cpu", 96, False, ["circle", "square"])
+    many = images * 4
+    passes = list(engine.batches(many, 4, 0))
+    assert [len(metas) for _, metas, _ in passes] == [4] * 6
+    assert sorted(m.index for _, metas, _ in passes for m in metas) == list(range(len(many)))
+    assert all(len({tuple(images.shape)}) == 1 and images.shape[0] == len(metas) for images, metas, _ in passes)

@@ -117,13 +117,22 @@ class CandidateImages(torch.utils.data.Dataset):
 def collate(items: list[tuple[torch.Tensor | None, Meta]]) -> tuple[list[tuple[torch.Tensor, list[Meta]]], list[Meta]]:
     """Stack the readable images in groups of one letterboxed shape (first-seen order); unreadable ones travel
     as metadata only. Never padded to a batch-mate's shape: an image's input, and so its boxes and every
-    mining score, must not depend on which images share its batch (or on the batch size, or the GPU count)."""
+    mining score, must not depend on which images share its batch (or on the batch size, or the GPU count).
+    For the benchmarks' forward-only ceilings; ``Engine.batches`` fills its passes across loaded batches."""
     groups: dict[tuple[int, ...], list[tuple[torch.Tensor, Meta]]] = {}
     for tensor, meta in items:
         if tensor is not None:
             groups.setdefault(tuple(tensor.shape), []).append((tensor, meta))
     bad = [m for t, m in items if t is None]
     return [(torch.stack([t for t, _ in group]), [m for _, m in group]) for group in groups.values()], bad
+
+
+def loaded(items: list[tuple[torch.Tensor | None, Meta]]) -> tuple[list[tuple[torch.Tensor, Meta]], list[Meta]]:
+    """A DataLoader ``collate_fn``: the readable images (unstacked) and the unreadable ones' metadata."""
+    return [(t, m) for t, m in items if t is not None], [m for t, m in items if t is None]
+
+
+HOLD_PASSES = 4  # images waiting in the per-shape queues, in passes: beyond it the fullest queue goes early
 
 
 def channels_last_helps(device: torch.device) -> bool:
@@ -196,19 +205,36 @@ class Engine:
         LOG.info("model %s on %s (%s)", weights_path.name, self.device, "float16" if self.half else "float32")
 
     def batches(self, paths: Sequence[str], batch_size: int, workers: int) -> Iterator[tuple[torch.Tensor | None, list[Meta], list[Meta]]]:
-        """``(images, metas, unreadable)`` per forward pass: each loaded batch splits into one pass per
-        letterboxed shape (see ``collate``); its unreadable images come with the first (images None when
-        none of them decodes)."""
+        """``(images, metas, unreadable)`` per forward pass. Decoded images wait in one queue per letterboxed
+        shape and run when their queue holds ``batch_size`` images, so every pass is full but the last of each
+        shape, and no image is padded to a batch-mate's shape (see ``collate``). At most ``HOLD_PASSES x
+        batch_size`` images wait in all (then the fullest queue runs early), which bounds memory however many
+        shapes the candidates have. Passes leave in shape order, not candidate order: ``Meta.index`` says where
+        each image belongs. Unreadable images come as soon as they are found, as metadata (images None)."""
         loader = torch.utils.data.DataLoader(
             CandidateImages(paths, self.img_size), batch_size=batch_size, shuffle=False,
-            num_workers=workers, collate_fn=collate,
-            pin_memory=self.device.type == "cuda", persistent_workers=False,
+            num_workers=workers, collate_fn=loaded, persistent_workers=False,
         )
-        for groups, bad in loader:
-            if not groups:
+        queues: dict[tuple[int, ...], list[tuple[torch.Tensor, Meta]]] = {}
+        for items, bad in loader:
+            if bad:
                 yield None, [], bad
-            for i, (images, metas) in enumerate(groups):
-                yield images, metas, bad if i == 0 else []
+            for tensor, meta in items:
+                queue = queues.setdefault(tuple(tensor.shape), [])
+                queue.append((tensor, meta))
+                if len(queue) == batch_size:
+                    yield self._stack(queues.pop(tuple(tensor.shape)))
+            while sum(map(len, queues.values())) > HOLD_PASSES * batch_size:
+                yield self._stack(queues.pop(max(queues, key=lambda shape: len(queues[shape]))))
+        for shape in list(queues):
+            yield self._stack(queues.pop(shape))
+
+    def _stack(self, queue: list[tuple[torch.Tensor, Meta]]) -> tuple[torch.Tensor, list[Meta], list[Meta]]:
+        """One pass's uint8 batch, stacked straight into pinned memory on CUDA (an asynchronous copy)."""
+        tensors = [t for t, _ in queue]
+        out = torch.empty((len(tensors), *tensors[0].shape), dtype=torch.uint8,
+                          pin_memory=self.device.type == "cuda")
+        return torch.stack(tensors, out=out), [m for _, m in queue], []
 
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
         images = images.to(self.device, non_blocking=True)

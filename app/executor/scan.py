@@ -109,6 +109,20 @@ class _Counter:
         self.array[self.rank] = done
 
 
+class InOrder:
+    """Writes a shard's infer lines in candidate order, though passes finish shape by shape: each line waits
+    for those before it (as many as the engine's per-shape queues hold)."""
+
+    def __init__(self, fp: Any) -> None:
+        self.fp, self.waiting, self.next = fp, {}, 0
+
+    def write(self, index: int, line: str) -> None:
+        self.waiting[index] = line
+        while self.next in self.waiting:
+            self.fp.write(self.waiting.pop(self.next))
+            self.next += 1
+
+
 def worker(rank: int, job: ScanJob, shards: list[list[str]], devices: list[str], report: Callable[[int], None]) -> None:
     """Scan one shard on one device; writes ``infer-<rank>.jsonl`` and ``scan-<rank>.pt``."""
     shard_dir = Path(job.shard_dir)
@@ -123,6 +137,7 @@ def worker(rank: int, job: ScanJob, shards: list[list[str]], devices: list[str],
         problems: Counter = Counter()
         boxes, done = 0, 0
         infer_file = open(shard_dir / f"infer-{rank}.jsonl", "w", encoding="utf-8") if job.infer else None
+        in_order = InOrder(infer_file)
         try:
             for images, metas, bad in engine.batches(paths, job.engine.batch_size, job.engine.workers):
                 if images is not None:
@@ -138,17 +153,19 @@ def worker(rank: int, job: ScanJob, shards: list[list[str]], devices: list[str],
                         for det, meta in zip(dets, metas, strict=True):
                             found = engine.boxes(det)
                             boxes += len(found)
-                            infer_file.write(json.dumps([meta.path, found, meta.width, meta.height]) + "\n")
+                            in_order.write(meta.index, json.dumps([meta.path, found, meta.width, meta.height]) + "\n")
                 for meta in bad:
                     unreadable.append(meta.path)
                     problems[meta.problem] += 1
                     if infer_file is not None:
-                        infer_file.write(json.dumps([meta.path, [], 0, 0]) + "\n")
+                        in_order.write(meta.index, json.dumps([meta.path, [], 0, 0]) + "\n")
                 done += len(metas) + len(bad)
                 report(done)
         finally:
             if infer_file is not None:
                 infer_file.close()
+        if in_order.waiting:  # every candidate is a readable pass member or unreadable: nothing may wait
+            raise RuntimeError(f"infer lines of candidates {sorted(in_order.waiting)[:5]} were never written")
         # Back to candidate order (passes are grouped by letterboxed shape): what finish sees, and so every
         # tie in result.tsv, is then the same for any batch size and GPU count.
         order = sorted(range(len(indices)), key=indices.__getitem__)
