@@ -41,7 +41,7 @@ def scan(engine: Engine, paths: list[str], batch_size: int, algorithm: str):
         shapes.add(len({tuple(images.shape)}))
         batch = engine.forward(engine.prepare(images), metas)
         scores += miner.score(batch)
-        boxes += engine.detect(batch, 0.001, 0.45, 300)
+        boxes += engine.image_detections(batch, 0.001, 0.45, 300)
         order += [m.path for m in metas]
     by_path = {p: (s, b) for p, s, b in zip(order, scores, boxes, strict=True)}
     return [by_path[p] for p in paths], miner

@@ -47,8 +47,8 @@ class StandInEngine:
         assert images.device == self.device
         return Batch(images, metas, self.logits, self.logits, self.feats)
 
-    def detect(self, batch: Batch, conf: float, iou: float, max_det: int, to_image: bool = True) -> list[torch.Tensor]:
-        assert not to_image and batch.images.device == self.device
+    def model_detections(self, batch: Batch, conf: float, iou: float, max_det: int) -> list[torch.Tensor]:
+        assert batch.images.device == self.device
         return [d.clone() for d in self.dets]
 
 

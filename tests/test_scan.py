@@ -80,3 +80,30 @@ def test_each_shard_makes_its_gpu_the_current_device(trained, tmp_path, monkeypa
     monkeypatch.setattr(ultra, "load_detector", lambda path, device: (calls.append("load"), load(path, torch.device("cpu")))[1])
     engine = Engine(weights.choose(model_files(trained), str(tmp_path), "test"), "1", 64, False, ["circle", "square"])
     assert calls == [torch.device("cuda:1"), "load"] and engine.device == torch.device("cuda:1")
+
+
+def test_one_nms_serves_mining_and_infer(trained, sample_root, tmp_path, monkeypatch):
+    """With mining's NMS run on a pass (lower threshold, same IoU, more boxes), infer's boxes come from it: equal
+    to infer's own NMS, box for box, and no second NMS runs. A threshold below mining's runs its own."""
+    from executor import ultra
+    from executor.engine import Engine
+
+    engine = Engine(weights.choose(model_files(trained), str(tmp_path), "test"), "cpu", 96, False, ["circle", "square"])
+    calls = []
+    nms = ultra.nms
+    monkeypatch.setattr(ultra, "nms", lambda *a, **k: calls.append(1) or nms(*a, **k))
+    paths = [p for p in (sample_root / "in" / "candidate-index.tsv").read_text().splitlines() if p]
+    found = 0
+    for images, metas, _ in engine.batches(paths, 4, 0):
+        alone = engine.image_detections(engine.forward(engine.prepare(images), metas), 0.001, 0.45, 50)
+        shared = engine.forward(engine.prepare(images), metas)
+        engine.model_detections(shared, 0.0005, 0.45, 300)
+        before = len(calls)
+        derived = engine.image_detections(shared, 0.001, 0.45, 50)
+        assert len(calls) == before, "infer ran a second NMS"
+        for a, d in zip(alone, derived, strict=True):
+            assert a.shape == d.shape and torch.allclose(a, d)
+            found += len(a)
+        engine.image_detections(shared, 0.0001, 0.45, 50)
+        assert len(calls) == before + 1, "below mining's threshold infer needs its own NMS"
+    assert found, "the comparison saw boxes"

@@ -18,7 +18,7 @@ import logging
 import os
 import platform
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -142,14 +142,21 @@ def channels_last_helps(device: torch.device) -> bool:
             and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled)
 
 
-def to_image_frame(det: torch.Tensor, meta: Meta) -> torch.Tensor:
-    """A copy of ``det`` with its boxes (first 4 columns, xyxy) moved from the letterboxed model input
-    back to the original image's pixels: Ultralytics' ``scale_boxes`` with our per-image scales and padding
-    (a test checks they agree), without its clipping, which the result writer does."""
-    det = det.clone()
-    det[:, [0, 2]] = (det[:, [0, 2]] - meta.pad[0]) / meta.ratio[0]
-    det[:, [1, 3]] = (det[:, [1, 3]] - meta.pad[1]) / meta.ratio[1]
-    return det
+def to_image_frame(dets: list[torch.Tensor], metas: list[Meta]) -> list[torch.Tensor]:
+    """Copies of a pass's detections with their boxes (first 4 columns, xyxy) moved from the letterboxed model
+    input back to each original image's pixels, in one set of tensor operations over the pass: Ultralytics'
+    ``scale_boxes`` with our per-image scales and padding (a test checks they agree), without its clipping,
+    which the result writer does."""
+    if not dets:
+        return []
+    counts = [len(d) for d in dets]
+    flat = torch.cat(dets).clone()
+    owner = torch.repeat_interleave(torch.arange(len(dets), device=flat.device),
+                                    torch.tensor(counts, device=flat.device))
+    pad = torch.tensor([m.pad for m in metas], dtype=flat.dtype, device=flat.device)[owner]  # (n, 2): x, y
+    ratio = torch.tensor([m.ratio for m in metas], dtype=flat.dtype, device=flat.device)[owner]
+    flat[:, 0:4] = (flat[:, 0:4] - pad.repeat(1, 2)) / ratio.repeat(1, 2)
+    return list(flat.split(counts))
 
 
 @dataclass
@@ -162,6 +169,7 @@ class Batch:
     decoded: torch.Tensor  # (B, 4 + nc, anchors) or (B, max_det, 6) for end-to-end heads
     class_logits: torch.Tensor | None  # (B, nc, anchors) before the sigmoid
     feats: list[torch.Tensor]  # the head's input feature maps, one per level
+    nms: dict[tuple[float, float, int], list[torch.Tensor]] = field(default_factory=dict)  # model_detections' cache
 
 
 class Engine:
@@ -245,14 +253,29 @@ class Engine:
         decoded, logits, feats = ultra.split_head_output(self.model(images))
         return Batch(images, metas, decoded, logits, feats)
 
-    def detect(self, batch: Batch, conf: float, iou: float, max_det: int, to_image: bool = True) -> list[torch.Tensor]:
-        """Post-NMS detections per image, float32: ``(n, 6)`` on the CPU with boxes in original image pixels
-        (for writing results), else ``(n, 6 + nc)`` on the engine's device with boxes in model-input pixels and
-        each box's score for every class after the class column (for mining)."""
-        if not to_image:
-            return [det.float() for det in ultra.nms(batch.decoded.float(), conf, iou, max_det, self.end2end, self.nc)]
-        dets = ultra.nms(batch.decoded.float(), conf, iou, max_det, self.end2end)
-        return [to_image_frame(det[:, :6], meta).cpu() for det, meta in zip(dets, batch.metas, strict=True)]
+    def model_detections(self, batch: Batch, conf: float, iou: float, max_det: int) -> list[torch.Tensor]:
+        """Post-NMS detections per image for mining, ``(n, 6 + nc)`` float32 on the engine's device, boxes in
+        model-input pixels: x1 y1 x2 y2 score class, then the box's score for every class; sorted by score.
+        Kept with the batch, so infer on the same pass can take its boxes from them (``image_detections``)."""
+        key = (conf, iou, max_det)
+        if key not in batch.nms:
+            batch.nms[key] = [det.float() for det in ultra.nms(batch.decoded.float(), conf, iou, max_det, self.end2end,
+                                                               self.nc)]
+        return batch.nms[key]
+
+    def image_detections(self, batch: Batch, conf: float, iou: float, max_det: int) -> list[torch.Tensor]:
+        """Post-NMS detections per image for results, ``(n, 6)`` float32 on the CPU, boxes in each original image's
+        pixels; one copy from the device per pass. When mining has run the NMS on this pass at a threshold no
+        higher, the same IoU and at least as many boxes, infer's boxes are exactly its boxes scoring above
+        ``conf``, the first ``max_det`` of them (greedy NMS keeps a box or not by higher-scoring boxes alone,
+        and Ultralytics keeps scores above the threshold), so the pass runs one NMS for both tasks."""
+        source = next((key for key in batch.nms if key[0] <= conf and key[1] == iou and key[2] >= max_det), None)
+        if source is not None:
+            dets = [det[det[:, 4] > conf][:max_det, :6] for det in batch.nms[source]]
+        else:
+            dets = [det[:, :6].float() for det in ultra.nms(batch.decoded.float(), conf, iou, max_det, self.end2end)]
+        mapped = to_image_frame(dets, batch.metas)
+        return list(torch.cat(mapped).cpu().split([len(d) for d in mapped])) if mapped else []
 
     def boxes(self, det: torch.Tensor) -> list[tuple[str, float, list[float]]]:
         """(class name, score, xyxy) for the task's classes."""

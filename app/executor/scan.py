@@ -149,7 +149,7 @@ def worker(rank: int, job: ScanJob, shards: list[list[str]], devices: list[str],
                         readable += [m.path for m in metas]
                         indices += [m.index for m in metas]
                     if infer_file is not None:
-                        dets = engine.detect(batch, job.infer.conf, job.engine.iou, job.infer.max_det)
+                        dets = engine.image_detections(batch, job.infer.conf, job.engine.iou, job.infer.max_det)
                         for det, meta in zip(dets, metas, strict=True):
                             found = engine.boxes(det)
                             boxes += len(found)

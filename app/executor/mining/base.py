@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+MAX_DET = 300  # boxes per image a miner sees (infer takes its boxes from these when it keeps no more)
+
 if TYPE_CHECKING:
     from executor.class_stats import ClassStats
     from executor.engine import Batch, Engine
@@ -84,7 +86,7 @@ class Miner:
     def detections(self, batch: Batch) -> list[torch.Tensor]:
         """Post-NMS boxes in model-input pixels, ``(n, 6 + nc)`` float32 on the device: x1 y1 x2 y2 score class,
         then the box's score for every class."""
-        return self.ctx.engine.detect(batch, self.ctx.min_score, self.ctx.iou, 300, to_image=False)
+        return self.ctx.engine.model_detections(batch, self.ctx.min_score, self.ctx.iou, MAX_DET)
 
 
 def image_seed(seed: int, path: str) -> int:
