@@ -44,7 +44,7 @@ from common import machine, run_tasks, sample
 # from scratch on 50 images) and arms fine-tuned long enough (20 epochs) to learn from what was added.
 MODES = {
     "cpu": {"sizes": {"seed": 50, "scenes": 6, "duplicates": 150, "empty": 180, "pool": 600, "val": 30, "test": 700},
-            "budget": 60, "seed_epochs": 120, "arm_epochs": 20},
+            "budget": 100, "seed_epochs": 120, "arm_epochs": 20},
     "gpu": {"sizes": {"seed": 200, "scenes": 8, "duplicates": 200, "empty": 80, "pool": 800, "val": 50, "test": 700},
             "budget": 100, "seed_epochs": 80, "arm_epochs": 20},
 }
