@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 
 from executor.mining.base import Miner, MinerContext
-from executor.mining.entropy import box_uncertainty
+from executor.mining.entropy import box_uncertainty, per_image
 
 DIM = 128
 UNCERTAINTY_FLOOR = 0.1  # a sure image still counts a little for coverage
@@ -30,7 +30,7 @@ MAX_DISTANCE = 2.0  # between unit vectors
 
 def uncertainty_mass(dets: list[torch.Tensor], class_weights: torch.Tensor) -> torch.Tensor:
     """Per image: the summed class-weighted entropy of its kept boxes (0 with none), ``(B,)`` float32."""
-    return torch.stack([box_uncertainty(det, class_weights).sum() for det in dets])
+    return per_image(dets, box_uncertainty(torch.cat(dets), class_weights), "sum")
 
 
 def _greedy(features: torch.Tensor, weight: torch.Tensor, budget: int) -> torch.Tensor:

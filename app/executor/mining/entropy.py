@@ -52,10 +52,17 @@ def box_uncertainty(det: torch.Tensor, class_weights: torch.Tensor) -> torch.Ten
     return entropy * weight
 
 
+def per_image(dets: list[torch.Tensor], values: torch.Tensor, reduce: str) -> torch.Tensor:
+    """Per-box ``values`` (of ``torch.cat(dets)``) reduced per image ("amax" or "sum"), 0 for an image with no
+    box: ``(B,)`` float32, in one scatter over the pass (no Python loop over images, no host sync)."""
+    owner = torch.repeat_interleave(torch.arange(len(dets)), torch.tensor([len(d) for d in dets], dtype=torch.long))
+    out = values.new_zeros(len(dets), dtype=torch.float32)
+    return out.scatter_reduce(0, owner.to(values.device), values.float(), reduce, include_self=True)
+
+
 def image_entropy(dets: list[torch.Tensor], class_weights: torch.Tensor) -> torch.Tensor:
     """Per image, its largest box uncertainty (0 with no box): ``(B,)`` float32 on the boxes' device."""
-    return torch.stack([box_uncertainty(det, class_weights).max() if len(det) else det.new_zeros((), dtype=torch.float32)
-                        for det in dets])
+    return per_image(dets, box_uncertainty(torch.cat(dets), class_weights), "amax")
 
 
 class Entropy(Miner):

@@ -30,7 +30,7 @@ import torch
 from torchvision.ops import roi_align
 
 from executor.mining.base import Miner, MinerContext
-from executor.mining.entropy import box_uncertainty
+from executor.mining.entropy import box_uncertainty, per_image
 
 LOG = logging.getLogger("executor")
 DIM = 64
@@ -124,8 +124,7 @@ class PPAL(Miner):
         classes = torch.cat([det[:, 5].long() for det in dets])  # the NMS's class: the top of the class scores
         projected = torch.nn.functional.normalize(features @ self.projection, dim=1)
         self.batches.append((projected.half(), classes, [len(det) for det in dets]))
-        return torch.stack([box_uncertainty(det, weights).sum() if len(det) else det.new_zeros((), dtype=torch.float32)
-                            for det in dets])
+        return per_image(dets, box_uncertainty(torch.cat(dets), weights), "sum")
 
     def state(self, order: torch.Tensor) -> object:
         counts = torch.tensor([n for _, _, ns in self.batches for n in ns], dtype=torch.long)
