@@ -16,4 +16,4 @@ for i in $(seq 0 $((N - 1))); do
 done
 wait
 grep -h "^seed" "$DIR"/seed-*.log
-"$PY" bench/active_learning.py --report "$DIR"/seed-*.json ${PRIMARY:+--primary "$PRIMARY"} 2>&1 | tee "$DIR/report.md"
+"$PY" bench/active_learning.py --mode gpu --report "$DIR"/seed-*.json ${PRIMARY:+--primary "$PRIMARY"} 2>&1 | tee "$DIR/report.md"
