@@ -126,10 +126,15 @@ class PPAL(Miner):
         self.batches.append((projected.half(), classes, [len(det) for det in dets]))
         return per_image(dets, box_uncertainty(torch.cat(dets), weights), "sum")
 
-    def state(self, order: torch.Tensor) -> object:
+    def flat(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The batches as one set on the CPU: boxes per image, box features (float16), box classes."""
         counts = torch.tensor([n for _, _, ns in self.batches for n in ns], dtype=torch.long)
         features = torch.cat([f.cpu() for f, _, _ in self.batches]) if self.batches else torch.zeros(0, DIM).half()
         classes = torch.cat([c.cpu() for _, c, _ in self.batches]) if self.batches else torch.zeros(0, dtype=torch.long)
+        return counts, features, classes
+
+    def state(self, order: torch.Tensor) -> object:
+        counts, features, classes = self.flat()
         features, classes = ragged_take([features, classes], counts, order)
         return {"features": features, "classes": classes, "counts": counts[order], "calibrated": self.calibrated}
 
@@ -144,9 +149,8 @@ class PPAL(Miner):
                      "or an epoch stage): every class counts as equally hard")
         if not self.batches:
             return scores
-        counts = torch.tensor([n for _, _, ns in self.batches for n in ns], dtype=torch.long)
-        features = torch.cat([f.cpu() for f, _, _ in self.batches]).float()
-        classes = torch.cat([c.cpu() for _, c, _ in self.batches])
+        counts, features, classes = self.flat()
+        features = features.float()
         owner = torch.repeat_interleave(torch.arange(len(counts)), counts)  # image index of each box
         valid = [i for i, s in enumerate(scores) if s is not None]
         if not valid:
