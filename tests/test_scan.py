@@ -21,7 +21,7 @@ def test_split_is_contiguous_and_complete():
 
 def job_for(trained, tmp_path, algorithm):
     chosen = weights.choose(model_files(trained), str(tmp_path), "test")
-    engine = EngineSettings(img_size=TINY_INFER["img_size"], batch_size=4, workers=0, half=False, iou=0.45)
+    engine = EngineSettings(img_size=TINY_INFER["img_size"], batch_size=4, workers=0, half=False, iou=0.45, gpu_decode=False)
     mining = scan.MiningSettings(algorithm, {"circle": 1.0, "square": 1.0}, 0.001, 100, 0)
     return scan.ScanJob(str(chosen), ["circle", "square"], engine, InferSettings(conf=0.001, max_det=300), mining,
                         str(tmp_path / ".shards"))
@@ -107,3 +107,21 @@ def test_one_nms_serves_mining_and_infer(trained, sample_root, tmp_path, monkeyp
         engine.image_detections(shared, 0.0001, 0.45, 50)
         assert len(calls) == before + 1, "below mining's threshold infer needs its own NMS"
     assert found, "the comparison saw boxes"
+
+
+def test_a_passs_results_are_written_while_the_next_pass_runs(trained, sample_root, tmp_path, monkeypatch):
+    """The worker writes pass k's infer lines after it has started pass k+1 (on a GPU the forward is queued, so
+    the host's JSON work overlaps the device's), and still writes every candidate once, in order."""
+    from executor.engine import Engine
+
+    events = []
+    forward, write = Engine.forward, scan.InOrder.write
+    monkeypatch.setattr(Engine, "forward", lambda self, images, metas: events.append("forward") or forward(self, images, metas))
+    monkeypatch.setattr(scan.InOrder, "write", lambda self, index, line: events.append("write") or write(self, index, line))
+    paths = [p for p in (sample_root / "in" / "candidate-index.tsv").read_text().splitlines() if p][:12]
+    job = job_for(trained, tmp_path, "entropy")
+    out = tmp_path / "infer.json"
+    scan.run(job, paths, ["cpu"], Monitor(str(tmp_path / "m.txt"), "t"), str(out), Protocol("1.1.0"))
+    check_infer_json(str(out), paths, ["circle", "square"], legacy=False)
+    assert events.count("forward") >= 3 and events.count("write") == len(paths)
+    assert events.index("write") > events.index("forward", events.index("forward") + 1), events[:8]

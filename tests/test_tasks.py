@@ -444,7 +444,7 @@ def test_letterbox_and_box_mapping_match_ultralytics(height, width):
     boxes = torch.tensor([[0.25 * w, 0.25 * h, 0.75 * w, 0.75 * h], [pad[0] + 1, pad[1] + 1, w / 2, h / 2]])
     det = torch.cat([boxes, torch.tensor([[0.9, 0.0], [0.8, 1.0]])], 1)
     expected = ops.scale_boxes((h, w), boxes.clone(), (height, width))  # clips to the image, as ymir_box does
-    (mapped,) = to_image_frame([det], [meta])
+    mapped = to_image_frame(det, [len(det)], [meta])
     mapped = mapped[:, :4]
     mapped[:, [0, 2]] = mapped[:, [0, 2]].clamp(0, width)
     mapped[:, [1, 3]] = mapped[:, [1, 3]].clamp(0, height)

@@ -1,6 +1,7 @@
 """The batched detection engine that infer and mining share: decoding, letterbox, collate, forward, NMS.
 
-Images are decoded and letterboxed in DataLoader workers and fed to the model in batches.
+Images are decoded and letterboxed in DataLoader workers and fed to the model in batches; with
+``gpu_decode`` on a GPU, the workers read JPEG bytes and ``executor.decode`` decodes and letterboxes them there.
 
 Pixel frame: OpenCV decodes with the EXIF orientation applied, as Ultralytics
 does for training, so boxes are in the displayed frame that training
@@ -9,7 +10,7 @@ are converted to 8-bit RGB; an image neither OpenCV nor PIL can decode travels
 as metadata only, with the reason.
 
 Devices: the engine's outputs (``Batch`` and mining detections) stay on its device; only
-``detect(to_image=True)`` brings boxes to the CPU, for writing results.
+``image_detections`` brings boxes to the CPU, for writing results.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from executor import ultra
+from executor import decode, ultra
 from executor.class_stats import ClassStats
 from executor.protocol import Params, model_error
 
@@ -68,14 +69,12 @@ def letterbox(image: np.ndarray, size: int, stride: int = STRIDE) -> tuple[np.nd
     Returns the image, the scale of each axis (the resized sides are rounded, so x and y differ a little,
     as Ultralytics' ``scale_boxes`` accounts for) and the left/top padding. Pixel for pixel what
     Ultralytics' ``LetterBox(auto=True)`` makes (a test checks it); ours because that returns neither the
-    scales nor the padding, which mapping boxes back from a batch needs."""
+    scales nor the padding, which mapping boxes back from a batch needs. ``decode.letterbox_tensor`` is the
+    same on the device."""
     h, w = image.shape[:2]
-    ratio = min(size / h, size / w)
-    nw, nh = max(1, round(w * ratio)), max(1, round(h * ratio))
+    nw, nh, pw, ph, left, top = decode.letterbox_geometry(h, w, size, stride)
     if (nw, nh) != (w, h):
         image = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
-    ph, pw = -(-nh // stride) * stride, -(-nw // stride) * stride
-    top, left = (ph - nh) // 2, (pw - nw) // 2
     out = np.full((ph, pw, 3), PAD_VALUE, dtype=np.uint8)
     out[top : top + nh, left : left + nw] = image
     return out, (nw / w, nh / h), (left, top)
@@ -95,23 +94,31 @@ class Meta:
 
 
 class CandidateImages(torch.utils.data.Dataset):
-    """Decodes and letterboxes one candidate per item (runs in DataLoader workers)."""
+    """Decodes and letterboxes one candidate per item (runs in DataLoader workers). With ``encoded``, a JPEG
+    the device decoder may take travels as its bytes (``decode.Encoded``) instead, for ``Engine`` to decode."""
 
-    def __init__(self, paths: Sequence[str], img_size: int) -> None:
+    def __init__(self, paths: Sequence[str], img_size: int, encoded: bool = False) -> None:
         self.paths = paths
         self.img_size = img_size
+        self.encoded = encoded
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor | None, Meta]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor | decode.Encoded | None, Meta]:
         path = self.paths[index]
-        image, problem = read_image(path)
-        if image is None:
-            return None, Meta(index, path, problem=problem)
-        boxed, ratio, pad = letterbox(image, self.img_size)
-        tensor = torch.from_numpy(np.ascontiguousarray(boxed[:, :, ::-1].transpose(2, 0, 1)))  # RGB CHW uint8
-        return tensor, Meta(index, path, image.shape[1], image.shape[0], ratio, pad)
+        if self.encoded and (data := decode.read_encoded(path)) is not None:
+            return data, Meta(index, path)
+        return load(index, path, self.img_size)
+
+
+def load(index: int, path: str, img_size: int) -> tuple[torch.Tensor | None, Meta]:
+    """The CPU path: one image decoded, letterboxed, as an RGB CHW uint8 tensor (None when unreadable)."""
+    image, problem = read_image(path)
+    if image is None:
+        return None, Meta(index, path, problem=problem)
+    boxed, ratio, pad = letterbox(image, img_size)
+    return decode.to_tensor(boxed), Meta(index, path, image.shape[1], image.shape[0], ratio, pad)
 
 
 def collate(items: list[tuple[torch.Tensor | None, Meta]]) -> tuple[list[tuple[torch.Tensor, list[Meta]]], list[Meta]]:
@@ -142,21 +149,40 @@ def channels_last_helps(device: torch.device) -> bool:
             and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled)
 
 
-def to_image_frame(dets: list[torch.Tensor], metas: list[Meta]) -> list[torch.Tensor]:
-    """Copies of a pass's detections with their boxes (first 4 columns, xyxy) moved from the letterboxed model
-    input back to each original image's pixels, in one set of tensor operations over the pass: Ultralytics'
-    ``scale_boxes`` with our per-image scales and padding (a test checks they agree), without its clipping,
-    which the result writer does."""
-    if not dets:
-        return []
-    counts = [len(d) for d in dets]
-    flat = torch.cat(dets).clone()
-    owner = torch.repeat_interleave(torch.arange(len(dets), device=flat.device),
-                                    torch.tensor(counts, device=flat.device))
+def to_image_frame(flat: torch.Tensor, counts: list[int], metas: list[Meta]) -> torch.Tensor:
+    """A copy of a pass's detections (``counts[i]`` rows for image i, one after another) with their boxes
+    (first 4 columns, xyxy) moved from the letterboxed model input back to each original image's pixels, in
+    one set of tensor operations over the pass: Ultralytics' ``scale_boxes`` with our per-image scales and
+    padding (a test checks they agree), without its clipping, which the result writer does."""
+    flat = flat.clone()
+    owner = owners(counts, flat.device)
     pad = torch.tensor([m.pad for m in metas], dtype=flat.dtype, device=flat.device)[owner]  # (n, 2): x, y
     ratio = torch.tensor([m.ratio for m in metas], dtype=flat.dtype, device=flat.device)[owner]
     flat[:, 0:4] = (flat[:, 0:4] - pad.repeat(1, 2)) / ratio.repeat(1, 2)
-    return list(flat.split(counts))
+    return flat
+
+
+def owners(counts: Sequence[int] | torch.Tensor, device: torch.device | str = "cpu") -> torch.Tensor:
+    """The image index of each row of a ragged batch (``counts[i]`` rows for image i, one after another): the
+    one definition the box mapping and the miners share. Made on the CPU from counts the host knows, then
+    copied: on a GPU, ``repeat_interleave`` of device tensors waits for the device to learn the output size."""
+    counts = torch.as_tensor(counts, dtype=torch.long, device="cpu")
+    return torch.repeat_interleave(torch.arange(len(counts)), counts).to(device)
+
+
+@dataclass
+class OnHost:
+    """A pass's detections on their way to the CPU (``Engine.detections_to_host``)."""
+
+    flat: torch.Tensor
+    counts: list[int]
+    event: torch.cuda.Event | None  # recorded after the asynchronous copy; None when the copy was synchronous
+
+    def get(self) -> list[torch.Tensor]:
+        """Per image, ``(n, 6)`` float32 on the CPU, once the copy has landed."""
+        if self.event is not None:
+            self.event.synchronize()
+        return list(self.flat.split(self.counts))
 
 
 @dataclass
@@ -175,9 +201,11 @@ class Batch:
 class Engine:
     """A YOLO checkpoint on a device, with batched, worker-decoded input."""
 
-    def __init__(self, weights_path: Path, device: str, img_size: int, half: bool, names: Sequence[str]) -> None:
+    def __init__(self, weights_path: Path, device: str, img_size: int, half: bool, names: Sequence[str],
+                 decode_on_device: bool = False) -> None:
         first = device.split(",")[0]
         self.device = torch.device("cpu" if first == "cpu" else f"cuda:{first}")
+        self.decode_on_device = decode_on_device  # JPEGs decoded by ``decode`` on self.device, not in the workers
         if self.device.type == "cuda":
             # The current device of this process (a scan shard): otherwise its CUDA context and its DataLoader's
             # pin-memory thread land on GPU 0, whichever GPU the shard computes on.
@@ -220,11 +248,14 @@ class Engine:
         shapes the candidates have. Passes leave in shape order, not candidate order: ``Meta.index`` says where
         each image belongs. Unreadable images come as soon as they are found, as metadata (images None)."""
         loader = torch.utils.data.DataLoader(
-            CandidateImages(paths, self.img_size), batch_size=batch_size, shuffle=False,
-            num_workers=workers, collate_fn=loaded, persistent_workers=False,
+            CandidateImages(paths, self.img_size, encoded=self.decode_on_device), batch_size=batch_size,
+            shuffle=False, num_workers=workers, collate_fn=loaded, persistent_workers=False,
         )
         queues: dict[tuple[int, ...], list[tuple[torch.Tensor, Meta]]] = {}
         for items, bad in loader:
+            if self.decode_on_device:
+                items, refused = self._decode_on_device(items)
+                bad = bad + refused
             if bad:
                 yield None, [], bad
             for tensor, meta in items:
@@ -237,11 +268,34 @@ class Engine:
         for shape in list(queues):
             yield self._stack(queues.pop(shape))
 
+    def _decode_on_device(self, items: list[tuple[torch.Tensor | decode.Encoded, Meta]]
+                          ) -> tuple[list[tuple[torch.Tensor, Meta]], list[Meta]]:
+        """The loaded batch's JPEG bytes decoded and letterboxed on the device, in one decoder call; an image the
+        decoder refuses takes the CPU path here (rare: a truncated or odd file), so nothing that the workers
+        would decode is lost. Every image comes out on the device."""
+        encoded = [(item, meta) for item, meta in items if isinstance(item, decode.Encoded)]
+        out = [(item.to(self.device), meta) for item, meta in items if not isinstance(item, decode.Encoded)]
+        bad = []
+        for image, (_, meta) in zip(decode.decode([e for e, _ in encoded], self.device), encoded, strict=True):
+            if image is None:
+                tensor, meta = load(meta.index, meta.path, self.img_size)
+                if tensor is None:
+                    bad.append(meta)
+                else:
+                    out.append((tensor.to(self.device), meta))
+                continue
+            boxed, ratio, pad = decode.letterbox_tensor(image, self.img_size, STRIDE, PAD_VALUE)
+            meta.width, meta.height, meta.ratio, meta.pad = image.shape[-1], image.shape[-2], ratio, pad
+            out.append((boxed, meta))
+        return out, bad
+
     def _stack(self, queue: list[tuple[torch.Tensor, Meta]]) -> tuple[torch.Tensor, list[Meta], list[Meta]]:
-        """One pass's uint8 batch, stacked straight into pinned memory on CUDA (an asynchronous copy)."""
+        """One pass's uint8 batch: stacked straight into pinned memory when decoded on the CPU for a GPU (an
+        asynchronous copy follows), on the device when decoded there."""
         tensors = [t for t, _ in queue]
-        out = torch.empty((len(tensors), *tensors[0].shape), dtype=torch.uint8,
-                          pin_memory=self.device.type == "cuda")
+        on_host = tensors[0].device.type == "cpu"
+        out = torch.empty((len(tensors), *tensors[0].shape), dtype=torch.uint8, device=tensors[0].device,
+                          pin_memory=on_host and self.device.type == "cuda")
         return torch.stack(tensors, out=out), [m for _, m in queue], []
 
     def prepare(self, images: torch.Tensor) -> torch.Tensor:
@@ -265,17 +319,30 @@ class Engine:
 
     def image_detections(self, batch: Batch, conf: float, iou: float, max_det: int) -> list[torch.Tensor]:
         """Post-NMS detections per image for results, ``(n, 6)`` float32 on the CPU, boxes in each original image's
-        pixels; one copy from the device per pass. When mining has run the NMS on this pass at a threshold no
-        higher, the same IoU and at least as many boxes, infer's boxes are exactly its boxes scoring above
-        ``conf``, the first ``max_det`` of them (greedy NMS keeps a box or not by higher-scoring boxes alone,
-        and Ultralytics keeps scores above the threshold), so the pass runs one NMS for both tasks."""
+        pixels (``detections_to_host``, waited for)."""
+        return self.detections_to_host(batch, conf, iou, max_det).get()
+
+    def detections_to_host(self, batch: Batch, conf: float, iou: float, max_det: int) -> OnHost:
+        """``image_detections`` on their way to the CPU: one copy from the device per pass, asynchronous on CUDA,
+        so the caller can start the next pass before it waits (``OnHost.get``). When mining has run the NMS on
+        this pass at a threshold no higher, the same IoU and at least as many boxes, infer's boxes are exactly
+        its boxes scoring above ``conf``, the first ``max_det`` of them (greedy NMS keeps a box or not by
+        higher-scoring boxes alone, and Ultralytics keeps scores above the threshold), so the pass runs one NMS
+        for both tasks."""
         source = next((key for key in batch.nms if key[0] <= conf and key[1] == iou and key[2] >= max_det), None)
         if source is not None:
             dets = [det[det[:, 4] > conf][:max_det, :6] for det in batch.nms[source]]
         else:
             dets = [det[:, :6].float() for det in ultra.nms(batch.decoded.float(), conf, iou, max_det, self.end2end)]
-        mapped = to_image_frame(dets, batch.metas)
-        return list(torch.cat(mapped).cpu().split([len(d) for d in mapped])) if mapped else []
+        counts = [len(d) for d in dets]
+        flat = to_image_frame(torch.cat(dets) if dets else torch.zeros(0, 6, device=self.device), counts, batch.metas)
+        if flat.device.type != "cuda":
+            return OnHost(flat, counts, None)
+        host = torch.empty(flat.shape, dtype=flat.dtype, pin_memory=True)
+        host.copy_(flat, non_blocking=True)
+        event = torch.cuda.Event()
+        event.record()
+        return OnHost(host, counts, event)
 
     def boxes(self, det: torch.Tensor) -> list[tuple[str, float, list[float]]]:
         """(class name, score, xyxy) for the task's classes."""
@@ -296,6 +363,7 @@ class EngineSettings:
     workers: int  # -1: from the usable CPUs (``runtime.decode_workers``)
     half: bool
     iou: float
+    gpu_decode: bool  # JPEGs decoded on the GPU (``executor.decode``); ignored on the CPU
 
     @classmethod
     def read(cls, p: Params) -> EngineSettings:
@@ -305,6 +373,7 @@ class EngineSettings:
             workers=p.int("num_workers_per_gpu", -1, 64),
             half=p.bool("half"),
             iou=p.float("iou_thres", 0.0, 1.0),
+            gpu_decode=p.bool("gpu_decode"),
         )
 
 

@@ -25,8 +25,9 @@ import torch
 from easydict import EasyDict
 
 from executor import weights
-from executor.engine import Engine, EngineSettings, InferSettings, why_unreadable
+from executor.engine import Engine, EngineSettings, InferSettings, Meta, OnHost, why_unreadable
 from executor.mining import MinerContext, algorithms
+from executor.mining.base import to_list
 from executor.protocol import (
     ErrorCode,
     InferResultWriter,
@@ -128,32 +129,41 @@ def worker(rank: int, job: ScanJob, shards: list[list[str]], devices: list[str],
     shard_dir = Path(job.shard_dir)
     try:
         paths = shards[rank]
-        engine = Engine(Path(job.weights), devices[rank], job.engine.img_size, job.engine.half, job.names)
+        engine = Engine(Path(job.weights), devices[rank], job.engine.img_size, job.engine.half, job.names,
+                        decode_on_device=job.engine.gpu_decode and devices[rank] != "cpu")
         miner = _miner(job, engine) if job.mining else None
         readable: list[str] = []
-        scores: list[float | None] = []
+        scores: list[torch.Tensor] = []  # per pass, on the device until the shard ends
         indices: list[int] = []  # each readable image's candidate index, in pass order
         unreadable: list[str] = []
         problems: Counter = Counter()
         boxes, done = 0, 0
         infer_file = open(shard_dir / f"infer-{rank}.jsonl", "w", encoding="utf-8") if job.infer else None
         in_order = InOrder(infer_file)
+        waiting: tuple[OnHost, list[Meta]] | None = None  # the last pass's boxes, written once the next pass runs
+
+        def write(pass_boxes: OnHost, metas: list[Meta]) -> int:
+            found_in_pass = 0
+            for det, meta in zip(pass_boxes.get(), metas, strict=True):
+                found = engine.boxes(det)
+                found_in_pass += len(found)
+                in_order.write(meta.index, json.dumps([meta.path, found, meta.width, meta.height]) + "\n")
+            return found_in_pass
+
         try:
             for images, metas, bad in engine.batches(paths, job.engine.batch_size, job.engine.workers):
                 if images is not None:
-                    batch = engine.forward(engine.prepare(images), metas)
+                    batch = engine.forward(engine.prepare(images), metas)  # queued on a GPU: the host goes on
+                    if waiting is not None:  # the previous pass's results, written while this one computes
+                        boxes += write(*waiting)
+                        waiting = None
                     if miner is not None:
-                        scored = miner.score(batch)
-                        problems[NOT_FINITE] += sum(s is None for s in scored)
-                        scores += scored
+                        scores.append(miner.device_scores(batch))
                         readable += [m.path for m in metas]
                         indices += [m.index for m in metas]
                     if infer_file is not None:
-                        dets = engine.image_detections(batch, job.infer.conf, job.engine.iou, job.infer.max_det)
-                        for det, meta in zip(dets, metas, strict=True):
-                            found = engine.boxes(det)
-                            boxes += len(found)
-                            in_order.write(meta.index, json.dumps([meta.path, found, meta.width, meta.height]) + "\n")
+                        waiting = (engine.detections_to_host(batch, job.infer.conf, job.engine.iou,
+                                                             job.infer.max_det), metas)
                 for meta in bad:
                     unreadable.append(meta.path)
                     problems[meta.problem] += 1
@@ -161,6 +171,8 @@ def worker(rank: int, job: ScanJob, shards: list[list[str]], devices: list[str],
                         in_order.write(meta.index, json.dumps([meta.path, [], 0, 0]) + "\n")
                 done += len(metas) + len(bad)
                 report(done)
+            if waiting is not None:
+                boxes += write(*waiting)
         finally:
             if infer_file is not None:
                 infer_file.close()
@@ -169,9 +181,11 @@ def worker(rank: int, job: ScanJob, shards: list[list[str]], devices: list[str],
         # Back to candidate order (passes are grouped by letterboxed shape): what finish sees, and so every
         # tie in result.tsv, is then the same for any batch size and GPU count.
         order = sorted(range(len(indices)), key=indices.__getitem__)
-        readable, scores = [readable[i] for i in order], [scores[i] for i in order]
+        listed = to_list(torch.cat(scores)) if scores else []
+        problems[NOT_FINITE] += sum(s is None for s in listed)
+        readable, listed = [readable[i] for i in order], [listed[i] for i in order]
         state = miner.state(torch.tensor(order, dtype=torch.long)) if miner is not None else None
-        torch.save({"readable": readable, "scores": scores, "unreadable": unreadable, "problems": dict(problems),
+        torch.save({"readable": readable, "scores": listed, "unreadable": unreadable, "problems": dict(problems),
                     "boxes": boxes, "state": state}, shard_dir / f"scan-{rank}.pt")
     except BaseException as exc:
         code, message = classify_exception(exc)

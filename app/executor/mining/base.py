@@ -18,6 +18,7 @@ it ranks last and is counted, without touching its batch-mates' scores.
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -65,11 +66,15 @@ class Miner:
         """One float32 score per image of the batch, ``(B,)``, computed on the batch's device."""
         raise NotImplementedError
 
+    def device_scores(self, batch: Batch) -> torch.Tensor:
+        """The batch's scores, ``(B,)`` float32 on its device, NaN for an image whose score or features are not
+        finite: kept there until the shard ends (``to_list``), so scoring a pass waits for nothing."""
+        values = self.image_scores(batch).detach().float()
+        return torch.where(torch.isfinite(values) & finite_features(batch), values, math.nan)
+
     def score(self, batch: Batch) -> list[float | None]:
         """The batch's scores on the CPU; ``None`` for an image whose score or features are not finite."""
-        values = self.image_scores(batch).detach().float().cpu()
-        valid = torch.isfinite(values) & finite_features(batch).cpu()
-        return [float(v) if ok else None for v, ok in zip(values.tolist(), valid.tolist(), strict=True)]
+        return to_list(self.device_scores(batch))
 
     def finish(self, scores: list[float | None]) -> list[float | None]:
         return scores
@@ -93,6 +98,12 @@ def image_seed(seed: int, path: str) -> int:
     """A 63-bit number from the mining seed and an image's path: per-image randomness (random's score,
     cald's cutout) that does not depend on the image's batch, batch-mates or shard."""
     return int.from_bytes(hashlib.blake2b(f"{seed}:{path}".encode(), digest_size=8).digest(), "big") >> 1
+
+
+def to_list(scores: torch.Tensor) -> list[float | None]:
+    """Scores from ``Miner.device_scores`` on the CPU, ``None`` for the non-finite ones (ranked last)."""
+    values = scores.cpu()
+    return [float(v) if ok else None for v, ok in zip(values.tolist(), torch.isfinite(values).tolist(), strict=True)]
 
 
 def finite_features(batch: Batch) -> torch.Tensor:

@@ -18,6 +18,7 @@ import math
 
 import torch
 
+from executor.engine import owners
 from executor.mining.base import Miner
 
 
@@ -55,9 +56,9 @@ def box_uncertainty(det: torch.Tensor, class_weights: torch.Tensor) -> torch.Ten
 def per_image(dets: list[torch.Tensor], values: torch.Tensor, reduce: str) -> torch.Tensor:
     """Per-box ``values`` (of ``torch.cat(dets)``) reduced per image ("amax" or "sum"), 0 for an image with no
     box: ``(B,)`` float32, in one scatter over the pass (no Python loop over images, no host sync)."""
-    owner = torch.repeat_interleave(torch.arange(len(dets)), torch.tensor([len(d) for d in dets], dtype=torch.long))
+    owner = owners([len(d) for d in dets], values.device)
     out = values.new_zeros(len(dets), dtype=torch.float32)
-    return out.scatter_reduce(0, owner.to(values.device), values.float(), reduce, include_self=True)
+    return out.scatter_reduce(0, owner, values.float(), reduce, include_self=True)
 
 
 def image_entropy(dets: list[torch.Tensor], class_weights: torch.Tensor) -> torch.Tensor:

@@ -29,6 +29,7 @@ import math
 import torch
 from torchvision.ops import roi_align
 
+from executor.engine import owners
 from executor.mining.base import Miner, MinerContext
 from executor.mining.entropy import box_uncertainty, per_image
 
@@ -94,7 +95,7 @@ def select(uncertainty: torch.Tensor, features: torch.Tensor, classes: torch.Ten
 def ragged_take(values: list[torch.Tensor], counts: torch.Tensor, order: torch.Tensor) -> list[torch.Tensor]:
     """Rows of several tensors grouped per image (``counts[i]`` rows for image i, images one after another),
     with the images put in ``order``."""
-    owner = torch.repeat_interleave(torch.arange(len(counts)), counts)
+    owner = owners(counts)
     rank = torch.empty_like(order)
     rank[order] = torch.arange(len(order))
     rows = rank[owner].argsort(stable=True)
@@ -151,7 +152,7 @@ class PPAL(Miner):
             return scores
         counts, features, classes = self.flat()
         features = features.float()
-        owner = torch.repeat_interleave(torch.arange(len(counts)), counts)  # image index of each box
+        owner = owners(counts)  # image index of each box
         valid = [i for i, s in enumerate(scores) if s is not None]
         if not valid:
             return scores
