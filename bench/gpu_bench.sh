@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# The benchmarks' GPU modes in one short go on a lent GPU machine (about 4 minutes on one H100/H200; run
-# `make gpu-check` in a call of its own, about 6 minutes). Writes one file per benchmark to DIR.
+# The benchmarks' GPU modes in one short go on a lent GPU machine (bench/gpu_session.sh runs them with the
+# GPU checks that matter most in one call of at most 9 minutes). Each benchmark has its own time limit
+# and prints a line per arm as it ends, into DIR/<benchmark>.txt, so a call cut short keeps what it measured.
+# Candidates are real-sized JPEGs (1-12 MP, mixed aspect ratios; bench/photos.py) at 640 px, fp16.
 # Usage: bash bench/gpu_bench.sh DIR   (PYTHON=python3 by default: the machine's own torch)
 set -u
 DIR=${1:-gpu-results}
 PY=${PYTHON:-python3}
 mkdir -p "$DIR"
 export PYTHONUNBUFFERED=1
+keep() { grep --line-buffered -E '^(arm |machine|\|)' | tee "$DIR/$1.txt"; }
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$DIR/gpu.txt" 2>&1
-timeout 90 "$PY" bench/infer_throughput.py --device 0 --images 1000 --workers 4 --repeats 2 2>&1 | tail -8 | tee "$DIR/infer-throughput.txt"
-timeout 150 "$PY" bench/mining_cost.py --device 0 --images 2000 --workers 4 --repeats 1 2>&1 | tail -16 | tee "$DIR/mining-cost.txt"
-timeout 120 "$PY" bench/training_overhead.py --device 0 --epochs 3 --img-size 320 --repeats 2 2>&1 | tail -6 | tee "$DIR/training-overhead.txt"
+git rev-parse HEAD >> "$DIR/gpu.txt" 2>/dev/null
+timeout 130 "$PY" bench/infer_throughput.py --device 0 --images 600 --repeats 1 2>&1 | keep infer-throughput
+timeout 110 "$PY" bench/mining_cost.py --device 0 --images 600 --repeats 1 2>&1 | keep mining-cost
+timeout 100 "$PY" bench/training_overhead.py --device 0 --epochs 3 --img-size 320 --repeats 2 2>&1 | keep training-overhead

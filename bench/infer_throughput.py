@@ -1,11 +1,16 @@
-"""Infer throughput, side by side in one process (benchmark issue, item 1).
+"""Infer throughput, side by side in one process (benchmark issue, item 1; GPU issue, item 5).
 
-A: this project's infer task (index in, infer-result.json out, model load included);
+A: this project's infer task (index in, infer-result.json out, model load included); on a GPU also
+   A' with ``gpu_decode: true`` (JPEGs decoded by nvJPEG);
 B: a plain Ultralytics ``YOLO.predict`` loop over the same images, model, size, batch and device
    (model load included, as in A);
-C: the model's bare forward pass on pre-decoded tensors (the ceiling, no decoding or NMS).
+C: the model's bare forward pass on pre-decoded, pre-letterboxed **full** batches of one shape each (the
+   ceiling: no decoding, no NMS, no partial passes).
 
-Usage: python bench/infer_throughput.py [--quick] [--device cpu|0]
+Candidates: real-sized JPEGs (1-12 MP, mixed aspect ratios: ``photos``) unless ``--toy`` (the sample's
+small images, as the figures before the GPU issue were measured).
+
+Usage: python bench/infer_throughput.py [--quick] [--device cpu|0] [--toy]
 """
 
 from __future__ import annotations
@@ -15,20 +20,22 @@ import tempfile
 import time
 from pathlib import Path
 
+import photos
 from common import machine, run_tasks, sample, trained_model
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="CPU-sized: 480 images at 320 px")
+    parser.add_argument("--quick", action="store_true", help="CPU-sized: 480 toy or 96 real-sized images at 320 px")
+    parser.add_argument("--toy", action="store_true", help="the sample's small images instead of real-sized JPEGs")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--images", type=int)
     parser.add_argument("--img-size", type=int)
     parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=-1, help="num_workers_per_gpu (-1: the template's automatic default)")
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
-    images = args.images or (480 if args.quick else 2000)
+    images = args.images or ((480 if args.toy else 96) if args.quick else 2000)
     img_size = args.img_size or (320 if args.quick else 640)
 
     import torch
@@ -37,6 +44,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = sample.generate(Path(tmp), train=32, val=8, candidates=images)
         model_path = trained_model(root, 128)
+        if not args.toy:
+            photos.use_as_candidates(root, photos.make(Path(tmp) / "photos", images))
         paths = [p for p in (root / "in" / "candidate-index.tsv").read_text().splitlines() if p]
         gpu = "" if args.device == "cpu" else args.device
         config = {"img_size": img_size, "batch_size_per_gpu": args.batch, "num_workers_per_gpu": args.workers,
@@ -44,6 +53,9 @@ def main() -> None:
 
         def ours() -> float:
             return run_tasks(root, ["infer"], config)
+
+        def ours_gpu_decode() -> float:
+            return run_tasks(root, ["infer"], {**config, "gpu_decode": True})
 
         def plain() -> float:
             start = time.perf_counter()
@@ -53,12 +65,17 @@ def main() -> None:
                              device=args.device, verbose=False, half=gpu != "")
             return time.perf_counter() - start
 
-        from executor.engine import CandidateImages, Engine, collate
+        from executor.engine import CandidateImages, Engine
 
         engine = Engine(model_path, args.device if gpu else "cpu", img_size, True, sample.CLASS_NAMES)
         decoded = CandidateImages(paths, img_size)  # the engine's own decoding and letterbox, done up front
-        batches = [images for i in range(0, len(paths), args.batch)
-                   for images, _ in collate([decoded[j] for j in range(i, min(i + args.batch, len(paths)))])[0]]
+        by_shape: dict[tuple[int, ...], list] = {}
+        for i in range(len(paths)):
+            tensor, _ = decoded[i]
+            by_shape.setdefault(tuple(tensor.shape), []).append(tensor)
+        batches = [torch.stack(group[i : i + args.batch]) for group in by_shape.values()
+                   for i in range(0, len(group), args.batch)]  # full passes but the last of each shape
+        del by_shape
 
         def ceiling() -> float:
             start = time.perf_counter()
@@ -68,16 +85,21 @@ def main() -> None:
                 torch.cuda.synchronize()
             return time.perf_counter() - start
 
+        arms = [("A executor infer task", ours), ("B plain YOLO.predict loop", plain), ("C bare forward (ceiling)", ceiling)]
+        if gpu:
+            arms.insert(1, ("A' executor infer task, gpu_decode: true", ours_gpu_decode))
         results = {}
-        for name, fn in (("A executor infer task", ours), ("B plain YOLO.predict loop", plain), ("C bare forward (ceiling)", ceiling)):
+        for name, fn in arms:
             fn()  # warm-up: first model load, allocator, caches
             results[name] = min(fn() for _ in range(args.repeats))
+            print(f"arm {name}: {results[name]:.2f} s for {images} images", flush=True)  # a run cut short keeps it
         print(f"\nmachine: {machine()}; {images} images {img_size} px, batch {args.batch}, workers {args.workers}, "
-              f"device {args.device}, best of {args.repeats}")
-        print("| run | seconds | images/s | vs B |\n| --- | --- | --- | --- |")
-        base = results["B plain YOLO.predict loop"]
+              f"device {args.device}, best of {args.repeats}; {'toy sample images' if args.toy else photos.describe(paths)}; "
+              f"ceiling: {len(batches)} passes")
+        print("| run | seconds | images/s | vs B | vs C |\n| --- | --- | --- | --- | --- |")
+        base, top = results["B plain YOLO.predict loop"], results["C bare forward (ceiling)"]
         for name, seconds in results.items():
-            print(f"| {name} | {seconds:.2f} | {images / seconds:.1f} | {base / seconds:.2f}x |")
+            print(f"| {name} | {seconds:.2f} | {images / seconds:.1f} | {base / seconds:.2f}x | {top / seconds:.2f}x |")
 
 
 if __name__ == "__main__":

@@ -2,10 +2,12 @@
 
 On the project's sample data, each check runs ``app/start.py`` in a subprocess exactly as the platform
 starts the image, then checks the outputs against the contract as the tests do (``tests/contract.py``):
-training with AMP (3 epochs), fine-tuning from that result, infer with ``half`` true and false, each
-mining algorithm with ``half: true``, mining + infer together, two candidate shards on one GPU (the
-spawned-worker path), a first-epoch NaN (pretrained weights holding NaN) and a forced out-of-memory
-(yolo11x at 5120 px, the largest batch): each must end with its own error code.
+training with AMP (3 epochs), fine-tuning from that result, infer with ``half`` true and false, infer with
+``gpu_decode: true`` on real-sized JPEGs of mixed shapes (the GPU decoder's inputs against the CPU path's),
+the nvJPEG stream hazard (with a positive control), each mining algorithm with ``half: true``, mining + infer
+together, two candidate shards (the spawned-worker path; on GPUs 0 and 1 with GPU 0's memory checked when
+there are two), a first-epoch NaN (pretrained weights holding NaN) and a forced out-of-memory (yolo11x at
+4096 px, the largest batch): each of the last two must end with its own error code.
 
 Prints one line per check and a closing count; exits 1 on any failure, 2 without CUDA.
 ``--allow-cpu`` rehearses the script on a machine without a GPU (the out-of-memory check is skipped);
@@ -40,7 +42,8 @@ from contract import check_infer_json, check_mining_tsv, check_monitor_error, ch
 from executor import sample  # noqa: E402
 
 ALGORITHMS = ("random", "entropy", "aldd", "cald", "diversity", "ppal")
-STEPS = ("training", "fine-tune", "infer", "infer", *["mining"] * len(ALGORITHMS), "mining-infer", "two-shards", "nan", "oom")
+STEPS = ("training", "fine-tune", "infer", "infer", "gpu-decode", "decode-hazard", *["mining"] * len(ALGORITHMS),
+         "mining-infer", "two-shards", "nan", "oom")
 TRAINING = {"model": "yolo11n", "epochs": 3, "img_size": 320, "batch_size_per_gpu": 16, "num_workers_per_gpu": 4,
             "save_period": 1, "export_format": "ark:raw"}
 # conf 0.001: a model trained for 3 epochs scores its boxes low; fp16 and fp32 must find about as many.
@@ -147,13 +150,136 @@ class Check:
         return mining_line(log)
 
     def two_shards(self) -> str:
-        gpu = f"{self.gpu},{self.gpu}" if self.gpu else ""
+        """Two spawned shards: on GPUs 0 and 1 when the machine has two, and then device 0 must hold no more
+        than one shard's memory (a shard that never called set_device put its context there); else both on
+        GPU 0 (the spawned-worker path alone)."""
+        import torch
+
+        distinct = bool(self.gpu) and torch.cuda.device_count() >= 2
         config = {**SCAN, "half": True, "model_params_path": self.models}
-        log = self.ok("two-shards", ["mining", "infer"], config, gpu=gpu)
+        if distinct:
+            one, _ = self.watch_device_0(lambda: self.ok("one-shard", ["mining", "infer"], config, gpu="0"))
+        gpu = "0,1" if distinct else (f"{self.gpu},{self.gpu}" if self.gpu else "")
+        two_shards = lambda: self.ok("two-shards", ["mining", "infer"], config, gpu=gpu)  # noqa: E731
+        two, log = self.watch_device_0(two_shards) if distinct else (0, two_shards())
         check_mining_tsv(str(self.root / "out" / "result.tsv"), self.candidates)
         check_infer_json(str(self.root / "out" / "infer-result.json"), self.candidates, sample.CLASS_NAMES, legacy=False)
         assert not self.gpu or "on 2 devices" in log, "the candidates were not split over two workers"
-        return mining_line(log)
+        if not distinct:
+            return mining_line(log) + ("; one GPU: both shards on GPU 0, device placement not checked" if self.gpu else "")
+        assert two <= one * 1.2 + 64, f"GPU 0 held {two} MiB with shards on GPUs 0 and 1, {one} MiB with one shard"
+        return f"{mining_line(log)}; GPU 0 at most {two} MiB with shards on 0 and 1 ({one} MiB with one shard)"
+
+    def watch_device_0(self, run: Callable[[], str]) -> tuple[int, str]:
+        """``run()`` while nvidia-smi is polled: the most memory GPU 0's compute processes held together (MiB)."""
+        import threading
+
+        peak, done = [0], threading.Event()
+
+        def poll() -> None:
+            while not done.wait(0.5):
+                out = subprocess.run(["nvidia-smi", "-i", "0", "--query-compute-apps=used_memory",
+                                      "--format=csv,noheader,nounits"], capture_output=True, text=True).stdout
+                peak[0] = max(peak[0], sum(int(v) for v in out.split() if v.isdigit()))
+
+        thread = threading.Thread(target=poll, daemon=True)
+        thread.start()
+        try:
+            log = run()
+        finally:
+            done.set()
+            thread.join()
+        return peak[0], log
+
+    def gpu_decode(self) -> str:
+        """Infer with ``gpu_decode: true`` on real-sized JPEGs of mixed shapes and EXIF orientations, with a truncated
+        JPEG, a CMYK JPEG and a PNG among them: every candidate in infer-result.json, and the engine's inputs
+        (size, scale, padding, pixels) those of the CPU path."""
+        import numpy as np
+        import torch
+        from executor.engine import Engine
+        from PIL import Image
+
+        sys.path.insert(0, str(ROOT / "bench"))
+        import photos
+
+        folder = self.root / "decode"
+        paths = photos.make(folder, 15)
+        rotated = folder / "rotated.jpg"
+        exif = Image.Exif()
+        exif[0x0112] = 6
+        Image.open(paths[0]).save(rotated, quality=90, exif=exif)
+        data = Path(paths[1]).read_bytes()
+        (folder / "cut.jpg").write_bytes(data[: len(data) * 2 // 3])
+        Image.open(paths[2]).convert("CMYK").save(folder / "cmyk.jpg", quality=90)
+        Image.open(paths[3]).save(folder / "p.png")
+        paths += [str(rotated), *(str(folder / n) for n in ("cut.jpg", "cmyk.jpg", "p.png"))]
+        index = self.root / "in" / "candidate-index.tsv"
+        saved = index.read_text()
+        index.write_text("\n".join(paths) + "\n")
+        try:
+            self.ok("gpu-decode", ["infer"], {**SCAN, "half": True, "gpu_decode": True, "model_params_path": self.models})
+        finally:
+            index.write_text(saved)
+        check_infer_json(str(self.root / "out" / "infer-result.json"), paths, sample.CLASS_NAMES, legacy=False)
+        best = Path(next(p for p in self.models if p.endswith("best.pt")))
+        seen = []
+        for on_device in (False, True):
+            engine = Engine(best, self.gpu or "cpu", 640, False, sample.CLASS_NAMES, decode_on_device=on_device)
+            found = {}
+            for images, metas, _ in engine.batches(paths, 8, 4):
+                for image, meta in zip(images if images is not None else [], metas, strict=True):
+                    found[meta.path] = (image.cpu().int(), (meta.width, meta.height, meta.ratio, meta.pad))
+            seen.append(found)
+            del engine
+        cpu, dev = seen
+        assert set(cpu) == set(dev) == set(paths), "an image was lost on one path"
+        worst, mean = 0, []
+        for path in paths:
+            assert cpu[path][1] == dev[path][1], f"{path}: {cpu[path][1]} on the CPU path, {dev[path][1]} on the GPU"
+            diff = (cpu[path][0] - dev[path][0]).abs()
+            worst, mean = max(worst, int(diff.max())), mean + [float(diff.float().mean())]
+        assert float(np.mean(mean)) < 1.0, f"GPU-decoded inputs differ from the CPU path's by {np.mean(mean):.2f} on average"
+        torch.cuda.empty_cache() if self.gpu else None
+        return (f"{len(paths)} candidates (1-12 MP, EXIF 6, truncated, CMYK, PNG) all present; inputs equal in size, "
+                f"scale and padding, pixels within {worst} (mean {np.mean(mean):.3f}) grey levels of the CPU path")
+
+    def decode_hazard(self) -> str:
+        """The Hopper nvJPEG hazard (pytorch/vision PR #9606): tensors freed while reductions over them are still
+        queued, then a batched decode. Our decoder drains the stream first and must corrupt nothing; the bare
+        torchvision call is the positive control (it corrupts on GPUs with the hardware decoder)."""
+        import torch
+        from executor import decode
+        from torchvision.io import ImageReadMode, decode_jpeg
+
+        if not self.gpu:
+            return "skipped without a GPU"
+        sys.path.insert(0, str(ROOT / "bench"))
+        import photos
+
+        device = torch.device(f"cuda:{self.gpu}")
+        paths = photos.make(self.root / "hazard", 8, distinct=8)[:8]
+        encoded = [decode.read_encoded(p) for p in paths]
+        size = max(int(e.data.numel()) for e in encoded)  # in the ballpark of the decoder's output blocks
+        ours = {"ours": lambda: decode.decode(encoded, device),
+                "bare torchvision": lambda: decode_jpeg([e.data for e in encoded], mode=ImageReadMode.RGB, device=device)}
+        counts = {}
+        for name, run in ours.items():
+            corrupted = 0
+            for _ in range(30):
+                work = torch.randn(2048, 2048, device=device)
+                for _ in range(30):
+                    work = torch.tanh(work @ work)  # ~tens of ms queued on the stream
+                tensors = [torch.full((3 * size,), float(k), device=device) for k in range(8)]
+                sums = [t.sum() for t in tensors]  # queued after the work
+                del tensors  # freed while the reductions still wait: the allocator may hand these blocks on
+                run()
+                corrupted += any(float(v) != float(k) * 3 * size for k, v in enumerate(sums))
+            counts[name] = corrupted
+        assert counts["ours"] == 0, f"the decoder corrupted queued work in {counts['ours']} of 30 rounds"
+        control = counts["bare torchvision"]
+        return (f"0 of 30 rounds corrupted with the barrier; without it {control} of 30"
+                + ("" if control else " (the hazard did not show on this card: the control proves nothing here)"))
 
     def nan_first_epoch(self) -> str:
         import torch
@@ -219,9 +345,11 @@ def main() -> int:
             ("fine-tuning from it", check.fine_tune),
             ("infer half: false", lambda: check.infer(False)),
             ("infer half: true", lambda: check.infer(True)),
+            ("infer gpu_decode: true, real-sized mixed JPEGs", check.gpu_decode),
+            ("nvJPEG stream hazard", check.decode_hazard),
             *[(f"mining {a}, half: true", lambda a=a: check.mine(a)) for a in ALGORITHMS],
             ("mining + infer, half: true", check.mine_and_infer),
-            ("two shards on one GPU", check.two_shards),
+            ("two shards (on GPUs 0 and 1 when there are two)", check.two_shards),
             ("first-epoch NaN -> 300201", check.nan_first_epoch),
             ("out of memory -> 300103", check.out_of_memory),
         ]
