@@ -320,3 +320,48 @@ def test_ppal_state_puts_each_images_boxes_in_candidate_order():
     counts = torch.tensor([2, 1, 3])
     (moved,) = ppal.ragged_take([values], counts, torch.tensor([2, 0, 1]))  # candidate order: c, a, b
     assert moved.tolist() == [30, 31, 32, 10, 11, 20]
+
+
+def test_cald_pass_values_equal_the_per_image_definition():
+    """``pass_values`` (padded, one set of kernels per pass) gives each image what ``augmentation_value`` gives
+    it alone: images with boxes, with none, with no wanted box, and with an augmented output that keeps none."""
+    from executor.mining import cald
+
+    generator = torch.Generator().manual_seed(0)
+
+    def dets(n: int) -> torch.Tensor:
+        xy = torch.rand(n, 2, generator=generator) * 80
+        wh = torch.rand(n, 2, generator=generator) * 30 + 2
+        scores = torch.rand(n, 3, generator=generator)
+        top, cls = scores.max(1)
+        return torch.cat([xy, xy + wh, top[:, None], cls[:, None].float(), scores], 1)
+
+    refs = [dets(n) for n in (3, 0, 5, 2, 4)]
+    mapped = [r.clone() for r in refs]
+    for m in mapped:
+        m[:, :4] += torch.rand(len(m), 4, generator=generator) * 6
+    augs = [dets(n) for n in (4, 2, 0, 3, 6)]
+    wanted = [torch.tensor([True, False, True]), torch.zeros(0, dtype=torch.bool), torch.ones(5, dtype=torch.bool),
+              torch.tensor([False, False]), torch.tensor([True, True, False, True])]
+    ours = cald.pass_values(refs, mapped, augs, wanted)
+    expected = torch.stack([augmentation_value(r, m, a, w) for r, m, a, w in zip(refs, mapped, augs, wanted, strict=True)])
+    assert torch.allclose(ours, expected, atol=1e-5, equal_nan=True), (ours, expected)
+    assert ours[1].isnan() and ours[3].isnan() and float(ours[2]) == 0.0  # no ref / none wanted / aug kept none
+    none_kept = cald.pass_values(refs, mapped, [a[:0] for a in augs], wanted)
+    assert torch.allclose(none_kept, torch.stack([augmentation_value(r, m, a[:0], w) for r, m, a, w
+                                                  in zip(refs, mapped, augs, wanted, strict=True)]), equal_nan=True)
+
+
+def test_cald_cutout_is_per_image_and_batch_independent():
+    from executor.mining import cald
+
+    images = torch.rand(3, 3, 64, 96)
+    together, _ = cald._cutout(images, torch.zeros(0, 4), [11, 22, 33])
+    for i, seed in enumerate((11, 22, 33)):
+        alone, _ = cald._cutout(images[i : i + 1], torch.zeros(0, 4), [seed])
+        assert torch.equal(alone[0], together[i])
+        grey = (together[i] == 0.5).all(0)
+        s = int(64 * 0.15)
+        assert s * s <= int(grey.sum()) <= 2 * s * s  # two squares of side 15 % of the short side (may overlap)
+        for x, y in cald.cutout_corners(64, 96, seed):
+            assert bool(grey[y : y + s, x : x + s].all())

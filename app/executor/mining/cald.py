@@ -42,6 +42,7 @@ from torchvision.ops import box_iou
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
+from executor.engine import owners
 from executor.mining.base import Miner, MinerContext, image_seed
 from executor.mining.entropy import class_posterior
 
@@ -59,11 +60,11 @@ def _boxes(boxes: torch.Tensor, images: torch.Tensor) -> tv_tensors.BoundingBoxe
     return tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=tuple(images.shape[-2:]), clamping_mode=None)
 
 
-def _flip(images: torch.Tensor, boxes: torch.Tensor, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def _flip(images: torch.Tensor, boxes: torch.Tensor, seeds: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     return TF.horizontal_flip(images), TF.horizontal_flip(_boxes(boxes, images)).as_subclass(torch.Tensor)
 
 
-def _scale(images: torch.Tensor, boxes: torch.Tensor, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def _scale(images: torch.Tensor, boxes: torch.Tensor, seeds: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Down-scaled into the top-left corner of a grey canvas of the same size."""
     h, w = images.shape[-2:]
     size = [max(1, int(h * SCALE)), max(1, int(w * SCALE))]
@@ -72,28 +73,40 @@ def _scale(images: torch.Tensor, boxes: torch.Tensor, seed: int = 0) -> tuple[to
     return out, TF.resize(_boxes(boxes, images), size).as_subclass(torch.Tensor)
 
 
-def _rotate(images: torch.Tensor, boxes: torch.Tensor, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def _rotate(images: torch.Tensor, boxes: torch.Tensor, seeds: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Rotated about the centre, black outside; each box becomes the box around its rotated corners."""
     return (TF.rotate(images, ROTATION_DEGREES, interpolation=BILINEAR),
             TF.rotate(_boxes(boxes, images), ROTATION_DEGREES).as_subclass(torch.Tensor))
 
 
-def _cutout(images: torch.Tensor, boxes: torch.Tensor, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Two grey squares (15 % of the short side) at places drawn from ``seed`` (the image's own)."""
-    out = images.clone()
-    h, w = images.shape[-2:]
+def cutout_corners(h: int, w: int, seed: int) -> list[tuple[int, int]]:
+    """The (x, y) of an image's two cutout squares, drawn from its own ``seed`` (so batch-independent)."""
     s = max(1, int(min(h, w) * 0.15))
     generator = torch.Generator().manual_seed(seed)
-    grey = out.new_tensor(0.5)  # on the images' device, in their dtype
-    for i in range(out.shape[0]):
-        for _ in range(2):
-            x = int(torch.randint(0, w - s + 1, (1,), generator=generator))
-            y = int(torch.randint(0, h - s + 1, (1,), generator=generator))
-            TF.erase(out[i], y, x, s, s, grey, inplace=True)
-    return out, boxes
+    corners = []
+    for _ in range(2):
+        x = int(torch.randint(0, w - s + 1, (1,), generator=generator))
+        y = int(torch.randint(0, h - s + 1, (1,), generator=generator))
+        corners.append((x, y))
+    return corners
 
 
-AUGMENTATIONS = (_flip, _cutout, _rotate, _scale)
+def _cutout(images: torch.Tensor, boxes: torch.Tensor, seeds: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two grey squares (15 % of the short side) per image, at places drawn from each image's seed; one
+    masked write over the pass (the corners are drawn on the CPU, no device work per image)."""
+    h, w = images.shape[-2:]
+    s = max(1, int(min(h, w) * 0.15))
+    corners = torch.tensor([cutout_corners(h, w, seed) for seed in seeds], dtype=torch.long).to(images.device)  # (B, 2, 2)
+    cols = torch.arange(w, device=images.device)
+    rows = torch.arange(h, device=images.device)
+    x, y = corners[..., 0, None], corners[..., 1, None]  # (B, 2, 1)
+    in_x = (cols >= x) & (cols < x + s)  # (B, 2, W)
+    in_y = (rows >= y) & (rows < y + s)  # (B, 2, H)
+    mask = (in_y[..., :, None] & in_x[..., None, :]).any(1)  # (B, H, W)
+    return torch.where(mask[:, None], images.new_tensor(0.5), images), boxes
+
+
+AUGMENTATIONS = (_flip, _cutout, _rotate, _scale)  # each maps a pass (images, boxes of all its images, seeds)
 
 
 def js_divergence(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
@@ -121,15 +134,52 @@ def augmentation_value(ref: torch.Tensor, mapped: torch.Tensor, aug: torch.Tenso
     return torch.where(torch.isinf(least), math.nan, least)
 
 
-def class_profile(dets: list[torch.Tensor], nc: int) -> torch.Tensor:
-    """Per class, the highest score of its boxes, averaged over the outputs (original and augmented)."""
-    rows = []
-    for det in dets:
-        row = det.new_zeros(nc, dtype=torch.float32)
-        if len(det):
-            row.scatter_reduce_(0, det[:, 5].long().clamp(0, nc - 1), det[:, 4].float(), reduce="amax")
-        rows.append(row)
-    return torch.stack(rows).mean(0)
+def pass_profiles(dets: list[torch.Tensor], nc: int) -> torch.Tensor:
+    """Per image of a pass and per class, the highest score of its boxes (0 without one), ``(B, nc)``, in one
+    scatter: an image's class profile is the mean of these rows over the original and augmented outputs."""
+    flat = torch.cat(dets)
+    slot = owners([len(d) for d in dets], flat.device) * nc + flat[:, 5].long().clamp(0, nc - 1)
+    out = flat.new_zeros(len(dets) * nc, dtype=torch.float32)
+    return out.scatter_reduce(0, slot, flat[:, 4].float(), "amax", include_self=True).view(len(dets), nc)
+
+
+def posterior(dets: torch.Tensor) -> torch.Tensor:
+    """``entropy.class_posterior`` of padded detections ``(B, R, 6 + nc)``: ``(B, R, nc + 1)``."""
+    return class_posterior(dets.flatten(0, 1)).unflatten(0, dets.shape[:2])
+
+
+def padded_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """IoU of every box of ``a`` (B, R, 4) with every box of ``b`` (B, A, 4) of the same image: (B, R, A)."""
+    lt = torch.maximum(a[:, :, None, :2], b[:, None, :, :2])
+    rb = torch.minimum(a[:, :, None, 2:], b[:, None, :, 2:])
+    inter = (rb - lt).clamp_min(0).prod(-1)
+    area_a = (a[..., 2:] - a[..., :2]).clamp_min(0).prod(-1)
+    area_b = (b[..., 2:] - b[..., :2]).clamp_min(0).prod(-1)
+    return inter / (area_a[:, :, None] + area_b[:, None, :] - inter).clamp_min(1e-9)
+
+
+def pass_values(refs: list[torch.Tensor], mapped: list[torch.Tensor], augs: list[torch.Tensor],
+                wanted: list[torch.Tensor]) -> torch.Tensor:
+    """``augmentation_value`` for every image of a pass at once, ``(B,)``: the boxes padded per image (no
+    Python loop over images, no host sync); a test checks it equals the per-image definition."""
+    pad = torch.nn.utils.rnn.pad_sequence
+    ref, aug = pad(refs, batch_first=True), pad(augs, batch_first=True)  # (B, R, 6 + nc), (B, A, 6 + nc)
+    device = ref.device
+    ref_ok = pad([torch.ones(len(r), dtype=torch.bool, device=device) for r in refs], batch_first=True)
+    aug_ok = pad([torch.ones(len(a), dtype=torch.bool, device=device) for a in augs], batch_first=True)
+    want = pad(wanted, batch_first=True) & ref_ok
+    if aug.shape[1] == 0 or ref.shape[1] == 0:  # no box kept in any augmented image, or no reference at all
+        distance = ref.new_zeros(ref.shape[:2], dtype=torch.float32)
+    else:
+        iou = torch.where(aug_ok[:, None, :], padded_iou(pad(mapped, batch_first=True)[..., :4].float(),
+                                                         aug[..., :4].float()), -1.0)
+        best_iou, match = iou.max(2)  # (B, R)
+        matched = aug.gather(1, match[..., None].expand(-1, -1, aug.shape[2]))
+        js = js_divergence(posterior(ref), posterior(matched))
+        m = best_iou + (1 - js) * (ref[..., 4].float() + matched[..., 4].float()) / 2
+        distance = torch.where(aug_ok.any(1, keepdim=True), (m - BETA).abs(), 0.0)
+    least = torch.where(want, distance, math.inf).amin(1) if ref.shape[1] else ref.new_full((len(refs),), math.inf)
+    return torch.where(torch.isinf(least), math.nan, least.float())
 
 
 def stage_two(scores: list[float | None], profiles: torch.Tensor, train_shares: torch.Tensor, budget: int) -> list[float | None]:
@@ -165,17 +215,17 @@ class CALD(Miner):
     def image_scores(self, batch) -> torch.Tensor:
         engine, ctx = self.ctx.engine, self.ctx
         refs = self.detections(batch)
-        wanted = [ctx.class_weights[ref[:, 5].long()] > 0 for ref in refs]
+        counts = [len(ref) for ref in refs]
+        flat = torch.cat(refs)
+        wanted = list((ctx.class_weights[flat[:, 5].long()] > 0).split(counts))
         seeds = [image_seed(ctx.seed, meta.path) for meta in batch.metas]
-        values, outputs = [], [[ref] for ref in refs]
+        values, profiles = [], [pass_profiles(refs, engine.nc)]
         for augment in AUGMENTATIONS:
-            per_image = [augment(batch.images[i : i + 1], refs[i][:, :4], seeds[i]) for i in range(len(refs))]
-            aug_dets = self.detections(engine.forward(torch.cat([im for im, _ in per_image]), batch.metas))
-            values.append(torch.stack([augmentation_value(ref, mapped, aug, w) for ref, (_, mapped), aug, w
-                                       in zip(refs, per_image, aug_dets, wanted, strict=True)]))
-            for i, aug in enumerate(aug_dets):
-                outputs[i].append(aug)
-        self.profiles.append(torch.stack([class_profile(o, engine.nc) for o in outputs]))  # on the device until state()
+            images, mapped = augment(batch.images, flat[:, :4], seeds)
+            augs = self.detections(engine.forward(images, batch.metas))
+            values.append(pass_values(refs, list(mapped.split(counts)), augs, wanted))
+            profiles.append(pass_profiles(augs, engine.nc))
+        self.profiles.append(torch.stack(profiles).mean(0))  # on the device until state()
         score = BETA - torch.stack(values).mean(0)
         return torch.where(torch.isnan(score), NO_DETECTION, score)
 
