@@ -71,7 +71,7 @@ def main() -> None:
         decoded = CandidateImages(paths, img_size)  # the engine's own decoding and letterbox, done up front
         by_shape: dict[tuple[int, ...], list] = {}
         for i in range(len(paths)):
-            tensor, _ = decoded[i]
+            ((tensor, _),) = decoded[i]
             by_shape.setdefault(tuple(tensor.shape), []).append(tensor)
         batches = [torch.stack(group[i : i + args.batch]) for group in by_shape.values()
                    for i in range(0, len(group), args.batch)]  # full passes but the last of each shape

@@ -123,7 +123,7 @@ class Check:
         from executor.engine import CandidateImages, Engine, collate
 
         best = Path(next(p for p in self.models if p.endswith("best.pt")))
-        (images, metas), *_ = collate([CandidateImages(self.candidates[:16], SCAN["img_size"])[i] for i in range(16)])[0]
+        (images, metas), *_ = collate([CandidateImages(self.candidates[:16], SCAN["img_size"])[i][0] for i in range(16)])[0]
         outputs = []
         for half in (False, True):
             engine = Engine(best, self.gpu or "cpu", SCAN["img_size"], half, sample.CLASS_NAMES)

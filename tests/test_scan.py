@@ -11,6 +11,7 @@ from contract import check_infer_json
 from executor import scan, weights
 from executor.engine import EngineSettings, InferSettings
 from executor.protocol import ErrorCode, Monitor, Protocol, YmirError
+from executor.slicing import SliceSettings
 
 
 def test_split_is_contiguous_and_complete():
@@ -21,7 +22,8 @@ def test_split_is_contiguous_and_complete():
 
 def job_for(trained, tmp_path, algorithm):
     chosen = weights.choose(model_files(trained), str(tmp_path), "test")
-    engine = EngineSettings(img_size=TINY_INFER["img_size"], batch_size=4, workers=0, half=False, iou=0.45, gpu_decode=False)
+    engine = EngineSettings(img_size=TINY_INFER["img_size"], batch_size=4, workers=0, half=False, iou=0.45, gpu_decode=False,
+                            slices=SliceSettings(0, 0.2, True))
     mining = scan.MiningSettings(algorithm, {"circle": 1.0, "square": 1.0}, 0.001, 100, 0)
     return scan.ScanJob(str(chosen), ["circle", "square"], engine, InferSettings(conf=0.001, max_det=300), mining,
                         str(tmp_path / ".shards"))

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from executor import decode, ultra
+from executor import decode, slicing, ultra
 from executor.class_stats import ClassStats
 from executor.protocol import Params, model_error
 
@@ -88,28 +88,37 @@ class Meta:
     path: str
     width: int = 0
     height: int = 0
-    ratio: tuple[float, float] = (1.0, 1.0)  # x and y scale from the image to the model input
+    ratio: tuple[float, float] = (1.0, 1.0)  # x and y scale from the image (or tile) to the model input
     pad: tuple[float, float] = (0.0, 0.0)
     problem: str = ""
+    offset: tuple[float, float] = (0.0, 0.0)  # the tile's top-left corner in the image (slicing)
+    part: int = 0  # which of the image's inputs this is (its tiles, then the whole image)
+    parts: int = 1  # how many inputs the image has: 1 without slicing
 
 
 class CandidateImages(torch.utils.data.Dataset):
-    """Decodes and letterboxes one candidate per item (runs in DataLoader workers). With ``encoded``, a JPEG
-    the device decoder may take travels as its bytes (``decode.Encoded``) instead, for ``Engine`` to decode."""
+    """Decodes and letterboxes one candidate per item (runs in DataLoader workers): a list of its inputs, one
+    without slicing, its tiles (and the whole image) with it. With ``encoded``, a JPEG the device decoder may
+    take travels as its bytes (``decode.Encoded``) instead, for ``Engine`` to decode; not with slicing, whose
+    tiles are cut here from the image decoded once."""
 
-    def __init__(self, paths: Sequence[str], img_size: int, encoded: bool = False) -> None:
+    def __init__(self, paths: Sequence[str], img_size: int, encoded: bool = False,
+                 slices: slicing.SliceSettings | None = None) -> None:
         self.paths = paths
         self.img_size = img_size
-        self.encoded = encoded
+        self.slices = slices if slices is not None and slices.on else None
+        self.encoded = encoded and self.slices is None
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor | decode.Encoded | None, Meta]:
+    def __getitem__(self, index: int) -> list[tuple[torch.Tensor | decode.Encoded | None, Meta]]:
         path = self.paths[index]
         if self.encoded and (data := decode.read_encoded(path)) is not None:
-            return data, Meta(index, path)
-        return load(index, path, self.img_size)
+            return [(data, Meta(index, path))]
+        if self.slices is None:
+            return [load(index, path, self.img_size)]
+        return load_tiles(index, path, self.img_size, self.slices)
 
 
 def load(index: int, path: str, img_size: int) -> tuple[torch.Tensor | None, Meta]:
@@ -119,6 +128,22 @@ def load(index: int, path: str, img_size: int) -> tuple[torch.Tensor | None, Met
         return None, Meta(index, path, problem=problem)
     boxed, ratio, pad = letterbox(image, img_size)
     return decode.to_tensor(boxed), Meta(index, path, image.shape[1], image.shape[0], ratio, pad)
+
+
+def load_tiles(index: int, path: str, img_size: int, slices: slicing.SliceSettings) -> list[tuple[torch.Tensor | None, Meta]]:
+    """One image decoded once, then each of its windows (``slicing.scan_windows``) letterboxed from a view of
+    it: no copy of the image per tile, only each tile's model input."""
+    image, problem = read_image(path)
+    if image is None:
+        return [(None, Meta(index, path, problem=problem))]
+    height, width = image.shape[:2]
+    windows = slicing.scan_windows(width, height, slices)
+    out = []
+    for part, (x1, y1, x2, y2) in enumerate(windows):
+        boxed, ratio, pad = letterbox(image[y1:y2, x1:x2], img_size)
+        out.append((decode.to_tensor(boxed), Meta(index, path, width, height, ratio, pad, offset=(x1, y1), part=part,
+                                                  parts=len(windows))))
+    return out
 
 
 def collate(items: list[tuple[torch.Tensor | None, Meta]]) -> tuple[list[tuple[torch.Tensor, list[Meta]]], list[Meta]]:
@@ -134,9 +159,11 @@ def collate(items: list[tuple[torch.Tensor | None, Meta]]) -> tuple[list[tuple[t
     return [(torch.stack([t for t, _ in group]), [m for _, m in group]) for group in groups.values()], bad
 
 
-def loaded(items: list[tuple[torch.Tensor | None, Meta]]) -> tuple[list[tuple[torch.Tensor, Meta]], list[Meta]]:
-    """A DataLoader ``collate_fn``: the readable images (unstacked) and the unreadable ones' metadata."""
-    return [(t, m) for t, m in items if t is not None], [m for t, m in items if t is None]
+def loaded(items: list[list[tuple[torch.Tensor | None, Meta]]]) -> tuple[list[tuple[torch.Tensor, Meta]], list[Meta]]:
+    """A DataLoader ``collate_fn``: the readable inputs (unstacked; several per image with slicing) and the
+    unreadable images' metadata."""
+    flat = [item for inputs in items for item in inputs]
+    return [(t, m) for t, m in flat if t is not None], [m for t, m in flat if t is None]
 
 
 HOLD_PASSES = 4  # images waiting in the per-shape queues, in passes: beyond it the fullest queue goes early
@@ -151,14 +178,16 @@ def channels_last_helps(device: torch.device) -> bool:
 
 def to_image_frame(flat: torch.Tensor, counts: list[int], metas: list[Meta]) -> torch.Tensor:
     """A copy of a pass's detections (``counts[i]`` rows for image i, one after another) with their boxes
-    (first 4 columns, xyxy) moved from the letterboxed model input back to each original image's pixels, in
+    (first 4 columns, xyxy) moved from the letterboxed model input back to each original image's pixels (a
+    tile's boxes by its offset too), in
     one set of tensor operations over the pass: Ultralytics' ``scale_boxes`` with our per-image scales and
     padding (a test checks they agree), without its clipping, which the result writer does."""
     flat = flat.clone()
     owner = owners(counts, flat.device)
     pad = torch.tensor([m.pad for m in metas], dtype=flat.dtype, device=flat.device)[owner]  # (n, 2): x, y
     ratio = torch.tensor([m.ratio for m in metas], dtype=flat.dtype, device=flat.device)[owner]
-    flat[:, 0:4] = (flat[:, 0:4] - pad.repeat(1, 2)) / ratio.repeat(1, 2)
+    offset = torch.tensor([m.offset for m in metas], dtype=flat.dtype, device=flat.device)[owner]  # a tile's corner
+    flat[:, 0:4] = (flat[:, 0:4] - pad.repeat(1, 2)) / ratio.repeat(1, 2) + offset.repeat(1, 2)
     return flat
 
 
@@ -202,10 +231,12 @@ class Engine:
     """A YOLO checkpoint on a device, with batched, worker-decoded input."""
 
     def __init__(self, weights_path: Path, device: str, img_size: int, half: bool, names: Sequence[str],
-                 decode_on_device: bool = False) -> None:
+                 decode_on_device: bool = False, slices: slicing.SliceSettings | None = None) -> None:
         first = device.split(",")[0]
         self.device = torch.device("cpu" if first == "cpu" else f"cuda:{first}")
-        self.decode_on_device = decode_on_device  # JPEGs decoded by ``decode`` on self.device, not in the workers
+        self.slices = slices if slices is not None and slices.on else None  # tiles per image (``slicing``)
+        # JPEGs decoded by ``decode`` on self.device, not in the workers (not with slicing: see CandidateImages)
+        self.decode_on_device = decode_on_device and self.slices is None
         if self.device.type == "cuda":
             # The current device of this process (a scan shard): otherwise its CUDA context and its DataLoader's
             # pin-memory thread land on GPU 0, whichever GPU the shard computes on.
@@ -248,7 +279,7 @@ class Engine:
         shapes the candidates have. Passes leave in shape order, not candidate order: ``Meta.index`` says where
         each image belongs. Unreadable images come as soon as they are found, as metadata (images None)."""
         loader = torch.utils.data.DataLoader(
-            CandidateImages(paths, self.img_size, encoded=self.decode_on_device), batch_size=batch_size,
+            CandidateImages(paths, self.img_size, encoded=self.decode_on_device, slices=self.slices), batch_size=batch_size,
             shuffle=False, num_workers=workers, collate_fn=loaded, persistent_workers=False,
         )
         queues: dict[tuple[int, ...], list[tuple[torch.Tensor, Meta]]] = {}
@@ -366,6 +397,7 @@ class EngineSettings:
     half: bool
     iou: float
     gpu_decode: bool  # JPEGs decoded on the GPU (``executor.decode``); ignored on the CPU
+    slices: slicing.SliceSettings
 
     @classmethod
     def read(cls, p: Params) -> EngineSettings:
@@ -376,6 +408,7 @@ class EngineSettings:
             half=p.bool("half"),
             iou=p.float("iou_thres", 0.0, 1.0),
             gpu_decode=p.bool("gpu_decode"),
+            slices=slicing.SliceSettings.read(p),
         )
 
 

@@ -24,10 +24,10 @@ from typing import Any
 import torch
 from easydict import EasyDict
 
-from executor import weights
+from executor import slicing, weights
 from executor.engine import Engine, EngineSettings, InferSettings, Meta, OnHost, why_unreadable
 from executor.mining import MinerContext, algorithms
-from executor.mining.base import to_list
+from executor.mining.base import per_image_scores, to_list
 from executor.protocol import (
     ErrorCode,
     InferResultWriter,
@@ -130,11 +130,13 @@ def worker(rank: int, job: ScanJob, shards: list[list[str]], devices: list[str],
     try:
         paths = shards[rank]
         engine = Engine(Path(job.weights), devices[rank], job.engine.img_size, job.engine.half, job.names,
-                        decode_on_device=job.engine.gpu_decode and devices[rank] != "cpu")
+                        decode_on_device=job.engine.gpu_decode and devices[rank] != "cpu", slices=job.engine.slices)
         miner = _miner(job, engine) if job.mining else None
-        readable: list[str] = []
+        readable: list[str] = []  # per model input (several per image with slicing), in pass order
         scores: list[torch.Tensor] = []  # per pass, on the device until the shard ends
-        indices: list[int] = []  # each readable image's candidate index, in pass order
+        indices: list[int] = []  # each input's candidate index, in pass order
+        parts: list[int] = []  # each input's place among its image's inputs (slicing; 0 without)
+        sliced: dict[int, list[tuple[torch.Tensor, int]]] = {}  # a sliced image's boxes per input, until all are in
         unreadable: list[str] = []
         problems: Counter = Counter()
         boxes, done = 0, 0
@@ -145,6 +147,14 @@ def worker(rank: int, job: ScanJob, shards: list[list[str]], devices: list[str],
         def write(pass_boxes: OnHost, metas: list[Meta]) -> int:
             found_in_pass = 0
             for det, meta in zip(pass_boxes.get(), metas, strict=True):
+                if meta.parts > 1:  # a tile: the image is written once all its inputs are in, merged
+                    got = sliced.setdefault(meta.index, [])
+                    got.append((det, meta.part))
+                    if len(got) < meta.parts:
+                        continue
+                    del sliced[meta.index]
+                    window = torch.cat([torch.full((len(d),), part) for d, part in got])
+                    det = slicing.merge(torch.cat([d for d, _ in got]), window, job.infer.max_det)
                 found = engine.boxes(det)
                 found_in_pass += len(found)
                 in_order.write(meta.index, json.dumps([meta.path, found, meta.width, meta.height]) + "\n")
@@ -161,6 +171,7 @@ def worker(rank: int, job: ScanJob, shards: list[list[str]], devices: list[str],
                         scores.append(miner.device_scores(batch))
                         readable += [m.path for m in metas]
                         indices += [m.index for m in metas]
+                        parts += [m.part for m in metas]
                     if infer_file is not None:
                         waiting = (engine.detections_to_host(batch, job.infer.conf, job.engine.iou,
                                                              job.infer.max_det), metas)
@@ -176,15 +187,21 @@ def worker(rank: int, job: ScanJob, shards: list[list[str]], devices: list[str],
         finally:
             if infer_file is not None:
                 infer_file.close()
-        if in_order.waiting:  # every candidate is a readable pass member or unreadable: nothing may wait
-            raise RuntimeError(f"infer lines of candidates {sorted(in_order.waiting)[:5]} were never written")
+        if in_order.waiting or sliced:  # every candidate is a readable pass member or unreadable: nothing may wait
+            raise RuntimeError(f"infer lines of candidates {sorted(in_order.waiting or sliced)[:5]} were never written")
         # Back to candidate order (passes are grouped by letterboxed shape): what finish sees, and so every
-        # tie in result.tsv, is then the same for any batch size and GPU count.
-        order = sorted(range(len(indices)), key=indices.__getitem__)
-        listed = to_list(torch.cat(scores)) if scores else []
+        # tie in result.tsv, is then the same for any batch size and GPU count. A sliced image's inputs are
+        # then one after another (in part order), and combine into the image's one score and state.
+        order = torch.tensor(sorted(range(len(indices)), key=lambda r: (indices[r], parts[r])), dtype=torch.long)
+        _, counts = torch.tensor(indices, dtype=torch.long)[order].unique_consecutive(return_counts=True)
+        first = (counts.cumsum(0) - counts).tolist()  # each image's first input, in ``order``
+        listed = []
+        if miner is not None and scores:
+            rows = torch.cat(scores)[order.to(scores[0].device)]
+            listed = to_list(per_image_scores(rows, counts.to(rows.device), miner.tile_reduce))
         problems[NOT_FINITE] += sum(s is None for s in listed)
-        readable, listed = [readable[i] for i in order], [listed[i] for i in order]
-        state = miner.state(torch.tensor(order, dtype=torch.long)) if miner is not None else None
+        readable = [readable[int(order[i])] for i in first]
+        state = miner.group_state(miner.state(order), counts) if miner is not None else None
         torch.save({"readable": readable, "scores": listed, "unreadable": unreadable, "problems": dict(problems),
                     "boxes": boxes, "state": state}, shard_dir / f"scan-{rank}.pt")
     except BaseException as exc:

@@ -76,8 +76,17 @@ class Miner:
         """The batch's scores on the CPU; ``None`` for an image whose score or features are not finite."""
         return to_list(self.device_scores(batch))
 
+    # How the scores of one image's inputs combine when it is sliced (``executor.slicing``): "amax" for
+    # algorithms that score an image by its most informative part, "sum" for those that add up its boxes.
+    tile_reduce = "amax"
+
     def finish(self, scores: list[float | None]) -> list[float | None]:
         return scores
+
+    def group_state(self, state: object, counts: torch.Tensor) -> object:
+        """``state(order)`` made per input (a tile, with slicing), turned per image: ``counts[i]`` consecutive
+        rows belong to image i. Without slicing every count is 1, and states are returned as they are."""
+        return state
 
     def state(self, order: torch.Tensor) -> object:
         """What ``finish`` needs from this shard, saved by a worker (picklable, on the CPU), its images in
@@ -104,6 +113,21 @@ def to_list(scores: torch.Tensor) -> list[float | None]:
     """Scores from ``Miner.device_scores`` on the CPU, ``None`` for the non-finite ones (ranked last)."""
     values = scores.cpu()
     return [float(v) if ok else None for v, ok in zip(values.tolist(), torch.isfinite(values).tolist(), strict=True)]
+
+
+def per_image_scores(scores: torch.Tensor, counts: torch.Tensor, reduce: str) -> torch.Tensor:
+    """Scores per input (tiles of images, ``counts[i]`` consecutive rows for image i) combined per image by
+    ``reduce`` ("amax" or "sum"); NaN for an image with any non-finite input (ranked last, counted)."""
+    if bool((counts == 1).all()):
+        return scores
+    from executor.engine import owners
+
+    owner = owners(counts, scores.device)
+    bad = torch.zeros(len(counts), dtype=torch.bool, device=scores.device).index_put_(
+        (owner,), ~torch.isfinite(scores), accumulate=True)
+    finite = torch.where(torch.isfinite(scores), scores, 0.0)
+    out = scores.new_zeros(len(counts)).scatter_reduce(0, owner, finite, reduce, include_self=False)
+    return torch.where(bad, math.nan, out)
 
 
 def finite_features(batch: Batch) -> torch.Tensor:

@@ -233,6 +233,17 @@ class CALD(Miner):
         profiles = torch.cat(self.profiles).cpu()[order] if self.profiles else torch.zeros(0, 0)
         return {"profiles": profiles, "train_shares": self.train_shares}
 
+    def group_state(self, state: object, counts: torch.Tensor) -> object:
+        """A sliced image's class profile: per class, the highest over its inputs."""
+        if not isinstance(state, dict) or bool((counts == 1).all()) or not len(state["profiles"]):
+            return state
+        profiles = state["profiles"]
+        owner = owners(counts)
+        index = owner[:, None].expand_as(profiles)
+        grouped = profiles.new_zeros(len(counts), profiles.shape[1]).scatter_reduce(0, index, profiles, "amax",
+                                                                                    include_self=False)
+        return {**state, "profiles": grouped}
+
     def merge_states(self, states: list[object]) -> None:
         self.profiles = [s["profiles"] for s in states if isinstance(s, dict) and len(s["profiles"])]
         self.train_shares = next((s["train_shares"] for s in states if isinstance(s, dict)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import torch
 
+from executor.engine import owners
 from executor.mining.base import Miner, MinerContext
 from executor.mining.entropy import box_uncertainty, per_image
 
@@ -86,6 +87,16 @@ class Diversity(Miner):
 
     def merge_states(self, states: list[object]) -> None:
         self.features = [s for s in states if isinstance(s, torch.Tensor)]
+
+    tile_reduce = "sum"  # an image's uncertainty mass is that of all its tiles' boxes
+
+    def group_state(self, state: object, counts: torch.Tensor) -> object:
+        """A sliced image's feature: the mean of its inputs' features, normalised again."""
+        if not isinstance(state, torch.Tensor) or bool((counts == 1).all()):
+            return state
+        owner = owners(counts)
+        summed = state.new_zeros(len(counts), state.shape[1]).index_add_(0, owner, state)
+        return torch.nn.functional.normalize(summed, dim=1)
 
     def finish(self, scores: list[float | None]) -> list[float | None]:
         """Greedy picks among the images with a finite score and features; the others stay ``None``."""

@@ -139,6 +139,17 @@ class PPAL(Miner):
         features, classes = ragged_take([features, classes], counts, order)
         return {"features": features, "classes": classes, "counts": counts[order], "calibrated": self.calibrated}
 
+    tile_reduce = "sum"  # an image's uncertainty is that of all its tiles' boxes
+
+    def group_state(self, state: object, counts: torch.Tensor) -> object:
+        """A sliced image's boxes are those of all its inputs (already one after another): only the counts
+        per image change."""
+        if not isinstance(state, dict) or bool((counts == 1).all()):
+            return state
+        owner = owners(counts)
+        per_image = torch.zeros(len(counts), dtype=torch.long).index_add_(0, owner, state["counts"])
+        return {**state, "counts": per_image}
+
     def merge_states(self, states: list[object]) -> None:
         parts = [s for s in states if isinstance(s, dict)]
         self.batches = [(s["features"], s["classes"], s["counts"].tolist()) for s in parts]

@@ -1,0 +1,119 @@
+"""Slicing large images into overlapping tiles, for objects too small to survive the shrink to ``img_size``.
+
+A 4000x3000 photo at 640 px is shrunk about 6x, and a 20 px screw falls below the detection head's
+stride. With ``slice_size`` > 0, infer and mining run the model on tiles of ``slice_size`` pixels of the
+original image (each letterboxed to ``img_size`` as a whole image would be), then map the boxes back to
+the image and merge those that tiles cut or saw twice. The geometry and the merge live here; the engine
+(``engine.CandidateImages``) makes the tiles, ``scan`` merges each candidate's boxes once all its tiles
+are through.
+
+Tiles: a regular grid with ``slice_overlap`` of the side shared between neighbours; the last tile of
+each row and column is shifted inward so that every tile is ``slice_size`` across and inside the image
+(as SAHI's slicer does); a side shorter than ``slice_size`` is one tile of its own length. An image no
+larger than one tile is a single window: the whole image, exactly as without slicing.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from executor.protocol import Params, config_error
+
+Window = tuple[int, int, int, int]  # x1, y1, x2, y2 in the image's pixels (display frame)
+MERGE_IOS = 0.5  # boxes of two tiles overlapping by more than this share of the smaller are one object
+
+
+@dataclass(frozen=True)
+class SliceSettings:
+    size: int  # tile side in original pixels; 0: off
+    overlap: float  # share of the side neighbouring tiles have in common
+    whole_image: bool  # infer and mining: also run the whole image at img_size (large objects)
+
+    @property
+    def on(self) -> bool:
+        return self.size > 0
+
+    @classmethod
+    def read(cls, p: Params, whole_image: bool = True) -> SliceSettings:
+        """From the template's keys; training has no whole-image pass (``whole_image`` False)."""
+        size = p.int("slice_size", 0, 100000)
+        if 0 < size < 32:
+            raise config_error(f"config key 'slice_size' must be 0 (off) or at least 32 pixels, got {size}")
+        overlap = p.float("slice_overlap", 0.0, 0.9)
+        return cls(size, overlap, p.bool("slice_whole_image") if whole_image else False)
+
+
+def starts(length: int, size: int, overlap: float) -> list[int]:
+    """Where the tiles of one axis begin: every ``size x (1 - overlap)`` pixels, the last one shifted so that
+    it ends at the border."""
+    if length <= size:
+        return [0]
+    step = max(1, math.floor(size * (1 - overlap)))
+    out = list(range(0, length - size, step))
+    return out + [length - size] if out[-1] != length - size else out
+
+
+def windows(width: int, height: int, size: int, overlap: float) -> list[Window]:
+    """The tiles covering a ``width x height`` image, row by row; the whole image when it fits one tile."""
+    if size <= 0 or (width <= size and height <= size):
+        return [(0, 0, width, height)]
+    return [(x, y, min(x + size, width), min(y + size, height))
+            for y in starts(height, size, overlap) for x in starts(width, size, overlap)]
+
+
+def scan_windows(width: int, height: int, settings: SliceSettings) -> list[Window]:
+    """What infer and mining run for one image: its tiles, then the whole image when ``slice_whole_image``
+    asks for it and the image is more than one tile."""
+    tiles = windows(width, height, settings.size, settings.overlap)
+    if settings.whole_image and len(tiles) > 1:
+        tiles.append((0, 0, width, height))
+    return tiles
+
+
+def intersection_over_smaller(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(n, m): the area two boxes share over the smaller box's area (1 when one holds the other)."""
+    lt = torch.maximum(a[:, None, :2], b[None, :, :2])
+    rb = torch.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = (rb - lt).clamp_min(0).prod(-1)
+    area_a = (a[:, 2:] - a[:, :2]).clamp_min(0).prod(-1)
+    area_b = (b[:, 2:] - b[:, :2]).clamp_min(0).prod(-1)
+    return inter / torch.minimum(area_a[:, None], area_b[None, :]).clamp_min(1e-9)
+
+
+def merge(dets: torch.Tensor, window: torch.Tensor, max_det: int) -> torch.Tensor:
+    """One image's boxes from all its windows, ``(n, 6)`` (x1 y1 x2 y2 score class, image pixels; ``window``
+    the index of the window each came from), merged: highest score first, each kept box absorbs the boxes of
+    the same class from *other* windows that overlap it by more than ``MERGE_IOS`` of the smaller one, grows
+    to hold them, and looks again with its grown extent until nothing more joins (a box a tile edge cut, or
+    the pieces of a large object the whole-image pass saw whole, become one box). Boxes of the kept box's own
+    window went through that window's NMS together and are left alone, so touching objects in one tile stay
+    apart. SAHI's greedy NMM with IOS is the model; ours also grows (SAHI compares with the first box only,
+    which left one piece of an object two tiles cut beside the whole-image box: tested). Returns at most
+    ``max_det`` boxes, by score."""
+    if len(dets) <= 1:
+        return dets[:max_det]
+    order = dets[:, 4].argsort(descending=True, stable=True)
+    dets, window = dets[order], window[order]
+    absorbed = torch.zeros(len(dets), dtype=torch.bool)
+    kept = []
+    for i in range(len(dets)):  # greedy over boxes by score, on the CPU (one image's boxes)
+        if absorbed[i]:
+            continue
+        absorbed[i] = True
+        box = dets[i].clone()
+        joinable = ~absorbed & (dets[:, 5] == box[5]) & (window != window[i])
+        while True:
+            group = joinable & (intersection_over_smaller(box[None, :4], dets[:, :4])[0] > MERGE_IOS)
+            if not bool(group.any()):
+                break
+            absorbed |= group
+            joinable &= ~group
+            box[0:2] = torch.minimum(box[0:2], dets[group, 0:2].min(0).values)
+            box[2:4] = torch.maximum(box[2:4], dets[group, 2:4].max(0).values)
+        kept.append(box)
+        if len(kept) == max_det:
+            break
+    return torch.stack(kept)
