@@ -102,13 +102,17 @@ def _kill_at_random(root, tasks, config, seconds: float):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("tasks", [["training"], ["mining", "infer"]])
-def test_sigkill_never_leaves_a_broken_result(trained, sample_root, tasks):
-    """SIGKILL at random moments: every result file present afterwards is complete and valid."""
+@pytest.mark.parametrize("tasks, sliced", [(["training"], False), (["training"], True), (["mining", "infer"], False),
+                                           (["mining", "infer"], True)])
+def test_sigkill_never_leaves_a_broken_result(trained, sample_root, tasks, sliced):
+    """SIGKILL at random moments: every result file present afterwards is complete and valid (also with
+    slicing: tiles written during conversion, whole-image mAPs per stage, tiles merged per candidate)."""
     rng = random.Random(0)
     paths = [p for p in (sample_root / "in" / "candidate-index.tsv").read_text().splitlines() if p]
     config = ({**TINY_TRAINING, "epochs": 4} if tasks == ["training"]
               else {**TINY_INFER, "mining_algorithm": "cald", "model_params_path": model_files(trained)})
+    if sliced:
+        config = {**config, "slice_size": 64, "slice_overlap": 0.25}
     for _ in range(8):
         out = sample_root / "out"
         if out.exists():

@@ -4,6 +4,7 @@ for real on mosaics of the sample's images."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -175,3 +176,131 @@ def test_a_bad_slice_size_fails_the_task_with_300001(sample_root, trained, mosai
     assert rc != 0
     message = check_monitor_error(str(sample_root / "out" / "monitor.txt"), 300001)
     assert "slice_size" in message and "slice_size" in log.strip().splitlines()[-1]
+
+
+# ---------------------------------------------------------------- training on tiles
+
+
+def test_tile_labels_keep_what_the_tile_holds():
+    from executor.dataset import tile_labels
+
+    boxes = [(0, 10, 10, 30, 30), (1, 90, 10, 130, 30), (0, 95, 50, 120, 60), (1, 0, 0, 200, 100)]
+    kept, cut = tile_labels(boxes, (0, 0, 100, 100))
+    # inside: kept in tile pixels; half inside (25 %, 10/40 px... 10 of 40 wide): cut; 5 of 25 wide: cut;
+    # the whole-image box is 50 % inside this tile: kept, clipped
+    assert kept == [(0, 10, 10, 30, 30), (1, 0, 0, 100, 100)] and cut == 2
+    kept, cut = tile_labels(boxes, (60, 0, 160, 100))
+    assert (1, 30, 10, 70, 30) in kept and (0, 35, 50, 60, 60) in kept and cut == 0
+
+
+def test_conversion_with_slicing_writes_tiles_beside_the_whole_images(sample_root, tmp_path):
+    import json as json_
+
+    from executor import dataset
+
+    root = tmp_path / "yolo"
+    data = dataset.convert(str(sample_root / "in" / "train-index.tsv"), str(sample_root / "in" / "val-index.tsv"), root,
+                           "ark:raw", NAMES, settings(64, 0.25))
+    assert data.endswith("data.yaml")
+    listed = (root / "train.txt").read_text().split()
+    tiles = [p for p in listed if "_tile" in p]
+    wholes = [p for p in listed if "_tile" not in p]
+    assert len(wholes) == len((sample_root / "in" / "train-index.tsv").read_text().split("\n")) - 1
+    assert tiles, "the sample's images (96-160 px) are larger than 64 px tiles"
+    for tile in tiles:
+        image = Image.open(tile)
+        assert image.size == (64, 64)
+        for line in Path(tile.replace("/images/", "/labels/")).with_suffix(".txt").read_text().splitlines():
+            cls, cx, cy, w, h = (float(v) for v in line.split())
+            assert -1e-5 <= cx - w / 2 and cx + w / 2 <= 1 + 1e-5 and -1e-5 <= cy - h / 2 and cy + h / 2 <= 1 + 1e-5
+    empty = [t for t in tiles if not Path(t.replace("/images/", "/labels/")).with_suffix(".txt").read_text().strip()]
+    assert len(empty) <= len(tiles) - len(empty), "at most one tile without boxes per tile with some (and one per image)"
+    truth = json_.loads((root / dataset.VAL_TRUTH).read_text())
+    assert len(truth) == len((sample_root / "in" / "val-index.tsv").read_text().split("\n")) - 1
+    assert all(len(box) == 5 for _, boxes in truth for box in boxes)
+
+
+def test_whole_image_map_scores_predictions_as_ultralytics_does():
+    from executor import evaluate, ultra
+
+    labels = torch.tensor([[0, 10, 10, 50, 50], [1, 60, 60, 90, 90], [0, 100, 10, 140, 40]], dtype=torch.float32)
+    perfect = torch.tensor([[10, 10, 50, 50, 0.9, 0], [60, 60, 90, 90, 0.8, 1], [100, 10, 140, 40, 0.7, 0]])
+    tp = evaluate.true_positives(perfect, labels)
+    assert tp.tolist() == [True, True, True]
+    assert ultra.mean_ap50(tp, perfect[:, 4].numpy(), perfect[:, 5].numpy(), labels[:, 0].numpy()) == pytest.approx(1.0, abs=0.01)
+    wrong_class = perfect.clone()
+    wrong_class[:, 5] = 1 - wrong_class[:, 5]
+    assert not evaluate.true_positives(wrong_class, labels).any()
+    duplicate = torch.cat([perfect[:1], perfect[:1] + torch.tensor([[1, 1, 1, 1, -0.1, 0]])])
+    assert evaluate.true_positives(duplicate, labels).tolist() == [True, False], "one label, one match"
+
+
+def test_sliced_training_reports_whole_image_map_per_stage(sample_root, tmp_path):
+    """Training with tiles: result.yaml is valid, and the best stage's mAP is the whole-image mAP of exactly its
+    weights, sliced as infer runs."""
+    import yaml
+    from conftest import TINY_TRAINING
+    from contract import check_result_yaml
+    from executor import dataset, evaluate
+
+    config = {**TINY_TRAINING, "slice_size": 64, "slice_overlap": 0.25}
+    rc, log = run_task(sample_root, ["training"], config)
+    assert rc == 0, log[-3000:]
+    check_result_yaml(str(sample_root / "out" / "models" / "result.yaml"), legacy=False)
+    assert "whole-image mAP@0.5" in log and "with tiles of 64 px" in log
+    result = yaml.safe_load((sample_root / "out" / "models" / "result.yaml").read_text())
+    truth = json.loads((sample_root / "out" / "yolo-dataset" / dataset.VAL_TRUTH).read_text())
+    again = evaluate.sliced_map50(sample_root / "out" / "models" / "best.pt", truth, NAMES, 64, settings(64, 0.25),
+                                  "cpu", 8, 0)
+    assert result["model_stages"]["best"]["mAP"] == pytest.approx(again, abs=1e-6)  # (0 for a 2-epoch model: see below)
+
+
+def test_stage_maps_and_the_best_stage_come_from_the_whole_image_map(tmp_path):
+    """With slicing, each stage's mAP is ``stage_map`` of its weights, and the best stage is chosen by it,
+    whatever Ultralytics' own validation (on tiles) says."""
+    import yaml
+    from conftest import stage_recorder
+    from executor import callbacks
+
+    whole = {"epoch 1": 0.3, "epoch 2": 0.2, "epoch 3": 0.25}
+    recorder = stage_recorder(tmp_path / "out", {"save_period": 0})
+    recorder.stages.stage_map = lambda checkpoint: whole[Path(checkpoint).read_text()]
+    weights = tmp_path / "weights"
+    weights.mkdir()
+
+    class Trainer:
+        last, best, best_fitness, fitness = weights / "last.pt", weights / "best.pt", 0.0, 0.0
+
+    trainer = Trainer()
+    for epoch, tiles in enumerate([0.1, 0.9, 0.5]):  # Ultralytics' mAP@0.5 on tiles: epoch 2 would be best
+        trainer.epoch, trainer.metrics = epoch, {"metrics/mAP50(B)": tiles}
+        trainer.last.write_text(f"epoch {epoch + 1}")
+        callbacks.on_model_save(recorder, trainer)
+    data = yaml.safe_load((tmp_path / "out" / "models" / "result.yaml").read_text())
+    assert data["model_stages"]["best"]["mAP"] == 0.3 and data["model_stages"]["last"]["mAP"] == 0.25
+    assert (tmp_path / "out" / "models" / "best.pt").read_text() == "epoch 1"
+
+
+def test_the_whole_image_map_of_a_real_model_on_its_own_boxes_is_one(trained, tmp_path, mosaics):
+    """The evaluator end to end with a real (weak) model: labels made of its own merged sliced boxes above a
+    score rank above every other box it makes, so its mAP@0.5 against them is 1; shifted labels score less."""
+    from executor import evaluate
+    from executor import slicing as slicing_
+    from executor.engine import Engine
+
+    best = next(p for p in model_files(trained) if p.endswith("best.pt"))
+    slices = settings(128, 0.25)
+    engine = Engine(Path(best), "cpu", 64, False, NAMES, slices=slices)
+    merged, own = slicing_.ImageBoxes(evaluate.MAX_DET), {}
+    for inputs, metas, _ in engine.batches(mosaics, 4, 0):
+        batch = engine.forward(engine.prepare(inputs), metas)
+        for det, meta in zip(engine.image_detections(batch, evaluate.CONF, evaluate.IOU, evaluate.MAX_DET), metas, strict=True):
+            boxes = merged.add(det, meta)
+            if boxes is not None:
+                own[meta.path] = boxes
+    top = {path: boxes[boxes[:, 4] >= float(boxes[:, 4].quantile(0.9))] for path, boxes in own.items() if len(boxes)}
+    assert sum(map(len, top.values())) >= 3, "the model makes boxes to score"
+    labels = [(path, [[float(b[5]), *map(float, b[:4])] for b in top.get(path, [])]) for path in mosaics]
+    assert evaluate.sliced_map50(Path(best), labels, NAMES, 64, slices, "cpu", 4, 0) == pytest.approx(1.0, abs=0.02)
+    shifted = [(path, [[c, x2, y1, 2 * x2 - x1, y2] for c, x1, y1, x2, y2 in boxes]) for path, boxes in labels]  # beside
+    assert evaluate.sliced_map50(Path(best), shifted, NAMES, 64, slices, "cpu", 4, 0) < 0.5

@@ -28,10 +28,10 @@ WORKER_ERRORS = ".training-worker-errors"  # under /out: how DDP workers hand th
 class Report:
     """What the callbacks share."""
 
-    def __init__(self, cfg: EasyDict, settings: Any, monitor: Monitor) -> None:
+    def __init__(self, cfg: EasyDict, settings: Any, monitor: Monitor, stage_map: Any = None) -> None:
         self.settings = settings  # TrainSettings
         self.monitor = monitor
-        self.stages = StageBook(cfg, settings)
+        self.stages = StageBook(cfg, settings, stage_map)
         self.tensorboard_dir = cfg.ymir.output.tensorboard_dir
         self.errors_dir = Path(cfg.ymir.output.root_dir).absolute() / WORKER_ERRORS
         self.batches_done = 0

@@ -1,8 +1,10 @@
 """Dataset conversion: YMIR index + ark/voc annotations -> an Ultralytics YOLO dataset under /out.
 
 Images are symlinked, never copied; label files are written beside them
-(``images/<split>/x.jpg`` -> ``labels/<split>/x.txt``). Per-item defects are
-skipped and counted, never fatal; only a dataset with nothing usable fails.
+(``images/<split>/x.jpg`` -> ``labels/<split>/x.txt``). With slicing, an image larger
+than one tile is also cut into tiles, written as files with their own labels
+(``write_tiles``). Per-item defects are skipped and counted, never fatal; only a
+dataset with nothing usable fails.
 
 Coordinates: boxes are taken in the image's display frame (EXIF orientation
 applied), the frame in which YMIR's web UI shows and labels images, and the
@@ -11,18 +13,22 @@ frame in which Ultralytics (OpenCV) decodes them for training and infer.
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import os
+import random
 import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import yaml
 from PIL import Image, UnidentifiedImageError
 
-from executor import ultra
+from executor import slicing, ultra
 from executor.protocol import asset_id, dataset_error, read_index
 
 LOG = logging.getLogger("executor")
@@ -30,6 +36,9 @@ LOG = logging.getLogger("executor")
 _ARK = {"ark", "det-ark"}
 _VOC = {"voc", "det-voc"}
 Box = tuple[int, float, float, float, float]  # class id, x1, y1, x2, y2 in pixels
+MIN_VISIBLE = 0.3  # a box a tile cuts stays in the tile's labels when this share of its area is inside
+NEGATIVE_SHARE = 0.2  # tiles without a box kept per tile with one (at least one per image that has any)
+VAL_TRUTH = "val-whole-images.json"  # with slicing: validation images and their boxes, for ``evaluate``
 
 
 def annotation_format(export_format: str | None) -> str:
@@ -101,9 +110,9 @@ def read_voc(path: str, class_index: dict[str, int], stats: Counter) -> list[Box
     return boxes
 
 
-def yolo_lines(boxes: Sequence[Box], width: int, height: int, stats: Counter) -> list[str]:
+def clip_boxes(boxes: Sequence[Box], width: int, height: int, stats: Counter) -> list[Box]:
     """Clip boxes to the image (swapped corners are reordered), drop degenerate ones."""
-    lines = []
+    out = []
     for cls, x1, y1, x2, y2 in boxes:
         x1, x2 = sorted((x1, x2))
         y1, y2 = sorted((y1, y2))
@@ -114,11 +123,67 @@ def yolo_lines(boxes: Sequence[Box], width: int, height: int, stats: Counter) ->
             continue
         if (cx1, cy1, cx2, cy2) != (x1, y1, x2, y2):
             stats["boxes clipped to the image"] += 1
-        lines.append(
-            f"{cls} {(cx1 + cx2) / 2 / width:.6f} {(cy1 + cy2) / 2 / height:.6f} "
-            f"{(cx2 - cx1) / width:.6f} {(cy2 - cy1) / height:.6f}"
-        )
-    return lines
+        out.append((cls, cx1, cy1, cx2, cy2))
+    return out
+
+
+def to_lines(boxes: Sequence[Box], width: int, height: int) -> list[str]:
+    """YOLO label lines: class, centre and size as fractions of the image."""
+    return [f"{cls} {(x1 + x2) / 2 / width:.6f} {(y1 + y2) / 2 / height:.6f} {(x2 - x1) / width:.6f} {(y2 - y1) / height:.6f}"
+            for cls, x1, y1, x2, y2 in boxes]
+
+
+def yolo_lines(boxes: Sequence[Box], width: int, height: int, stats: Counter) -> list[str]:
+    """Clip boxes to the image (swapped corners are reordered), drop degenerate ones, as YOLO lines."""
+    return to_lines(clip_boxes(boxes, width, height, stats), width, height)
+
+
+def tile_labels(boxes: Sequence[Box], window: slicing.Window) -> tuple[list[Box], int]:
+    """The boxes a tile holds, clipped to it and in its pixels: a box keeps its place in the tile when at least
+    ``MIN_VISIBLE`` of its area lies inside; returns them and how many boxes the tile cut below that."""
+    wx1, wy1, wx2, wy2 = window
+    kept, cut = [], 0
+    for cls, x1, y1, x2, y2 in boxes:
+        ix1, iy1, ix2, iy2 = max(x1, wx1), max(y1, wy1), min(x2, wx2), min(y2, wy2)
+        if ix2 <= ix1 or iy2 <= iy1:
+            continue
+        if (ix2 - ix1) * (iy2 - iy1) < MIN_VISIBLE * (x2 - x1) * (y2 - y1) or ix2 - ix1 < 1 or iy2 - iy1 < 1:
+            cut += 1
+            continue
+        kept.append((cls, ix1 - wx1, iy1 - wy1, ix2 - wx1, iy2 - wy1))
+    return kept, cut
+
+
+def write_tiles(image_path: str, boxes: list[Box], name: str, image_dir: Path, label_dir: Path,
+                slices: slicing.SliceSettings, stats: Counter) -> list[str]:
+    """An image's tiles as files of their own with their labels (``tile_labels``): every tile holding a box,
+    and ``NEGATIVE_SHARE`` as many without (at least one when there are any), drawn from the image's name.
+    Decoded once, as infer decodes it (EXIF orientation applied); tiles saved as JPEG quality 95."""
+    from executor.engine import read_image
+
+    image, _ = read_image(image_path)
+    if image is None:
+        stats["images whose tiles could not be cut (undecodable)"] += 1
+        return []
+    height, width = image.shape[:2]
+    positives, negatives = [], []
+    for k, window in enumerate(slicing.windows(width, height, slices.size, slices.overlap)):
+        labels, cut = tile_labels(boxes, window)
+        stats[f"boxes cut below {MIN_VISIBLE:.0%} of their area by a tile (left out of that tile)"] += cut
+        (positives if labels else negatives).append((k, window, labels))
+    wanted = min(len(negatives), max(1, math.ceil(NEGATIVE_SHARE * len(positives))))
+    kept_negatives = random.Random(name).sample(negatives, wanted)
+    stats["negative tiles left out"] += len(negatives) - wanted
+    out = []
+    for k, (x1, y1, x2, y2), labels in sorted(positives + kept_negatives):
+        tile = image_dir / f"{name}_tile{k}.jpg"
+        if not cv2.imwrite(str(tile), image[y1:y2, x1:x2], [cv2.IMWRITE_JPEG_QUALITY, 95]):
+            raise OSError(f"cannot write {tile}")
+        lines = to_lines(labels, x2 - x1, y2 - y1)
+        (label_dir / f"{name}_tile{k}.txt").write_text("\n".join(lines) + ("\n" if lines else ""), encoding="utf-8")
+        out.append(str(tile))
+    stats["tiles"] += len(out)
+    return out
 
 
 @dataclass
@@ -126,19 +191,22 @@ class SplitResult:
     list_file: str
     images: int
     boxes: int
+    truth: list[tuple[str, list[list[float]]]]  # validation with slicing: each image and its boxes, in its pixels
 
 
 def convert_split(
-    index_file: str, split: str, root: Path, fmt: str, class_names: Sequence[str], stats: Counter
+    index_file: str, split: str, root: Path, fmt: str, class_names: Sequence[str], stats: Counter,
+    slices: slicing.SliceSettings | None = None,
 ) -> SplitResult:
-    """Convert one index file; streams line by line, holding only the image list."""
+    """Convert one index file; streams line by line, holding only the image list. With ``slices``, each image
+    larger than one tile also brings its tiles (``write_tiles``)."""
     image_dir, label_dir = root / "images" / split, root / "labels" / split
     image_dir.mkdir(parents=True, exist_ok=True)
     label_dir.mkdir(parents=True, exist_ok=True)
     class_index = {name: i for i, name in enumerate(class_names)}
     used_names: set[str] = set()
     next_suffix: dict[str, int] = {}  # per stem, so that many repeats of one name stay linear
-    images, boxes = [], 0
+    images, boxes, truth = [], 0, []
     for _, fields in read_index(index_file, 2):
         image = fields[0]
         annotation = fields[1] if len(fields) > 1 else ""
@@ -152,7 +220,8 @@ def convert_split(
         else:
             stats["images without annotation file (negatives)"] += 1
             found = []
-        lines = yolo_lines(found, width, height, stats)
+        clipped = clip_boxes(found, width, height, stats)
+        lines = to_lines(clipped, width, height)
         if not lines:
             stats[f"{split} images without objects"] += 1
         stem, ext = asset_id(image), os.path.splitext(image)[1].lower() or ".jpg"
@@ -173,24 +242,35 @@ def convert_split(
         (label_dir / f"{name}.txt").write_text("\n".join(lines) + ("\n" if lines else ""), encoding="utf-8")
         images.append(str(link))
         boxes += len(lines)
+        if slices is not None and slices.on:
+            if split == "val":
+                truth.append((os.path.abspath(image), [[float(v) for v in box] for box in clipped]))
+            if width > slices.size or height > slices.size:
+                images += write_tiles(image, clipped, name, image_dir, label_dir, slices, stats)
     list_file = root / f"{split}.txt"
     list_file.write_text("\n".join(images) + ("\n" if images else ""), encoding="utf-8")
-    return SplitResult(str(list_file), len(images), boxes)
+    return SplitResult(str(list_file), len(images), boxes, truth)
 
 
 def convert(
-    train_index: str, val_index: str, root: str | os.PathLike, export_format: str | None, class_names: Sequence[str]
+    train_index: str, val_index: str, root: str | os.PathLike, export_format: str | None, class_names: Sequence[str],
+    slices: slicing.SliceSettings | None = None,
 ) -> str:
-    """Build the YOLO dataset under ``root``; returns the path of its data.yaml."""
+    """Build the YOLO dataset under ``root``; returns the path of its data.yaml. With ``slices`` on, both
+    splits hold each large image whole and as tiles (``write_tiles``), and ``VAL_TRUTH`` beside data.yaml
+    lists the validation images with their boxes, for the whole-image mAP (``evaluate``)."""
     fmt = annotation_format(export_format)
     root = Path(root).absolute()  # Ultralytics resolves relative dataset paths against its own folders
     stats: Counter = Counter()
-    train = convert_split(train_index, "train", root, fmt, class_names, stats)
-    val = convert_split(val_index, "val", root, fmt, class_names, stats)
+    train = convert_split(train_index, "train", root, fmt, class_names, stats, slices)
+    val = convert_split(val_index, "val", root, fmt, class_names, stats, slices)
+    if slices is not None and slices.on:
+        (root / VAL_TRUTH).write_text(json.dumps(val.truth), encoding="utf-8")
     summary = ", ".join(f"{k}: {v}" for k, v in sorted(stats.items()) if v) or "no defects"
     LOG.info(
-        "dataset (%s): train %d images / %d boxes, val %d images / %d boxes; %s",
-        fmt, train.images, train.boxes, val.images, val.boxes, summary,
+        "dataset (%s): train %d images / %d boxes, val %d images / %d boxes%s; %s",
+        fmt, train.images, train.boxes, val.images, val.boxes,
+        f" (with tiles of {slices.size} px, overlap {slices.overlap})" if slices is not None and slices.on else "", summary,
     )
     if train.images == 0 or train.boxes == 0:
         raise dataset_error(

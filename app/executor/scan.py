@@ -136,7 +136,7 @@ def worker(rank: int, job: ScanJob, shards: list[list[str]], devices: list[str],
         scores: list[torch.Tensor] = []  # per pass, on the device until the shard ends
         indices: list[int] = []  # each input's candidate index, in pass order
         parts: list[int] = []  # each input's place among its image's inputs (slicing; 0 without)
-        sliced: dict[int, list[tuple[torch.Tensor, int]]] = {}  # a sliced image's boxes per input, until all are in
+        sliced = slicing.ImageBoxes(job.infer.max_det if job.infer else 0)
         unreadable: list[str] = []
         problems: Counter = Counter()
         boxes, done = 0, 0
@@ -147,14 +147,9 @@ def worker(rank: int, job: ScanJob, shards: list[list[str]], devices: list[str],
         def write(pass_boxes: OnHost, metas: list[Meta]) -> int:
             found_in_pass = 0
             for det, meta in zip(pass_boxes.get(), metas, strict=True):
-                if meta.parts > 1:  # a tile: the image is written once all its inputs are in, merged
-                    got = sliced.setdefault(meta.index, [])
-                    got.append((det, meta.part))
-                    if len(got) < meta.parts:
-                        continue
-                    del sliced[meta.index]
-                    window = torch.cat([torch.full((len(d),), part) for d, part in got])
-                    det = slicing.merge(torch.cat([d for d, _ in got]), window, job.infer.max_det)
+                det = sliced.add(det, meta)  # a tile: the image is written once all its inputs are in, merged
+                if det is None:
+                    continue
                 found = engine.boxes(det)
                 found_in_pass += len(found)
                 in_order.write(meta.index, json.dumps([meta.path, found, meta.width, meta.height]) + "\n")
@@ -187,8 +182,8 @@ def worker(rank: int, job: ScanJob, shards: list[list[str]], devices: list[str],
         finally:
             if infer_file is not None:
                 infer_file.close()
-        if in_order.waiting or sliced:  # every candidate is a readable pass member or unreadable: nothing may wait
-            raise RuntimeError(f"infer lines of candidates {sorted(in_order.waiting or sliced)[:5]} were never written")
+        if in_order.waiting or sliced.waiting:  # every candidate is a readable pass member or unreadable: none may wait
+            raise RuntimeError(f"infer lines of candidates {sorted(in_order.waiting or sliced.waiting)[:5]} were never written")
         # Back to candidate order (passes are grouped by letterboxed shape): what finish sees, and so every
         # tie in result.tsv, is then the same for any batch size and GPU count. A sliced image's inputs are
         # then one after another (in part order), and combine into the image's one score and state.

@@ -117,3 +117,29 @@ def merge(dets: torch.Tensor, window: torch.Tensor, max_det: int) -> torch.Tenso
         if len(kept) == max_det:
             break
     return torch.stack(kept)
+
+
+class ImageBoxes:
+    """Collects a sliced image's boxes input by input (passes leave in shape order, so an image's tiles may
+    come in several passes) and gives the image's merged boxes once all its inputs are in. Unsliced images
+    (one input) pass straight through. Inputs are ``engine.Meta``: ``index``, ``part`` and ``parts``."""
+
+    def __init__(self, max_det: int) -> None:
+        self.max_det = max_det
+        self.waiting: dict[int, list[tuple[torch.Tensor, int]]] = {}
+
+    def add(self, det: torch.Tensor, meta) -> torch.Tensor | None:  # noqa: ANN001 - engine.Meta (engine imports us)
+        """The image's boxes ``(n, 6)`` in its pixels, clipped to it, when ``meta`` was its last input, else None.
+        Clipped before merging: a tile's box reaching far outside the image would otherwise grow the merged box."""
+        det = det.clone()
+        det[:, [0, 2]] = det[:, [0, 2]].clamp(0, meta.width)
+        det[:, [1, 3]] = det[:, [1, 3]].clamp(0, meta.height)
+        if meta.parts == 1:
+            return det
+        got = self.waiting.setdefault(meta.index, [])
+        got.append((det, meta.part))
+        if len(got) < meta.parts:
+            return None
+        del self.waiting[meta.index]
+        window = torch.cat([torch.full((len(d),), part) for d, part in got])
+        return merge(torch.cat([d for d, _ in got]), window, self.max_det)

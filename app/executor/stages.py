@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,10 @@ PLOTS = ("BoxPR_curve.png", "BoxF1_curve.png", "confusion_matrix.png", "confusio
 class StageBook:
     """The stages written so far, which epoch ``best`` holds, and result.yaml."""
 
-    def __init__(self, cfg: EasyDict, settings: Any) -> None:
+    def __init__(self, cfg: EasyDict, settings: Any, stage_map: Callable[[Path], float] | None = None) -> None:
+        # A checkpoint's mAP@0.5 when it is not Ultralytics' validation's: with slicing, on whole images
+        # (``train.stage_map``).
+        self.stage_map = stage_map
         self.models_dir = Path(cfg.ymir.output.models_dir)
         self.result_file = cfg.ymir.output.training_result_file
         self.protocol = Protocol(cfg.ymir.get("protocol_version"))
@@ -76,8 +80,9 @@ class StageBook:
         it when that improved (Ultralytics writes last.pt and best.pt from one buffer), and the previous
         choice is put back when only Ultralytics' fitness did. Its final evaluation then re-validates
         exactly that file; its early stopping is left as it is."""
-        epoch, mAP = ultra.epoch_number(trainer), ultra.map50(trainer)
+        epoch = ultra.epoch_number(trainer)
         last, best = ultra.checkpoints(trainer)
+        mAP = self.map_of(last, trainer)
         self.last_map, self.epochs_run = mAP, epoch
         kept = self.models_dir / "best.pt"
         if self.best_epoch == 0 or mAP > self.best_map:
@@ -95,7 +100,7 @@ class StageBook:
     def finish(self, trainer: Any) -> str | None:
         """After the final evaluation of best.pt: its own mAP, the stripped files, plots, ONNX."""
         last, best = ultra.checkpoints(trainer)
-        best_map = ultra.map50(trainer) if best.exists() else self.last_map
+        best_map = self.map_of(best, trainer) if best.exists() else self.last_map
         self.evaluate_config = ultra.val_thresholds(trainer)
         self._collect_plots(ultra.save_dir(trainer))
         stats = ClassStats(ultra.class_names(trainer), ultra.train_class_counts(trainer), ultra.val_class_ap50(trainer))
@@ -114,6 +119,15 @@ class StageBook:
         if removed:
             LOG.info("removed from %s the files result.yaml does not list: %s", self.models_dir, ", ".join(removed))
         return best_name
+
+    def map_of(self, checkpoint: Path, trainer: Any) -> float:
+        """The mAP@0.5 of the weights Ultralytics just validated (``checkpoint`` holds them)."""
+        if self.stage_map is None:
+            return ultra.map50(trainer)
+        value = self.stage_map(checkpoint)
+        LOG.info("%s: whole-image mAP@0.5 %.4f, sliced as infer runs (Ultralytics' validation on tiles and whole "
+                 "images: %.4f)", checkpoint.name, value, ultra.map50(trainer))
+        return value
 
     def _collect_plots(self, save_dir: Path) -> None:
         target = self.models_dir / "attachments" / "images"

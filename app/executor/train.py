@@ -7,6 +7,7 @@ This module reads the settings, builds the model and runs the trainer.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import logging
@@ -24,7 +25,7 @@ from typing import Any
 import yaml
 from easydict import EasyDict
 
-from executor import callbacks, dataset, ultra, weights
+from executor import callbacks, dataset, evaluate, slicing, ultra, weights
 from executor.protocol import (
     ErrorCode,
     Monitor,
@@ -33,6 +34,7 @@ from executor.protocol import (
     class_names,
     config_error,
     gpu_ids,
+    load_template,
     model_error,
     path_list,
 )
@@ -70,6 +72,7 @@ class TrainSettings:
     seed: int
     close_mosaic: int
     augment: dict[str, float]
+    slices: slicing.SliceSettings  # training on tiles (``dataset.write_tiles``); stage mAPs then from ``evaluate``
 
     @classmethod
     def read(cls, p: Params) -> TrainSettings:
@@ -98,6 +101,7 @@ class TrainSettings:
             seed=p.int("seed", 0),
             close_mosaic=p.int("close_mosaic", 0),
             augment={k: p.float(k, 0.0, 360.0 if k == "degrees" else 1.0) for k in AUGMENTATIONS},
+            slices=slicing.SliceSettings.read(p, whole_image=False),
         )
         settings.check_file_patterns(patterns_text)
         return settings
@@ -160,12 +164,12 @@ def run(cfg: EasyDict, monitor: Monitor) -> None:
     out_root = Path(cfg.ymir.output.root_dir).absolute()  # a relative project would land under ./runs
     data_yaml = dataset.convert(
         cfg.ymir.input.training_index_file, cfg.ymir.input.val_index_file, out_root / "yolo-dataset",
-        settings.export_format, names,
+        settings.export_format, names, settings.slices,
     )
     monitor.progress(callbacks.CONVERSION_SHARE, force=True)
     Path(cfg.ymir.output.models_dir).mkdir(parents=True, exist_ok=True)
     model = build_model(settings.model, starting_weights(cfg, settings.model))
-    report = callbacks.Report(cfg, settings, monitor)
+    report = callbacks.Report(cfg, settings, monitor, stage_map(settings, names, device, out_root / "yolo-dataset"))
     for event, callback in callbacks.callbacks(report).items():
         model.add_callback(event, callback)
     with worker_errors(report.errors_dir):
@@ -180,6 +184,20 @@ def run(cfg: EasyDict, monitor: Monitor) -> None:
     stage = (result.get("model_stages") or {}).get(best, {})
     LOG.info("training done: best stage '%s' mAP@0.5 %.4f, %d epochs, %.0f s", best,
              float(stage.get("mAP", result.get("map", 0.0))), epochs_run(ultra.save_dir(model.trainer)), time.time() - started)
+
+
+def stage_map(settings: TrainSettings, names: list[str], device: str, dataset_root: Path) -> Any:
+    """With slicing, what a stage's mAP is: the whole-image mAP@0.5 of its weights on the validation images,
+    run as infer runs them (tiles and, as infer's template says by default, the whole image; ``evaluate``).
+    None without slicing: the stage's mAP is then Ultralytics' own validation mAP@0.5."""
+    if not settings.slices.on:
+        return None
+    truth = [(path, boxes) for path, boxes in json.loads((dataset_root / dataset.VAL_TRUTH).read_text())]
+    slices = slicing.SliceSettings(settings.slices.size, settings.slices.overlap,
+                                   bool(load_template("infer")["slice_whole_image"]))
+    return functools.partial(evaluate.sliced_map50, images=truth, names=names, img_size=settings.img_size,
+                             slices=slices, device=device.split(",")[0], batch_size=settings.batch_size_per_gpu,
+                             workers=settings.num_workers_per_gpu)
 
 
 def train_model(model: Any, settings: TrainSettings, data_yaml: str, device: str, gpus: int, out_root: Path) -> None:

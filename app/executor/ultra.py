@@ -221,3 +221,22 @@ def val_thresholds(trainer: Any) -> dict[str, float]:
     if validator is None:
         return {}
     return {"conf_thr": float(validator.args.conf), "iou_thr": float(validator.args.iou)}
+
+
+# ---------------------------------------------------------------- scoring detections (sliced validation)
+
+
+def mean_ap50(tp: Any, conf: Any, pred_cls: Any, target_cls: Any) -> float:
+    """mAP@0.5 over the classes that have targets, by Ultralytics' own precision-recall integration
+    (``ap_per_class``), as its validator computes the mAP@0.5 of unsliced stages. Arrays: ``tp`` (n,) bool,
+    ``conf`` and ``pred_cls`` (n,), ``target_cls`` (m,)."""
+    import numpy as np
+    from ultralytics.utils.metrics import ap_per_class
+
+    if len(target_cls) == 0:
+        return 0.0
+    if len(tp) == 0:
+        return 0.0
+    ap = ap_per_class(np.asarray(tp, dtype=bool)[:, None], np.asarray(conf), np.asarray(pred_cls),
+                      np.asarray(target_cls))[5]
+    return float(ap[:, 0].mean()) if ap.size else 0.0
