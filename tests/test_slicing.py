@@ -304,3 +304,43 @@ def test_the_whole_image_map_of_a_real_model_on_its_own_boxes_is_one(trained, tm
     assert evaluate.sliced_map50(Path(best), labels, NAMES, 64, slices, "cpu", 4, 0) == pytest.approx(1.0, abs=0.02)
     shifted = [(path, [[c, x2, y1, 2 * x2 - x1, y2] for c, x1, y1, x2, y2 in boxes]) for path, boxes in labels]  # beside
     assert evaluate.sliced_map50(Path(best), shifted, NAMES, 64, slices, "cpu", 4, 0) < 0.5
+
+
+# ---------------------------------------------------------------- against SAHI, the library this follows
+
+
+@pytest.mark.parametrize("width, height, size, overlap", [(1000, 700, 400, 0.2), (1001, 399, 400, 0.25), (333, 2000, 100, 0.3),
+                                                          (4000, 3000, 640, 0.2), (640, 480, 640, 0.2), (5000, 300, 640, 0.5)])
+def test_tiles_are_sahis_tiles(width, height, size, overlap):
+    from sahi.slicing import get_slice_bboxes
+
+    theirs = get_slice_bboxes(height, width, size, size, False, overlap, overlap)
+    assert sorted(slicing.windows(width, height, size, overlap)) == sorted(tuple(b) for b in theirs)
+
+
+def sahi_merge(dets: torch.Tensor) -> list[list[float]]:
+    """SAHI's greedy NMM with IOS 0.5, class-wise, as get_sliced_prediction merges: each kept box grows to the
+    union of the boxes merged into it."""
+    from sahi.postprocess.combine import batched_greedy_nmm
+
+    keep = batched_greedy_nmm(dets.numpy(), match_metric="IOS", match_threshold=slicing.MERGE_IOS)
+    out = []
+    for k, merged in keep.items():
+        group = dets[[k, *merged]]
+        out.append([*group[:, :2].min(0).values.tolist(), *group[:, 2:4].max(0).values.tolist()])
+    return sorted(out)
+
+
+def test_merging_agrees_with_sahi_on_boxes_tiles_cut_and_differs_where_said():
+    cut = torch.tensor([det(380, 50, 400, 90, 0.6), det(380, 50, 460, 90, 0.9), det(100, 100, 120, 120, 0.8),
+                        det(700, 300, 740, 330, 0.5, 1.0), det(700, 300, 720, 330, 0.45, 1.0)])
+    ours = slicing.merge(cut, torch.tensor([0, 1, 0, 1, 2]), 300)
+    assert sorted(ours[:, :4].tolist()) == sahi_merge(cut)
+    # two pieces of a large object and the whole-image box: SAHI compares with the kept box only and leaves
+    # one piece beside the whole box; ours grows and looks again (see slicing.merge)
+    pieces = torch.tensor([det(0, 0, 400, 400, 0.8), det(320, 0, 720, 400, 0.75), det(0, 0, 720, 400, 0.7)])
+    assert sahi_merge(pieces) == [[0, 0, 720, 400], [320, 0, 720, 400]]
+    assert slicing.merge(pieces, torch.tensor([0, 1, 2]), 300)[:, :4].tolist() == [[0, 0, 720, 400]]
+    # touching objects of one tile: SAHI merges them (it looks at every box), ours keeps them apart
+    touching = torch.tensor([det(10, 10, 30, 30, 0.9), det(15, 15, 35, 35, 0.8)])
+    assert len(sahi_merge(touching)) == 1 and len(slicing.merge(touching, torch.tensor([0, 0]), 300)) == 2
