@@ -1,0 +1,215 @@
+"""Small objects in large images (issue 22): whole-image vs sliced training and infer, side by side.
+
+Data, made offline: canvases cut from the photos installed packages ship (``photos``), toned down, with
+small shapes (a disc or a square, class by shape, under 2 % of the canvas side) and a few large ones
+(over 8 % of the side) drawn on them; train, validation and test splits, as a YMIR task's /in.
+
+Arms, each trained with the executor's training task and scored on the test canvases:
+  (a) whole-image training and infer at ``img_size`` (slice_size 0: what the executor did before);
+  (b) sliced training and sliced infer (slice_size = img_size, the template's overlap and whole-image pass);
+  (c) Ultralytics' own predictor on (b)'s model through SAHI's ``get_sliced_prediction`` (same tiles,
+      standard whole-image pass, GREEDYNMM / IOS 0.5: SAHI's defaults), for reference.
+Positive control: (a) must find the large objects (mAP@0.5 on them >= CONTROL), or the recipe is broken
+and (b) beating (a) would mean nothing.
+
+Scores: mAP@0.5 on the small objects (labels under 2 % of the side; predictions under 3 % of it, so a
+large box is not a false positive for the small ones) and on the large ones, with ``executor.evaluate``'s
+matching and Ultralytics' AP integration, from infer-result.json at conf 0.001. Time per image: the infer
+task at the template's conf (model load and worker start included) against SAHI's loop (model load
+included), one after the other in this process.
+
+Targets (issue 22): (b) >= 2x the small-object mAP of (a); (b)'s infer at least as fast per image as (c).
+
+Usage: python bench/small_objects.py [--quick] [--device cpu|0] [--json FILE]
+(--quick: CPU-sized, 960x720 canvases, 160 px; the full mode is 2-8 MP canvases at 640 px, for a GPU.)
+Needs ``sahi`` (requirements-dev.txt).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import photos
+from common import machine, run_tasks
+from PIL import Image, ImageDraw
+
+CONTROL = 0.3  # (a)'s mAP@0.5 on the large objects must reach this for the run to judge
+SMALL, PRED_SMALL, LARGE = 0.02, 0.03, 0.05  # of the canvas side: label and prediction size ranges
+NAMES = ["disc", "square"]
+
+
+def canvas(rng: random.Random, backgrounds: list[np.ndarray], width: int, height: int, small: tuple[int, int],
+           n_small: int, n_large: int) -> tuple[Image.Image, list[tuple[int, int, int, int, int]]]:
+    """A toned-down photo crop with shapes drawn on it; boxes as (class, x1, y1, x2, y2)."""
+    photo = backgrounds[rng.randrange(len(backgrounds))]
+    image = Image.fromarray(photo).resize((width, height), Image.BILINEAR)
+    image = Image.blend(image, Image.new("RGB", image.size, (128, 128, 128)), 0.5)
+    draw = ImageDraw.Draw(image)
+    boxes: list[tuple[int, int, int, int, int]] = []
+    side = min(width, height)
+    sizes = [rng.randint(*small) for _ in range(n_small)] + [rng.randint(int(0.09 * side), int(0.16 * side)) for _ in range(n_large)]
+    for size in sizes:
+        for _ in range(50):  # no overlaps between shapes
+            x, y = rng.randint(0, width - size - 1), rng.randint(0, height - size - 1)
+            if all(x + size < b[1] or b[3] < x or y + size < b[2] or b[4] < y for b in boxes):
+                break
+        else:
+            continue
+        cls = rng.randrange(2)
+        colour = tuple(rng.choice([(255, 40, 40), (40, 220, 40), (60, 60, 255), (255, 230, 0), (255, 255, 255)]))
+        (draw.ellipse if cls == 0 else draw.rectangle)([x, y, x + size, y + size], fill=colour, outline=(0, 0, 0))
+        boxes.append((cls, x, y, x + size + 1, y + size + 1))
+    return image, boxes
+
+
+def make_task(root: Path, counts: dict[str, int], width: int, height: int, small: tuple[int, int], seed: int) -> dict:
+    """/in under ``root`` (ark annotations); returns the test split's labels by path."""
+    rng = random.Random(seed)
+    backgrounds = [np.asarray(Image.open(p).convert("RGB")) for p in photos.sources()]
+    (root / "in" / "models").mkdir(parents=True, exist_ok=True)
+    truth = {}
+    for split, count in counts.items():
+        lines = []
+        for i in range(count):
+            image, boxes = canvas(rng, backgrounds, width, height, small, rng.randint(12, 24), rng.randint(1, 2))
+            path = root / "in" / "assets" / f"{split}-{i:04d}.jpg"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            image.save(path, quality=92)
+            note = root / "in" / "annotations" / f"{split}-{i:04d}.txt"
+            note.parent.mkdir(parents=True, exist_ok=True)
+            note.write_text("".join(f"{c},{x1},{y1},{x2},{y2}\n" for c, x1, y1, x2, y2 in boxes))
+            lines.append(f"{path}\t{note}" if split != "test" else str(path))
+            if split == "test":
+                truth[str(path)] = boxes
+        name = {"train": "train-index.tsv", "val": "val-index.tsv", "test": "candidate-index.tsv"}[split]
+        (root / "in" / name).write_text("\n".join(lines) + "\n")
+    return truth
+
+
+def scores(predictions: dict[str, list[list[float]]], truth: dict[str, list], width: int, height: int) -> dict[str, float]:
+    """mAP@0.5 on the small and on the large objects (see the module's docstring)."""
+    import torch
+    from executor import evaluate, ultra
+
+    side = min(width, height)
+    out = {}
+    for name, label_ok, pred_ok in (("small", lambda s: s < SMALL * side, lambda s: s < PRED_SMALL * side),
+                                    ("large", lambda s: s >= LARGE * side, lambda s: s >= PRED_SMALL * side)):
+        tp, conf, cls, target = [], [], [], []
+        for path, boxes in truth.items():
+            labels = torch.tensor([b for b in boxes if label_ok(max(b[3] - b[1], b[4] - b[2]))], dtype=torch.float32).reshape(-1, 5)
+            pred = torch.tensor([p for p in predictions.get(path, []) if pred_ok(max(p[2] - p[0], p[3] - p[1]))],
+                                dtype=torch.float32).reshape(-1, 6)
+            tp.append(evaluate.true_positives(pred, labels))
+            conf.append(pred[:, 4].numpy())
+            cls.append(pred[:, 5].numpy())
+            target.append(labels[:, 0].numpy())
+        out[name] = ultra.mean_ap50(np.concatenate(tp), np.concatenate(conf), np.concatenate(cls), np.concatenate(target))
+    return out
+
+
+def infer_predictions(root: Path, truth: dict) -> dict[str, list[list[float]]]:
+    data = json.loads((root / "out" / "infer-result.json").read_text())["detection"]
+    by_name = {Path(p).name: p for p in truth}
+    out = {}
+    for name, entry in data.items():
+        out[by_name[name]] = [[b["box"]["x"], b["box"]["y"], b["box"]["x"] + b["box"]["w"], b["box"]["y"] + b["box"]["h"],
+                               b["score"], NAMES.index(b["class_name"])] for b in entry["boxes"]]
+    return out
+
+
+def sahi_arm(model: Path, truth: dict, size: int, overlap: float, img_size: int, device: str) -> tuple[dict, float]:
+    """Arm (c): Ultralytics' predictor through SAHI, conf 0.001 for the scores; and seconds per image at the
+    template's conf (model load included)."""
+    from sahi import AutoDetectionModel
+    from sahi.predict import get_sliced_prediction
+
+    def run(conf: float) -> tuple[dict, float]:
+        start = time.perf_counter()
+        detector = AutoDetectionModel.from_pretrained(model_type="ultralytics", model_path=str(model), confidence_threshold=conf,
+                                                      device="cpu" if device == "cpu" else f"cuda:{device}", image_size=img_size)
+        out = {}
+        for path in truth:
+            result = get_sliced_prediction(path, detector, slice_height=size, slice_width=size, overlap_height_ratio=overlap,
+                                           overlap_width_ratio=overlap, verbose=0,
+                                           force_postprocess_type=True)  # keep GREEDYNMM/IOS at a low conf too
+            out[path] = [[*p.bbox.to_xyxy(), p.score.value, p.category.id] for p in result.object_prediction_list]
+        return out, (time.perf_counter() - start) / len(truth)
+
+    predictions, _ = run(0.001)
+    _, seconds = run(0.25)
+    return predictions, seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="CPU-sized (about 15 minutes on 2 cores)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--train", type=int)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", help="write the figures here")
+    args = parser.parse_args()
+    if args.quick:
+        width, height, small, img_size, counts, epochs = 960, 720, (10, 16), 160, {"train": 12, "val": 4, "test": 12}, 30
+    else:
+        width, height, small, img_size, counts, epochs = 2448, 1836, (16, 40), 640, {"train": 60, "val": 12, "test": 40}, 60
+    counts["train"] = args.train or counts["train"]
+    epochs = args.epochs or epochs
+    gpu = "" if args.device == "cpu" else args.device
+    recipe = {"model": "yolo11n", "epochs": epochs, "img_size": img_size, "batch_size_per_gpu": 16, "num_workers_per_gpu": 2,
+              "optimizer": "AdamW", "lr0": 0.002, "mosaic": 0.0, "save_period": 0, "patience": 0,
+              "export_format": "ark:raw", "gpu_id": gpu, "gpu_count": 1 if gpu else 0, "class_names": NAMES}
+    from executor import protocol
+
+    overlap = float(protocol.load_template("infer")["slice_overlap"])
+    results: dict = {"machine": machine(), "canvas": [width, height], "small_px": list(small), "img_size": img_size,
+                     "counts": counts, "epochs": epochs, "slice_size": img_size, "slice_overlap": overlap}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        truth = make_task(root, counts, width, height, small, args.seed)
+        for arm, slice_size in (("a", 0), ("b", img_size)):
+            began = time.perf_counter()
+            run_tasks(root, ["training"], {**recipe, "slice_size": slice_size, "slice_overlap": overlap})
+            model = root / f"model-{arm}.pt"
+            shutil.copyfile(root / "out" / "models" / "best.pt", model)
+            train_seconds = time.perf_counter() - began
+            infer = {"img_size": img_size, "conf_thres": 0.001, "num_workers_per_gpu": 2, "gpu_id": gpu, "class_names": NAMES,
+                     "gpu_count": 1 if gpu else 0, "model_params_path": [str(model)], "slice_size": slice_size}
+            run_tasks(root, ["infer"], infer)
+            found = scores(infer_predictions(root, truth), truth, width, height)
+            seconds = run_tasks(root, ["infer"], {**infer, "conf_thres": 0.25}) / len(truth)
+            results[arm] = {**found, "infer_seconds_per_image": seconds, "training_seconds": train_seconds}
+            print(f"arm ({arm}) slice_size {slice_size}: mAP@0.5 small {found['small']:.4f}, large {found['large']:.4f}; "
+                  f"infer {seconds:.3f} s/image; training {train_seconds:.0f} s", flush=True)
+        predictions, seconds = sahi_arm(root / "model-b.pt", truth, img_size, overlap, img_size, args.device)
+        results["c"] = {**scores(predictions, truth, width, height), "infer_seconds_per_image": seconds}
+        print(f"arm (c) SAHI on (b)'s model: mAP@0.5 small {results['c']['small']:.4f}, large {results['c']['large']:.4f}; "
+              f"infer {seconds:.3f} s/image", flush=True)
+    a, b, c = results["a"], results["b"], results["c"]
+    control = a["large"] >= CONTROL
+    results["control_passed"] = control
+    results["small_ratio_b_over_a"] = b["small"] / a["small"] if a["small"] > 0 else None
+    results["speed_b_over_c"] = c["infer_seconds_per_image"] / b["infer_seconds_per_image"]
+    print(f"\nmachine: {machine()}; {counts} canvases of {width}x{height}, small objects {small[0]}-{small[1]} px, "
+          f"{img_size} px, {epochs} epochs, seed {args.seed}")
+    print("| arm | mAP@0.5 small | mAP@0.5 large | infer s/image |\n| --- | --- | --- | --- |")
+    for name, row in (("(a) whole image", a), ("(b) sliced training + infer", b), ("(c) SAHI + Ultralytics on (b)'s model", c)):
+        print(f"| {name} | {row['small']:.4f} | {row['large']:.4f} | {row['infer_seconds_per_image']:.3f} |")
+    ratio = results["small_ratio_b_over_a"]
+    print(f"control ((a) finds large objects, mAP >= {CONTROL}): {'PASS' if control else 'FAIL: the run cannot judge'}; "
+          f"(b)/(a) small: {'inf' if ratio is None else f'{ratio:.2f}x'} (target >= 2x); "
+          f"(b) speed vs (c): {results['speed_b_over_c']:.2f}x (target >= 1x)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
