@@ -278,9 +278,12 @@ class Engine:
         batch_size`` images wait in all (then the fullest queue runs early), which bounds memory however many
         shapes the candidates have. Passes leave in shape order, not candidate order: ``Meta.index`` says where
         each image belongs. Unreadable images come as soon as they are found, as metadata (images None)."""
+        # With slicing one candidate brings all its tiles (dozens on a 20 MP photo), so the loader takes one
+        # candidate per item: what the workers hold then stays a few images' tiles, whatever batch_size says.
         loader = torch.utils.data.DataLoader(
-            CandidateImages(paths, self.img_size, encoded=self.decode_on_device, slices=self.slices), batch_size=batch_size,
-            shuffle=False, num_workers=workers, collate_fn=loaded, persistent_workers=False,
+            CandidateImages(paths, self.img_size, encoded=self.decode_on_device, slices=self.slices),
+            batch_size=1 if self.slices else batch_size, shuffle=False, num_workers=workers, collate_fn=loaded,
+            persistent_workers=False,
         )
         queues: dict[tuple[int, ...], list[tuple[torch.Tensor, Meta]]] = {}
         for items, bad in loader:
