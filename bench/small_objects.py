@@ -161,6 +161,8 @@ def main() -> None:
     parser.add_argument("--train", type=int)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="write the figures here")
+    parser.add_argument("--reuse", help="take arms (a) and (a+) from this JSON of an earlier run with the same data and "
+                        "settings (their training does not depend on the slicing code): only (b) and (c) run")
     args = parser.parse_args()
     if args.quick:
         width, height, small, img_size, counts, epochs = 960, 720, (10, 16), 160, {"train": 12, "val": 4, "test": 12}, 30
@@ -180,7 +182,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         truth = make_task(root, counts, width, height, small, args.seed)
-        for arm, slice_size in (("b", img_size), ("a", 0), ("a+", 0)):
+        arms = (("b", img_size), ("a", 0), ("a+", 0))
+        if args.reuse:
+            earlier = json.loads(Path(args.reuse).read_text())
+            same = ("canvas", "small_px", "img_size", "counts", "epochs", "slice_overlap")
+            if any(earlier[k] != results[k] for k in same):
+                raise SystemExit(f"--reuse {args.reuse}: another setting ({', '.join(same)} must match)")
+            results.update({"a": earlier["a"], "a+": earlier["a+"], "reused": args.reuse})
+            arms = arms[:1]
+        for arm, slice_size in arms:
             began = time.perf_counter()
             arm_epochs = epochs
             if arm == "a+":  # as many images seen as (b): its list holds tiles and whole images, (a)'s the wholes

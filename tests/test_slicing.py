@@ -77,6 +77,21 @@ def test_a_box_cut_by_a_tile_edge_is_merged_back_into_one():
     assert merged[:, 4].tolist() == pytest.approx([0.9, 0.8])
 
 
+def test_a_loose_box_no_edge_cut_does_not_grow_a_tight_one():
+    """The whole-image pass at a low threshold makes loose boxes around real objects: they are suppressed as
+    duplicates, not merged in (which would inflate the tight box to the loose one's extent)."""
+    tight = det(100, 100, 120, 120, 0.9)
+    loose = det(60, 70, 190, 160, 0.05)
+    merged = slicing.merge(torch.tensor([tight, loose]), torch.tensor([0, 1]), 300, torch.tensor([False, False]))
+    assert merged[:, :4].tolist() == [[100, 100, 120, 120]]
+
+
+def test_cut_by_window_flags_only_inner_tile_edges():
+    boxes = torch.tensor([det(0, 10, 30, 40, 0.9), det(370, 10, 400, 40, 0.9), det(100, 100, 120, 120, 0.9)])
+    assert slicing.cut_by_window(boxes, (0, 0, 400, 400), 720, 400).tolist() == [False, True, False]
+    assert slicing.cut_by_window(boxes, (0, 0, 720, 400), 720, 400).tolist() == [False, False, False]
+
+
 def test_pieces_of_a_large_object_merge_into_the_whole_image_box():
     """A box equal to the whole image survives slicing: the whole-image pass sees it, the tiles see pieces."""
     whole = det(0, 0, 720, 400, 0.7)
@@ -344,3 +359,7 @@ def test_merging_agrees_with_sahi_on_boxes_tiles_cut_and_differs_where_said():
     # touching objects of one tile: SAHI merges them (it looks at every box), ours keeps them apart
     touching = torch.tensor([det(10, 10, 30, 30, 0.9), det(15, 15, 35, 35, 0.8)])
     assert len(sahi_merge(touching)) == 1 and len(slicing.merge(touching, torch.tensor([0, 0]), 300)) == 2
+
+
+def test_the_readme_tile_count_for_a_4000x3000_photo():
+    assert len(slicing.windows(4000, 3000, 640, 0.2)) == 48

@@ -92,6 +92,7 @@ class Meta:
     pad: tuple[float, float] = (0.0, 0.0)
     problem: str = ""
     offset: tuple[float, float] = (0.0, 0.0)  # the tile's top-left corner in the image (slicing)
+    window: tuple[int, int, int, int] = (0, 0, 0, 0)  # the tile in the image's pixels, x1 y1 x2 y2 (slicing; else 0s)
     part: int = 0  # which of the image's inputs this is (its tiles, then the whole image)
     parts: int = 1  # how many inputs the image has: 1 without slicing
 
@@ -141,8 +142,9 @@ def load_tiles(index: int, path: str, img_size: int, slices: slicing.SliceSettin
     out = []
     for part, (x1, y1, x2, y2) in enumerate(windows):
         boxed, ratio, pad = letterbox(image[y1:y2, x1:x2], img_size)
-        out.append((decode.to_tensor(boxed), Meta(index, path, width, height, ratio, pad, offset=(x1, y1), part=part,
-                                                  parts=len(windows))))
+        out.append((decode.to_tensor(boxed), Meta(index, path, width, height, ratio, pad, offset=(x1, y1),
+                                                  window=(x1, y1, x2, y2) if len(windows) > 1 else (0, 0, 0, 0),
+                                                  part=part, parts=len(windows))))
     return out
 
 

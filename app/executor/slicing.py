@@ -82,20 +82,39 @@ def intersection_over_smaller(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return inter / torch.minimum(area_a[:, None], area_b[None, :]).clamp_min(1e-9)
 
 
-def merge(dets: torch.Tensor, window: torch.Tensor, max_det: int) -> torch.Tensor:
+def cut_by_window(dets: torch.Tensor, window: Window, width: int, height: int, margin: float = 2.0) -> torch.Tensor:
+    """Per box ``(n, >= 4)`` in image pixels, whether it touches an edge of its window that lies inside the image:
+    a box the tile cut, whose object may go on in a neighbouring tile."""
+    x1, y1, x2, y2 = window
+    cut = torch.zeros(len(dets), dtype=torch.bool)
+    if x1 > 0:
+        cut |= dets[:, 0] <= x1 + margin
+    if y1 > 0:
+        cut |= dets[:, 1] <= y1 + margin
+    if x2 < width:
+        cut |= dets[:, 2] >= x2 - margin
+    if y2 < height:
+        cut |= dets[:, 3] >= y2 - margin
+    return cut
+
+
+def merge(dets: torch.Tensor, window: torch.Tensor, max_det: int, cut: torch.Tensor | None = None) -> torch.Tensor:
     """One image's boxes from all its windows, ``(n, 6)`` (x1 y1 x2 y2 score class, image pixels; ``window``
-    the index of the window each came from), merged: highest score first, each kept box absorbs the boxes of
-    the same class from *other* windows that overlap it by more than ``MERGE_IOS`` of the smaller one, grows
-    to hold them, and looks again with its grown extent until nothing more joins (a box a tile edge cut, or
-    the pieces of a large object the whole-image pass saw whole, become one box). Boxes of the kept box's own
-    window went through that window's NMS together and are left alone, so touching objects in one tile stay
-    apart. SAHI's greedy NMM with IOS is the model; ours also grows (SAHI compares with the first box only,
-    which left one piece of an object two tiles cut beside the whole-image box: tested). Returns at most
-    ``max_det`` boxes, by score."""
+    the index of the window each came from; ``cut`` whether a tile edge cut it, ``cut_by_window``), merged:
+    highest score first, each kept box absorbs the boxes of the same class from *other* windows that overlap
+    it by more than ``MERGE_IOS`` of the smaller one. It grows to hold the absorbed boxes that a tile edge
+    cut, and looks again with its grown extent until nothing more joins: the pieces of an object two tiles
+    cut become one box. Boxes no edge cut are duplicates and only suppressed: growing by them let a
+    low-scoring, loose box (the whole-image pass at conf 0.001 makes many) inflate a tight one. Boxes of the
+    kept box's own window went through that window's NMS together and are left alone, so touching objects
+    in one tile stay apart. SAHI's greedy NMM with IOS is the model; where ours differs (it grows by every
+    merged box, from the first box's extent only, and merges within a tile too) the tests say so. Returns
+    at most ``max_det`` boxes, by score."""
     if len(dets) <= 1:
         return dets[:max_det]
+    cut = torch.ones(len(dets), dtype=torch.bool) if cut is None else cut
     order = dets[:, 4].argsort(descending=True, stable=True)
-    dets, window = dets[order], window[order]
+    dets, window, cut = dets[order], window[order], cut[order]
     absorbed = torch.zeros(len(dets), dtype=torch.bool)
     kept = []
     for i in range(len(dets)):  # greedy over boxes by score, on the CPU (one image's boxes)
@@ -110,8 +129,10 @@ def merge(dets: torch.Tensor, window: torch.Tensor, max_det: int) -> torch.Tenso
                 break
             absorbed |= group
             joinable &= ~group
-            box[0:2] = torch.minimum(box[0:2], dets[group, 0:2].min(0).values)
-            box[2:4] = torch.maximum(box[2:4], dets[group, 2:4].max(0).values)
+            grow = group & cut
+            if bool(grow.any()):
+                box[0:2] = torch.minimum(box[0:2], dets[grow, 0:2].min(0).values)
+                box[2:4] = torch.maximum(box[2:4], dets[grow, 2:4].max(0).values)
         kept.append(box)
         if len(kept) == max_det:
             break
@@ -125,7 +146,7 @@ class ImageBoxes:
 
     def __init__(self, max_det: int) -> None:
         self.max_det = max_det
-        self.waiting: dict[int, list[tuple[torch.Tensor, int]]] = {}
+        self.waiting: dict[int, list[tuple[torch.Tensor, int, torch.Tensor]]] = {}
 
     def add(self, det: torch.Tensor, meta) -> torch.Tensor | None:  # noqa: ANN001 - engine.Meta (engine imports us)
         """The image's boxes ``(n, 6)`` in its pixels, clipped to it, when ``meta`` was its last input, else None.
@@ -136,9 +157,9 @@ class ImageBoxes:
         if meta.parts == 1:
             return det
         got = self.waiting.setdefault(meta.index, [])
-        got.append((det, meta.part))
+        got.append((det, meta.part, cut_by_window(det, meta.window, meta.width, meta.height)))
         if len(got) < meta.parts:
             return None
         del self.waiting[meta.index]
-        window = torch.cat([torch.full((len(d),), part) for d, part in got])
-        return merge(torch.cat([d for d, _ in got]), window, self.max_det)
+        window = torch.cat([torch.full((len(d),), part) for d, part, _ in got])
+        return merge(torch.cat([d for d, _, _ in got]), window, self.max_det, torch.cat([c for _, _, c in got]))
