@@ -11,6 +11,11 @@ Tiles: a regular grid with ``slice_overlap`` of the side shared between neighbou
 each row and column is shifted inward so that every tile is ``slice_size`` across and inside the image
 (as SAHI's slicer does); a side shorter than ``slice_size`` is one tile of its own length. An image no
 larger than one tile is a single window: the whole image, exactly as without slicing.
+
+Ours rather than SAHI's code: SAHI slices and predicts one image at a time through its own model wrappers;
+here tiles are engine inputs, batched with every other candidate's into full passes, and mining needs each
+tile's head outputs. The tile grid is SAHI's (a test compares them); the merge follows SAHI's greedy NMM
+where it works and differs where it did not (``merge``; tests compare both).
 """
 
 from __future__ import annotations
