@@ -101,22 +101,17 @@ def make_task(root: Path, counts: dict[str, int], width: int, height: int, small
 def scores(predictions: dict[str, list[list[float]]], truth: dict[str, list], width: int, height: int) -> dict[str, float]:
     """mAP@0.5 on the small and on the large objects (see the module's docstring)."""
     import torch
-    from executor import evaluate, ultra
+    from executor import evaluate
 
     side = min(width, height)
     out = {}
     for name, label_ok, pred_ok in (("small", lambda s: s < SMALL * side, lambda s: s < PRED_SMALL * side),
                                     ("large", lambda s: s >= LARGE * side, lambda s: s >= PRED_SMALL * side)):
-        tp, conf, cls, target = [], [], [], []
-        for path, boxes in truth.items():
-            labels = torch.tensor([b for b in boxes if label_ok(max(b[3] - b[1], b[4] - b[2]))], dtype=torch.float32).reshape(-1, 5)
-            pred = torch.tensor([p for p in predictions.get(path, []) if pred_ok(max(p[2] - p[0], p[3] - p[1]))],
-                                dtype=torch.float32).reshape(-1, 6)
-            tp.append(evaluate.true_positives(pred, labels))
-            conf.append(pred[:, 4].numpy())
-            cls.append(pred[:, 5].numpy())
-            target.append(labels[:, 0].numpy())
-        out[name] = ultra.mean_ap50(np.concatenate(tp), np.concatenate(conf), np.concatenate(cls), np.concatenate(target))
+        out[name] = evaluate.map50(
+            (torch.tensor([p for p in predictions.get(path, []) if pred_ok(max(p[2] - p[0], p[3] - p[1]))],
+                          dtype=torch.float32).reshape(-1, 6),
+             torch.tensor([b for b in boxes if label_ok(max(b[3] - b[1], b[4] - b[2]))], dtype=torch.float32).reshape(-1, 5))
+            for path, boxes in truth.items())
     return out
 
 

@@ -133,11 +133,6 @@ def to_lines(boxes: Sequence[Box], width: int, height: int) -> list[str]:
             for cls, x1, y1, x2, y2 in boxes]
 
 
-def yolo_lines(boxes: Sequence[Box], width: int, height: int, stats: Counter) -> list[str]:
-    """Clip boxes to the image (swapped corners are reordered), drop degenerate ones, as YOLO lines."""
-    return to_lines(clip_boxes(boxes, width, height, stats), width, height)
-
-
 def tile_labels(boxes: Sequence[Box], window: slicing.Window) -> tuple[list[Box], int]:
     """The boxes a tile holds, clipped to it and in its pixels: a box keeps its place in the tile when at least
     ``MIN_VISIBLE`` of its area lies inside; returns them and how many boxes the tile cut below that."""
@@ -198,8 +193,8 @@ def convert_split(
     index_file: str, split: str, root: Path, fmt: str, class_names: Sequence[str], stats: Counter,
     slices: slicing.SliceSettings | None = None,
 ) -> SplitResult:
-    """Convert one index file; streams line by line, holding only the image list. With ``slices``, each image
-    larger than one tile also brings its tiles (``write_tiles``)."""
+    """Convert one index file; streams line by line, holding only the image list. With ``slices`` (on; ``convert``
+    passes None when off), each image larger than one tile also brings its tiles (``write_tiles``)."""
     image_dir, label_dir = root / "images" / split, root / "labels" / split
     image_dir.mkdir(parents=True, exist_ok=True)
     label_dir.mkdir(parents=True, exist_ok=True)
@@ -242,7 +237,7 @@ def convert_split(
         (label_dir / f"{name}.txt").write_text("\n".join(lines) + ("\n" if lines else ""), encoding="utf-8")
         images.append(str(link))
         boxes += len(lines)
-        if slices is not None and slices.on:
+        if slices is not None:
             if split == "val":
                 truth.append((os.path.abspath(image), [[float(v) for v in box] for box in clipped]))
             if width > slices.size or height > slices.size:
@@ -262,15 +257,16 @@ def convert(
     fmt = annotation_format(export_format)
     root = Path(root).absolute()  # Ultralytics resolves relative dataset paths against its own folders
     stats: Counter = Counter()
+    slices = slicing.SliceSettings.active(slices)
     train = convert_split(train_index, "train", root, fmt, class_names, stats, slices)
     val = convert_split(val_index, "val", root, fmt, class_names, stats, slices)
-    if slices is not None and slices.on:
+    if slices is not None:
         (root / VAL_TRUTH).write_text(json.dumps(val.truth), encoding="utf-8")
     summary = ", ".join(f"{k}: {v}" for k, v in sorted(stats.items()) if v) or "no defects"
     LOG.info(
         "dataset (%s): train %d images / %d boxes, val %d images / %d boxes%s; %s",
         fmt, train.images, train.boxes, val.images, val.boxes,
-        f" (with tiles of {slices.size} px, overlap {slices.overlap})" if slices is not None and slices.on else "", summary,
+        f" (with tiles of {slices.size} px, overlap {slices.overlap})" if slices is not None else "", summary,
     )
     if train.images == 0 or train.boxes == 0:
         raise dataset_error(

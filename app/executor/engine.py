@@ -107,7 +107,7 @@ class CandidateImages(torch.utils.data.Dataset):
                  slices: slicing.SliceSettings | None = None) -> None:
         self.paths = paths
         self.img_size = img_size
-        self.slices = slices if slices is not None and slices.on else None
+        self.slices = slicing.SliceSettings.active(slices)
         self.encoded = encoded and self.slices is None
 
     def __len__(self) -> int:
@@ -181,9 +181,9 @@ def channels_last_helps(device: torch.device) -> bool:
 def to_image_frame(flat: torch.Tensor, counts: list[int], metas: list[Meta]) -> torch.Tensor:
     """A copy of a pass's detections (``counts[i]`` rows for image i, one after another) with their boxes
     (first 4 columns, xyxy) moved from the letterboxed model input back to each original image's pixels (a
-    tile's boxes by its offset too), in
-    one set of tensor operations over the pass: Ultralytics' ``scale_boxes`` with our per-image scales and
-    padding (a test checks they agree), without its clipping, which the result writer does."""
+    tile's boxes by its offset too), in one set of tensor operations over the pass: Ultralytics'
+    ``scale_boxes`` with our per-image scales and padding (a test checks they agree), without its clipping,
+    which the result writer does."""
     flat = flat.clone()
     owner = owners(counts, flat.device)
     pad = torch.tensor([m.pad for m in metas], dtype=flat.dtype, device=flat.device)[owner]  # (n, 2): x, y
@@ -236,7 +236,7 @@ class Engine:
                  decode_on_device: bool = False, slices: slicing.SliceSettings | None = None) -> None:
         first = device.split(",")[0]
         self.device = torch.device("cpu" if first == "cpu" else f"cuda:{first}")
-        self.slices = slices if slices is not None and slices.on else None  # tiles per image (``slicing``)
+        self.slices = slicing.SliceSettings.active(slices)  # tiles per image (``slicing``)
         # JPEGs decoded by ``decode`` on self.device, not in the workers (not with slicing: see CandidateImages)
         self.decode_on_device = decode_on_device and self.slices is None
         if self.device.type == "cuda":

@@ -12,7 +12,7 @@ matched by IoU, highest first, as Ultralytics' validator does), and Ultralytics'
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -63,12 +63,16 @@ def sliced_map50(weights: Path, images: Sequence[tuple[str, list[list[float]]]],
             boxes = merged.add(det, meta)
             if boxes is not None:
                 predictions[meta.index] = boxes
+    return map50((predictions.get(index, torch.zeros(0, 6)), torch.tensor(labels, dtype=torch.float32).reshape(-1, 5))
+                 for index, (_, labels) in enumerate(images))
+
+
+def map50(images: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> float:
+    """mAP@0.5 over images given as (predictions ``(n, 6)``, labels ``(m, 5)``), in each image's pixels."""
     tp, conf, pred_cls, target_cls = [], [], [], []
-    for index, (_, labels) in enumerate(images):
-        truth = torch.tensor(labels, dtype=torch.float32).reshape(-1, 5)
-        pred = predictions.get(index, torch.zeros(0, 6))
-        tp.append(true_positives(pred, truth))
+    for pred, labels in images:
+        tp.append(true_positives(pred, labels))
         conf.append(pred[:, 4].numpy())
         pred_cls.append(pred[:, 5].numpy())
-        target_cls.append(truth[:, 0].numpy())
+        target_cls.append(labels[:, 0].numpy())
     return ultra.mean_ap50(np.concatenate(tp), np.concatenate(conf), np.concatenate(pred_cls), np.concatenate(target_cls))

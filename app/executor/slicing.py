@@ -40,6 +40,11 @@ class SliceSettings:
     def on(self) -> bool:
         return self.size > 0
 
+    @staticmethod
+    def active(slices: SliceSettings | None) -> SliceSettings | None:
+        """``slices`` when slicing is on, else None: what the engine and the conversion test against."""
+        return slices if slices is not None and slices.on else None
+
     @classmethod
     def read(cls, p: Params, whole_image: bool = True) -> SliceSettings:
         """From the template's keys; training has no whole-image pass (``whole_image`` False)."""
@@ -56,8 +61,7 @@ def starts(length: int, size: int, overlap: float) -> list[int]:
     if length <= size:
         return [0]
     step = max(1, size - int(overlap * size))  # SAHI's step, so that the tiles are its tiles (tested)
-    out = list(range(0, length - size, step))
-    return out + [length - size] if out[-1] != length - size else out
+    return [*range(0, length - size, step), length - size]  # the range stops short of the last start
 
 
 def windows(width: int, height: int, size: int, overlap: float) -> list[Window]:

@@ -192,7 +192,7 @@ def stage_map(settings: TrainSettings, names: list[str], device: str, dataset_ro
     None without slicing: the stage's mAP is then Ultralytics' own validation mAP@0.5."""
     if not settings.slices.on:
         return None
-    truth = [(path, boxes) for path, boxes in json.loads((dataset_root / dataset.VAL_TRUTH).read_text())]
+    truth = json.loads((dataset_root / dataset.VAL_TRUTH).read_text())  # [image path, [[class, x1, y1, x2, y2]]]
     slices = slicing.SliceSettings(settings.slices.size, settings.slices.overlap,
                                    bool(load_template("infer")["slice_whole_image"]))
     return functools.partial(evaluate.sliced_map50, images=truth, names=names, img_size=settings.img_size,

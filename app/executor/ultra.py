@@ -233,9 +233,7 @@ def mean_ap50(tp: Any, conf: Any, pred_cls: Any, target_cls: Any) -> float:
     import numpy as np
     from ultralytics.utils.metrics import ap_per_class
 
-    if len(target_cls) == 0:
-        return 0.0
-    if len(tp) == 0:
+    if len(target_cls) == 0 or len(tp) == 0:
         return 0.0
     ap = ap_per_class(np.asarray(tp, dtype=bool)[:, None], np.asarray(conf), np.asarray(pred_cls),
                       np.asarray(target_cls))[5]

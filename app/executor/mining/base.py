@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from executor.engine import owners
+
 MAX_DET = 300  # boxes per image a miner sees (infer takes its boxes from these when it keeps no more)
 
 if TYPE_CHECKING:
@@ -115,18 +117,24 @@ def to_list(scores: torch.Tensor) -> list[float | None]:
     return [float(v) if ok else None for v, ok in zip(values.tolist(), torch.isfinite(values).tolist(), strict=True)]
 
 
+def group_rows(values: torch.Tensor, counts: torch.Tensor, reduce: str) -> torch.Tensor:
+    """Rows of ``values`` (``counts[i]`` consecutive rows for image i: a sliced image's inputs) reduced per image
+    by ``reduce`` ("sum" or "amax"), ``(len(counts), ...)``; ``values`` itself when every count is 1 (no
+    slicing). The one grouping the scores and every miner's ``group_state`` use."""
+    if bool((counts == 1).all()):
+        return values
+    owner = owners(counts, values.device).view(-1, *([1] * (values.dim() - 1))).expand_as(values)
+    return values.new_zeros((len(counts), *values.shape[1:])).scatter_reduce(0, owner, values, reduce, include_self=False)
+
+
 def per_image_scores(scores: torch.Tensor, counts: torch.Tensor, reduce: str) -> torch.Tensor:
     """Scores per input (tiles of images, ``counts[i]`` consecutive rows for image i) combined per image by
     ``reduce`` ("amax" or "sum"); NaN for an image with any non-finite input (ranked last, counted)."""
     if bool((counts == 1).all()):
         return scores
-    from executor.engine import owners
-
-    owner = owners(counts, scores.device)
-    bad = torch.zeros(len(counts), dtype=torch.bool, device=scores.device).index_put_(
-        (owner,), ~torch.isfinite(scores), accumulate=True)
-    finite = torch.where(torch.isfinite(scores), scores, 0.0)
-    out = scores.new_zeros(len(counts)).scatter_reduce(0, owner, finite, reduce, include_self=False)
+    finite = torch.isfinite(scores)
+    out = group_rows(torch.where(finite, scores, 0.0), counts, reduce)
+    bad = group_rows((~finite).to(scores.dtype), counts, "amax") > 0
     return torch.where(bad, math.nan, out)
 
 

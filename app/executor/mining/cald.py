@@ -43,7 +43,7 @@ from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
 from executor.engine import owners
-from executor.mining.base import Miner, MinerContext, image_seed
+from executor.mining.base import Miner, MinerContext, group_rows, image_seed
 from executor.mining.entropy import class_posterior
 
 LOG = logging.getLogger("executor")
@@ -128,7 +128,8 @@ def box_consistency(ref: torch.Tensor, mapped: torch.Tensor, aug: torch.Tensor) 
 def augmentation_value(ref: torch.Tensor, mapped: torch.Tensor, aug: torch.Tensor, wanted: torch.Tensor) -> torch.Tensor:
     """One augmentation's value for one image: ``min |m - beta|`` over its wanted reference boxes; 0 when the
     augmented image keeps no box (as the paper's code); NaN when no reference box is wanted. A 0-d float32
-    tensor on ``ref``'s device, computed without a host sync."""
+    tensor on ``ref``'s device, computed without a host sync. The readable definition: the miner runs
+    ``pass_values``, which a test holds to it image by image."""
     distance = (box_consistency(ref, mapped, aug) - BETA).abs() if len(aug) else ref.new_zeros(len(ref), dtype=torch.float32)
     least = torch.where(wanted, distance, math.inf).amin() if len(ref) else ref.new_tensor(math.inf, dtype=torch.float32)
     return torch.where(torch.isinf(least), math.nan, least)
@@ -235,14 +236,9 @@ class CALD(Miner):
 
     def group_state(self, state: object, counts: torch.Tensor) -> object:
         """A sliced image's class profile: per class, the highest over its inputs."""
-        if not isinstance(state, dict) or bool((counts == 1).all()) or not len(state["profiles"]):
+        if not isinstance(state, dict) or not len(state["profiles"]):
             return state
-        profiles = state["profiles"]
-        owner = owners(counts)
-        index = owner[:, None].expand_as(profiles)
-        grouped = profiles.new_zeros(len(counts), profiles.shape[1]).scatter_reduce(0, index, profiles, "amax",
-                                                                                    include_self=False)
-        return {**state, "profiles": grouped}
+        return {**state, "profiles": group_rows(state["profiles"], counts, "amax")}
 
     def merge_states(self, states: list[object]) -> None:
         self.profiles = [s["profiles"] for s in states if isinstance(s, dict) and len(s["profiles"])]

@@ -20,8 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from executor.engine import owners
-from executor.mining.base import Miner, MinerContext
+from executor.mining.base import Miner, MinerContext, group_rows
 from executor.mining.entropy import box_uncertainty, per_image
 
 DIM = 128
@@ -93,10 +92,8 @@ class Diversity(Miner):
     def group_state(self, state: object, counts: torch.Tensor) -> object:
         """A sliced image's feature: the mean of its inputs' features, normalised again."""
         if not isinstance(state, torch.Tensor) or bool((counts == 1).all()):
-            return state
-        owner = owners(counts)
-        summed = state.new_zeros(len(counts), state.shape[1]).index_add_(0, owner, state)
-        return torch.nn.functional.normalize(summed, dim=1)
+            return state  # unsliced: the features are already normalised
+        return torch.nn.functional.normalize(group_rows(state, counts, "sum"), dim=1)
 
     def finish(self, scores: list[float | None]) -> list[float | None]:
         """Greedy picks among the images with a finite score and features; the others stay ``None``."""

@@ -30,7 +30,7 @@ import torch
 from torchvision.ops import roi_align
 
 from executor.engine import owners
-from executor.mining.base import Miner, MinerContext
+from executor.mining.base import Miner, MinerContext, group_rows
 from executor.mining.entropy import box_uncertainty, per_image
 
 LOG = logging.getLogger("executor")
@@ -144,11 +144,9 @@ class PPAL(Miner):
     def group_state(self, state: object, counts: torch.Tensor) -> object:
         """A sliced image's boxes are those of all its inputs (already one after another): only the counts
         per image change."""
-        if not isinstance(state, dict) or bool((counts == 1).all()):
+        if not isinstance(state, dict):
             return state
-        owner = owners(counts)
-        per_image = torch.zeros(len(counts), dtype=torch.long).index_add_(0, owner, state["counts"])
-        return {**state, "counts": per_image}
+        return {**state, "counts": group_rows(state["counts"], counts, "sum")}
 
     def merge_states(self, states: list[object]) -> None:
         parts = [s for s in states if isinstance(s, dict)]
