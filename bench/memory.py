@@ -5,7 +5,18 @@ this stack it is often reached while torch is imported, before any candidate is 
 the end of the run (the last ``/proc`` sample, taken every 20 ms), which grows with anything the scan
 keeps per candidate. Target: growth <= 1.2x from N to 10 x N.
 
-Usage: python bench/memory.py [--n 200]
+``--large``: what slicing holds on very large images. The engine's input pipeline (``Engine.batches``: the
+decoding workers, the shared memory they hand tiles over in, the per-shape queues), run in this process
+with a 0.1 s pause per pass standing in for the forward pass, on one photo of 4, 25 and 100 MP sliced at
+640 px (``img_size: 640``), and, for comparison, plain on as many 640x640 JPEGs as the sliced photo has
+model inputs. The model is left out so that its activations (hundreds of MB that vary from pass to pass)
+do not hide what the pipeline holds. Figures: the most PSS added over the run's start, in the main
+process and in all processes together (sampled every 20 ms; PSS counts shared memory once; the second is
+noisy, +-200 MB, as the two workers start and touch their pages at different moments). Target: what the
+main process holds does not grow with the photo (under 100 MB at every size; the tiles of a 100 MP photo
+weigh 470 MB): the workers hold the decoded photo and a few passes' tiles, no more.
+
+Usage: python bench/memory.py [--n 200] [--large]
 """
 
 from __future__ import annotations
@@ -41,10 +52,98 @@ def rss_mb(env_path: Path) -> tuple[float, float]:
     return usage.ru_maxrss / 1024, last
 
 
+def pss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/smaps_rollup") as fp:
+        return next(int(line.split()[1]) for line in fp if line.startswith("Pss:")) / 1024
+
+
+def process_pss() -> tuple[float, float]:
+    """PSS in MB of this process, and of it and its descendants (the decoding workers) together."""
+    sizes, todo = {}, [os.getpid()]
+    while todo:
+        pid = todo.pop()
+        try:
+            sizes[pid] = pss_mb(pid)
+            for task in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{task}/children") as fp:
+                    todo += [int(child) for child in fp.read().split()]
+        except (OSError, StopIteration):  # gone between listing and reading
+            pass
+    return sizes.get(os.getpid(), 0.0), sum(sizes.values())
+
+
+def pipeline_added_mb(engine, paths: list[str]) -> tuple[float, float, int]:  # noqa: ANN001 - executor.engine.Engine
+    """(most PSS added in this process, in all processes, inputs) while ``engine.batches`` runs over ``paths``."""
+    import threading
+
+    base_main, base_all = process_pss()
+    peak = [0.0, 0.0]
+    running = True
+
+    def sample() -> None:
+        while running:
+            main, total = process_pss()
+            peak[0], peak[1] = max(peak[0], main - base_main), max(peak[1], total - base_all)
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    inputs = 0
+    for images, metas, _ in engine.batches(paths, 16, 2):
+        inputs += len(metas)
+        if images is not None:
+            time.sleep(0.1)  # the forward pass's place
+    running = False
+    sampler.join()
+    return peak[0], peak[1], inputs
+
+
+def large(root: Path, model: Path) -> None:
+    """The input pipeline's memory on 4, 25 and 100 MP photos, sliced, against plain on as many 640 px inputs."""
+    import numpy as np
+    from executor import slicing
+    from executor.engine import Engine
+    from executor.sample import CLASS_NAMES
+    from photos import sources
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = None  # our own 100 MP file (the executor decodes with OpenCV, which has no such cap)
+    photo = Image.open(sources()[0]).convert("RGB")
+    slices = slicing.SliceSettings(640, 0.2, True)
+    sliced_engine = Engine(model, "cpu", 640, False, CLASS_NAMES, slices=slices)
+    plain_engine = Engine(model, "cpu", 640, False, CLASS_NAMES)
+    rows = []
+    for megapixels in (4, 25, 100):
+        side = round((megapixels * 1e6) ** 0.5)
+        big = root / f"photo-{megapixels}mp.jpg"
+        photo.resize((side, side), Image.BILINEAR).save(big, quality=85)
+        tile = root / "tile.jpg"
+        Image.fromarray(np.asarray(Image.open(big).crop((0, 0, 640, 640)))).save(tile, quality=85)
+        sliced = pipeline_added_mb(sliced_engine, [str(big)])
+        plain = []
+        for i in range(sliced[2]):
+            plain.append(str(root / "tiles" / f"{megapixels}-{i:04d}.jpg"))
+            Path(plain[-1]).parent.mkdir(exist_ok=True)
+            os.link(tile, plain[-1])
+        rows.append((megapixels, side * side * 3 / 2**20, sliced, pipeline_added_mb(plain_engine, plain)))
+    print(f"\nmachine: {machine()}; PSS added by the input pipeline, MB: in the main process / in all processes")
+    print("| photo | inputs (tiles + whole) | decoded image | its tiles' model inputs | sliced | plain, as many 640 px "
+          "inputs |\n|---|---|---|---|---|---|")
+    for megapixels, image_mb, (s_main, s_all, inputs), (p_main, p_all, _) in rows:
+        print(f"| {megapixels} MP | {inputs} | {image_mb:.0f} | {inputs * 640 * 640 * 3 / 2**20:.0f} | {s_main:.0f} / {s_all:.0f} "
+              f"| {p_main:.0f} / {p_all:.0f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=200)
+    parser.add_argument("--large", action="store_true", help="sliced infer on 4-100 MP photos (see above)")
     args = parser.parse_args()
+    if args.large:
+        with tempfile.TemporaryDirectory() as tmp:
+            root = sample.generate(Path(tmp), train=16, val=4, candidates=2)
+            large(root, trained_model(root, 128))
+        return
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         root = sample.generate(Path(tmp), train=32, val=8, candidates=args.n * 10)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -127,3 +128,15 @@ def test_a_passs_results_are_written_while_the_next_pass_runs(trained, sample_ro
     check_infer_json(str(out), paths, ["circle", "square"], legacy=False)
     assert events.count("forward") >= 3 and events.count("write") == len(paths)
     assert events.index("write") > events.index("forward", events.index("forward") + 1), events[:8]
+
+
+def test_sliced_progress_follows_images_not_tiles(trained, sample_root, tmp_path):
+    """With slicing every image is several inputs; the progress a shard reports counts images, ending at the
+    candidate count (it counted tiles, and so ran to 100 % after the first few images)."""
+    paths = [p for p in (sample_root / "in" / "candidate-index.tsv").read_text().splitlines() if p][:6]
+    job = job_for(trained, tmp_path, "entropy")
+    job.engine = dataclasses.replace(job.engine, slices=SliceSettings(64, 0.25, True))
+    (tmp_path / ".shards").mkdir()
+    reports = []
+    scan.worker(0, job, [paths], ["cpu"], reports.append)
+    assert reports == sorted(reports) and reports[-1] == len(paths)

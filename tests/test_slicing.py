@@ -12,7 +12,7 @@ import torch
 from conftest import TINY_INFER, model_files, run_task
 from contract import check_infer_json, check_mining_tsv, check_monitor_error
 from executor import protocol, slicing
-from executor.engine import CandidateImages, letterbox, read_image
+from executor.engine import CandidateImages, CandidateTiles, letterbox, loaded_chunk, read_image, tile_inputs
 from executor.mining import algorithms
 from PIL import Image
 
@@ -43,7 +43,7 @@ def test_a_tile_no_smaller_than_the_image_is_no_slicing(tmp_path):
     assert slicing.scan_windows(300, 200, settings(4096)) == [(0, 0, 300, 200)], "no second whole-image pass"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 300, 3), dtype=np.uint8)).save(tmp_path / "a.png")
     (plain,) = CandidateImages([str(tmp_path / "a.png")], 64)[0]
-    (sliced,) = CandidateImages([str(tmp_path / "a.png")], 64, slices=settings(4096))[0]
+    (sliced,) = tile_inputs(0, str(tmp_path / "a.png"), 64, settings(4096))
     assert torch.equal(plain[0], sliced[0]) and plain[1] == sliced[1]
 
 
@@ -55,7 +55,7 @@ def test_tiles_are_cut_in_the_display_frame(tmp_path):
     Image.fromarray(stored).save(tmp_path / "r.jpg", quality=95, exif=exif)
     image, _ = read_image(str(tmp_path / "r.jpg"))
     assert image.shape[:2] == (300, 200)
-    inputs = CandidateImages([str(tmp_path / "r.jpg")], 64, slices=settings(128, 0.25, whole=False))[0]
+    inputs = list(tile_inputs(0, str(tmp_path / "r.jpg"), 64, settings(128, 0.25, whole=False)))
     assert [m.offset for _, m in inputs] == [(x, y) for y in (0, 96, 172) for x in (0, 72)]
     for tensor, meta in inputs:
         assert (meta.width, meta.height, meta.parts) == (200, 300, len(inputs))
@@ -63,6 +63,59 @@ def test_tiles_are_cut_in_the_display_frame(tmp_path):
         expected, ratio, pad = letterbox(image[y : y + 128, x : x + 128], 64)
         assert torch.equal(tensor, torch.from_numpy(expected[:, :, ::-1].transpose(2, 0, 1).copy()))
         assert (ratio, pad) == (meta.ratio, meta.pad)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_tiles_stream_in_chunks_every_input_once(tmp_path, workers):
+    """The loader gives each candidate's inputs in chunks of at most one pass, every input exactly once (the
+    workers share the candidates out), and an unreadable candidate as one metadata-only item."""
+    rng = np.random.default_rng(2)
+    paths = []
+    for k, (w, h) in enumerate([(300, 200), (130, 90), (420, 260), (90, 80)]):
+        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(tmp_path / f"{k}.png")
+        paths.append(str(tmp_path / f"{k}.png"))
+    (tmp_path / "bad.jpg").write_bytes(b"not an image")
+    paths.append(str(tmp_path / "bad.jpg"))
+    slices = settings(100, 0.2)
+    loader = torch.utils.data.DataLoader(CandidateTiles(paths, 64, slices, 5), batch_size=None, num_workers=workers,
+                                         collate_fn=loaded_chunk)
+    got, bad = {}, []
+    for items, unreadable in loader:
+        assert 1 <= len(items) + len(unreadable) <= 5
+        bad += [m.path for m in unreadable]
+        for tensor, meta in items:
+            assert (meta.index, meta.part) not in got
+            got[meta.index, meta.part] = tensor
+    assert bad == [paths[-1]]
+    for index, path in enumerate(paths[:-1]):
+        expected = list(tile_inputs(index, path, 64, slices))
+        assert [got[index, part].shape for part in range(len(expected))] == [t.shape for t, _ in expected]
+        assert all(torch.equal(got[index, m.part], t) for t, m in expected)
+        assert len([key for key in got if key[0] == index]) == expected[0][1].parts
+
+
+def test_tiles_are_letterboxed_only_when_asked_for(tmp_path, monkeypatch):
+    """A large image's tiles are made a chunk at a time, not all at once (what keeps memory flat on 100 MP)."""
+    from executor import engine
+
+    Image.fromarray(np.zeros((1000, 1000, 3), dtype=np.uint8)).save(tmp_path / "big.png")
+    made = []
+    real = engine.letterbox
+    monkeypatch.setattr(engine, "letterbox", lambda image, size: made.append(1) or real(image, size))
+    chunks = iter(CandidateTiles([str(tmp_path / "big.png")], 32, settings(64, 0.0), 4))
+    assert len(next(chunks)) == 4 and len(made) == 4, "the first chunk needs its own four tiles only"
+    assert sum(map(len, chunks)) == 16 * 16 + 1 - 4 and len(made) == 16 * 16 + 1
+
+
+def test_progress_counts_an_image_once_all_its_inputs_are_through():
+    from executor.engine import Meta
+    from executor.scan import ImagesDone
+
+    progress = ImagesDone()
+    tiles = [Meta(0, "a", part=p, parts=3) for p in range(3)]
+    assert progress.add(tiles[:2] + [Meta(1, "b")], []) == 1, "b is done, a waits for its third tile"
+    assert progress.add([], [Meta(2, "c", problem="unreadable images")]) == 2
+    assert progress.add(tiles[2:], []) == 3
 
 
 def det(x1, y1, x2, y2, score, cls=0.0):

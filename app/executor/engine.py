@@ -98,17 +98,14 @@ class Meta:
 
 
 class CandidateImages(torch.utils.data.Dataset):
-    """Decodes and letterboxes one candidate per item (runs in DataLoader workers): a list of its inputs, one
-    without slicing, its tiles (and the whole image) with it. With ``encoded``, a JPEG the device decoder may
-    take travels as its bytes (``decode.Encoded``) instead, for ``Engine`` to decode; not with slicing, whose
-    tiles are cut here from the image decoded once."""
+    """Decodes and letterboxes one candidate per item (runs in DataLoader workers), without slicing: a list of
+    its one input. With ``encoded``, a JPEG the device decoder may take travels as its bytes
+    (``decode.Encoded``) instead, for ``Engine`` to decode."""
 
-    def __init__(self, paths: Sequence[str], img_size: int, encoded: bool = False,
-                 slices: slicing.SliceSettings | None = None) -> None:
+    def __init__(self, paths: Sequence[str], img_size: int, encoded: bool = False) -> None:
         self.paths = paths
         self.img_size = img_size
-        self.slices = slicing.SliceSettings.active(slices)
-        self.encoded = encoded and self.slices is None
+        self.encoded = encoded
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -117,9 +114,32 @@ class CandidateImages(torch.utils.data.Dataset):
         path = self.paths[index]
         if self.encoded and (data := decode.read_encoded(path)) is not None:
             return [(data, Meta(index, path))]
-        if self.slices is None:
-            return [load(index, path, self.img_size)]
-        return load_tiles(index, path, self.img_size, self.slices)
+        return [load(index, path, self.img_size)]
+
+
+class CandidateTiles(torch.utils.data.IterableDataset):
+    """With slicing: each DataLoader worker takes every n-th candidate, decodes it once and yields its inputs
+    (``tile_inputs``) in chunks of at most ``chunk``, each chunk letterboxed only when it is asked for. Why not
+    one item per candidate: a 100 MP photo at ``slice_size: 640`` is 400 tiles, whose model inputs together
+    outweigh the image; made all at once they would sit in the worker, in shared memory and in the engine's
+    queues at the same time. Streamed, what a worker holds is its decoded image and a few chunks, whatever
+    the image's size (``bench/memory.py --large``)."""
+
+    def __init__(self, paths: Sequence[str], img_size: int, slices: slicing.SliceSettings, chunk: int) -> None:
+        self.paths, self.img_size, self.slices, self.chunk = paths, img_size, slices, max(1, chunk)
+
+    def __iter__(self) -> Iterator[list[tuple[torch.Tensor | None, Meta]]]:
+        info = torch.utils.data.get_worker_info()
+        first, step = (info.id, info.num_workers) if info is not None else (0, 1)
+        for index in range(first, len(self.paths), step):
+            chunk = []
+            for item in tile_inputs(index, self.paths[index], self.img_size, self.slices):
+                chunk.append(item)
+                if len(chunk) == self.chunk:
+                    yield chunk
+                    chunk = []
+            if chunk:
+                yield chunk
 
 
 def load(index: int, path: str, img_size: int) -> tuple[torch.Tensor | None, Meta]:
@@ -131,21 +151,20 @@ def load(index: int, path: str, img_size: int) -> tuple[torch.Tensor | None, Met
     return decode.to_tensor(boxed), Meta(index, path, image.shape[1], image.shape[0], ratio, pad)
 
 
-def load_tiles(index: int, path: str, img_size: int, slices: slicing.SliceSettings) -> list[tuple[torch.Tensor | None, Meta]]:
+def tile_inputs(index: int, path: str, img_size: int, slices: slicing.SliceSettings) -> Iterator[tuple[torch.Tensor | None, Meta]]:
     """One image decoded once, then each of its windows (``slicing.scan_windows``) letterboxed from a view of
-    it: no copy of the image per tile, only each tile's model input."""
+    it, one at a time as they are asked for: no copy of the image per tile, only each tile's model input."""
     image, problem = read_image(path)
     if image is None:
-        return [(None, Meta(index, path, problem=problem))]
+        yield None, Meta(index, path, problem=problem)
+        return
     height, width = image.shape[:2]
     windows = slicing.scan_windows(width, height, slices)
-    out = []
     for part, (x1, y1, x2, y2) in enumerate(windows):
         boxed, ratio, pad = letterbox(image[y1:y2, x1:x2], img_size)
-        out.append((decode.to_tensor(boxed), Meta(index, path, width, height, ratio, pad, offset=(x1, y1),
-                                                  window=(x1, y1, x2, y2) if len(windows) > 1 else (0, 0, 0, 0),
-                                                  part=part, parts=len(windows))))
-    return out
+        yield decode.to_tensor(boxed), Meta(index, path, width, height, ratio, pad, offset=(x1, y1),
+                                            window=(x1, y1, x2, y2) if len(windows) > 1 else (0, 0, 0, 0),
+                                            part=part, parts=len(windows))
 
 
 def collate(items: list[tuple[torch.Tensor | None, Meta]]) -> tuple[list[tuple[torch.Tensor, list[Meta]]], list[Meta]]:
@@ -166,6 +185,11 @@ def loaded(items: list[list[tuple[torch.Tensor | None, Meta]]]) -> tuple[list[tu
     unreadable images' metadata."""
     flat = [item for inputs in items for item in inputs]
     return [(t, m) for t, m in flat if t is not None], [m for t, m in flat if t is None]
+
+
+def loaded_chunk(chunk: list[tuple[torch.Tensor | None, Meta]]) -> tuple[list[tuple[torch.Tensor, Meta]], list[Meta]]:
+    """``loaded`` for one chunk of ``CandidateTiles`` (a DataLoader without batching passes items one by one)."""
+    return loaded([chunk])
 
 
 HOLD_PASSES = 4  # images waiting in the per-shape queues, in passes: beyond it the fullest queue goes early
@@ -237,7 +261,8 @@ class Engine:
         first = device.split(",")[0]
         self.device = torch.device("cpu" if first == "cpu" else f"cuda:{first}")
         self.slices = slicing.SliceSettings.active(slices)  # tiles per image (``slicing``)
-        # JPEGs decoded by ``decode`` on self.device, not in the workers (not with slicing: see CandidateImages)
+        # JPEGs decoded by ``decode`` on self.device, not in the workers (not with slicing: its tiles are cut
+        # in the workers from the image decoded once, see CandidateTiles)
         self.decode_on_device = decode_on_device and self.slices is None
         if self.device.type == "cuda":
             # The current device of this process (a scan shard): otherwise its CUDA context and its DataLoader's
@@ -280,13 +305,14 @@ class Engine:
         batch_size`` images wait in all (then the fullest queue runs early), which bounds memory however many
         shapes the candidates have. Passes leave in shape order, not candidate order: ``Meta.index`` says where
         each image belongs. Unreadable images come as soon as they are found, as metadata (images None)."""
-        # With slicing one candidate brings all its tiles (dozens on a 20 MP photo), so the loader takes one
-        # candidate per item: what the workers hold then stays a few images' tiles, whatever batch_size says.
-        loader = torch.utils.data.DataLoader(
-            CandidateImages(paths, self.img_size, encoded=self.decode_on_device, slices=self.slices),
-            batch_size=1 if self.slices else batch_size, shuffle=False, num_workers=workers, collate_fn=loaded,
-            persistent_workers=False,
-        )
+        if self.slices is None:
+            loader = torch.utils.data.DataLoader(
+                CandidateImages(paths, self.img_size, encoded=self.decode_on_device), batch_size=batch_size,
+                shuffle=False, num_workers=workers, collate_fn=loaded, persistent_workers=False)
+        else:  # a candidate's tiles come in chunks of one pass at most (see CandidateTiles)
+            loader = torch.utils.data.DataLoader(
+                CandidateTiles(paths, self.img_size, self.slices, batch_size), batch_size=None, num_workers=workers,
+                collate_fn=loaded_chunk, persistent_workers=False)
         queues: dict[tuple[int, ...], list[tuple[torch.Tensor, Meta]]] = {}
         for items, bad in loader:
             if self.decode_on_device:

@@ -110,6 +110,24 @@ class _Counter:
         self.array[self.rank] = done
 
 
+class ImagesDone:
+    """Candidates done, from the inputs that went through: an image counts once all its inputs have (with
+    slicing, its tiles, which may come in several passes), so the bar follows images, not tiles."""
+
+    def __init__(self) -> None:
+        self.done = 0
+        self.seen: Counter = Counter()  # inputs through, per image still waiting for some
+
+    def add(self, metas: list[Meta], bad: list[Meta]) -> int:
+        self.done += len(bad)
+        for meta in metas:
+            self.seen[meta.index] += 1
+            if self.seen[meta.index] == meta.parts:
+                del self.seen[meta.index]
+                self.done += 1
+        return self.done
+
+
 class InOrder:
     """Writes a shard's infer lines in candidate order, though passes finish shape by shape: each line waits
     for those before it (as many as the engine's per-shape queues hold)."""
@@ -139,7 +157,8 @@ def worker(rank: int, job: ScanJob, shards: list[list[str]], devices: list[str],
         sliced = slicing.ImageBoxes(job.infer.max_det if job.infer else 0)
         unreadable: list[str] = []
         problems: Counter = Counter()
-        boxes, done = 0, 0
+        boxes = 0
+        progress = ImagesDone()
         infer_file = open(shard_dir / f"infer-{rank}.jsonl", "w", encoding="utf-8") if job.infer else None
         in_order = InOrder(infer_file)
         waiting: tuple[OnHost, list[Meta]] | None = None  # the last pass's boxes, written once the next pass runs
@@ -175,8 +194,7 @@ def worker(rank: int, job: ScanJob, shards: list[list[str]], devices: list[str],
                     problems[meta.problem] += 1
                     if infer_file is not None:
                         in_order.write(meta.index, json.dumps([meta.path, [], 0, 0]) + "\n")
-                done += len(metas) + len(bad)
-                report(done)
+                report(progress.add(metas, bad))
             if waiting is not None:
                 boxes += write(*waiting)
         finally:

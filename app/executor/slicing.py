@@ -4,7 +4,7 @@ A 4000x3000 photo at 640 px is shrunk about 6x, and a 20 px screw falls below th
 stride. With ``slice_size`` > 0, infer and mining run the model on tiles of ``slice_size`` pixels of the
 original image (each letterboxed to ``img_size`` as a whole image would be), then map the boxes back to
 the image and merge those that tiles cut or saw twice. The geometry and the merge live here; the engine
-(``engine.CandidateImages``) makes the tiles, ``scan`` merges each candidate's boxes once all its tiles
+(``engine.CandidateTiles``) makes the tiles, ``scan`` merges each candidate's boxes once all its tiles
 are through.
 
 Tiles: a regular grid with ``slice_overlap`` of the side shared between neighbours; the last tile of
