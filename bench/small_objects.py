@@ -25,7 +25,12 @@ included), one after the other in this process.
 Targets (issue 22): (b) >= 2x the small-object mAP of (a) (and here of (a+) too); (b)'s infer at least as fast
 per image as (c).
 
-Usage: python bench/small_objects.py [--quick] [--device cpu|0] [--json FILE]
+``--speed-only``: the full mode's canvases and sizes (2448x1836 at 640 px, 640 px tiles), infer speed only,
+which fits a CPU: a model trained for 2 epochs on 4 canvases (too weak to score, and it makes few boxes,
+so post-processing weighs less than with a trained model in every arm), then per test canvas the infer
+task whole-image (a) and sliced (b), and SAHI's loop over Ultralytics' predictor (c), at conf 0.25.
+
+Usage: python bench/small_objects.py [--quick | --speed-only] [--device cpu|0] [--json FILE]
 (--quick: CPU-sized, 960x720 canvases, 160 px; the full mode is 2-8 MP canvases at 640 px, for a GPU.)
 Needs ``sahi`` (requirements-dev.txt).
 """
@@ -125,9 +130,10 @@ def infer_predictions(root: Path, truth: dict) -> dict[str, list[list[float]]]:
     return out
 
 
-def sahi_arm(model: Path, truth: dict, size: int, overlap: float, img_size: int, device: str) -> tuple[dict, float]:
-    """Arm (c): Ultralytics' predictor through SAHI, conf 0.001 for the scores; and seconds per image at the
-    template's conf (model load included)."""
+def sahi_arm(model: Path, truth: dict, size: int, overlap: float, img_size: int, device: str,
+             score: bool = True) -> tuple[dict, float]:
+    """Arm (c): Ultralytics' predictor through SAHI, conf 0.001 for the scores (unless not ``score``); and seconds
+    per image at the template's conf (model load included)."""
     from sahi import AutoDetectionModel
     from sahi.predict import get_sliced_prediction
 
@@ -143,14 +149,50 @@ def sahi_arm(model: Path, truth: dict, size: int, overlap: float, img_size: int,
             out[path] = [[*p.bbox.to_xyxy(), p.score.value, p.category.id] for p in result.object_prediction_list]
         return out, (time.perf_counter() - start) / len(truth)
 
-    predictions, _ = run(0.001)
+    predictions, _ = run(0.001) if score else ({}, 0.0)
     _, seconds = run(0.25)
     return predictions, seconds
+
+
+def speed_only(args: argparse.Namespace) -> None:
+    """Infer time per image at the full mode's sizes: (a) whole image, (b) sliced, (c) SAHI (see the docstring)."""
+    from executor import protocol
+
+    width, height, small, img_size = 2448, 1836, (16, 40), 640
+    overlap = float(protocol.load_template("infer")["slice_overlap"])
+    gpu = "" if args.device == "cpu" else args.device
+    results: dict = {"machine": machine(), "canvas": [width, height], "img_size": img_size, "slice_size": img_size,
+                     "slice_overlap": overlap, "speed_only": True}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        truth = make_task(root, {"train": 4, "val": 2, "test": 12}, width, height, small, args.seed)
+        run_tasks(root, ["training"], {"model": "yolo11n", "epochs": 2, "img_size": img_size, "batch_size_per_gpu": 16,
+                                       "num_workers_per_gpu": 2, "save_period": 0, "export_format": "ark:raw",
+                                       "gpu_id": gpu, "gpu_count": 1 if gpu else 0, "class_names": NAMES,
+                                       "slice_size": img_size, "slice_overlap": overlap})
+        model = root / "model.pt"
+        shutil.copyfile(root / "out" / "models" / "best.pt", model)
+        infer = {"img_size": img_size, "conf_thres": 0.25, "num_workers_per_gpu": 2, "gpu_id": gpu, "class_names": NAMES,
+                 "gpu_count": 1 if gpu else 0, "model_params_path": [str(model)]}
+        for arm, slice_size in (("a", 0), ("b", img_size)):
+            seconds = run_tasks(root, ["infer"], {**infer, "slice_size": slice_size}) / len(truth)
+            results[arm] = {"infer_seconds_per_image": seconds}
+            print(f"arm ({arm}) slice_size {slice_size}: infer {seconds:.3f} s/image", flush=True)
+        _, seconds = sahi_arm(model, truth, img_size, overlap, img_size, args.device, score=False)
+        results["c"] = {"infer_seconds_per_image": seconds}
+        print(f"arm (c) SAHI: infer {seconds:.3f} s/image", flush=True)
+    a, b, c = (results[k]["infer_seconds_per_image"] for k in ("a", "b", "c"))
+    results["speed_b_over_c"], results["cost_b_over_a"] = c / b, b / a
+    print(f"\nmachine: {machine()}; 12 canvases of {width}x{height}, {img_size} px, tiles of {img_size} px: (b) runs "
+          f"{c / b:.2f}x (c)'s speed (target >= 1x) and costs {b / a:.1f}x (a)'s time")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="CPU-sized (about 15 minutes on 2 cores)")
+    parser.add_argument("--speed-only", action="store_true", help="infer speed at the full sizes (see above)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--train", type=int)
@@ -159,6 +201,9 @@ def main() -> None:
     parser.add_argument("--reuse", help="take arms (a) and (a+) from this JSON of an earlier run with the same data and "
                         "settings (their training does not depend on the slicing code): only (b) and (c) run")
     args = parser.parse_args()
+    if args.speed_only:
+        speed_only(args)
+        return
     if args.quick:
         width, height, small, img_size, counts, epochs = 960, 720, (10, 16), 160, {"train": 12, "val": 4, "test": 12}, 30
     else:
