@@ -1,7 +1,8 @@
 """Infer throughput, side by side in one process (benchmark issue, item 1; GPU issue, item 5).
 
-A: this project's infer task (index in, infer-result.json out, model load included); on a GPU also
-   A' with ``gpu_decode: true`` (JPEGs decoded by nvJPEG);
+A: this project's infer task (index in, infer-result.json out, model load included); Ar with
+   ``reduced_decode: true`` (JPEGs decoded at a reduced scale); on a GPU also A' with ``gpu_decode: true``
+   (JPEGs decoded by nvJPEG);
 B: a plain Ultralytics ``YOLO.predict`` loop over the same images, model, size, batch and device
    (model load included, as in A);
 C: the model's bare forward pass on pre-decoded, pre-letterboxed **full** batches of one shape each (the
@@ -54,6 +55,9 @@ def main() -> None:
         def ours() -> float:
             return run_tasks(root, ["infer"], config)
 
+        def ours_reduced() -> float:
+            return run_tasks(root, ["infer"], {**config, "reduced_decode": True})
+
         def ours_gpu_decode() -> float:
             return run_tasks(root, ["infer"], {**config, "gpu_decode": True})
 
@@ -85,9 +89,10 @@ def main() -> None:
                 torch.cuda.synchronize()
             return time.perf_counter() - start
 
-        arms = [("A executor infer task", ours), ("B plain YOLO.predict loop", plain), ("C bare forward (ceiling)", ceiling)]
+        arms = [("A executor infer task", ours), ("Ar executor infer task, reduced_decode: true", ours_reduced),
+                ("B plain YOLO.predict loop", plain), ("C bare forward (ceiling)", ceiling)]
         if gpu:
-            arms.insert(1, ("A' executor infer task, gpu_decode: true", ours_gpu_decode))
+            arms.insert(2, ("A' executor infer task, gpu_decode: true", ours_gpu_decode))
         results = {}
         for name, fn in arms:
             fn()  # warm-up: first model load, allocator, caches

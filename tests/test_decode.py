@@ -126,3 +126,124 @@ def test_the_engine_decoding_on_its_device_gives_the_cpu_paths_inputs(trained, t
     for path in cpu:
         assert cpu[path][1] == dev[path][1], path
         assert int((cpu[path][0].int() - dev[path][0].int()).abs().max()) <= 2, path
+
+
+# ---------------------------------------------------------------- reduced-scale decoding (``reduced_decode``)
+
+
+@pytest.mark.parametrize("width, height, orientation, img_size, factor", [
+    (4000, 3000, 1, 640, 4),   # 1000x750 still holds the 640x480 letterbox; 500x375 would not
+    (3000, 4000, 1, 640, 4),
+    (4000, 3000, 6, 640, 4),   # shown as 3000x4000: the same factor
+    (1280, 960, 1, 640, 2),
+    (1000, 700, 1, 640, 1),    # any reduction would fall below the letterbox
+    (960, 720, 1, 160, 4),
+    (5000, 300, 1, 640, 4),    # letterbox 640x38: the long side decides
+])
+def test_the_reduction_keeps_the_decoded_image_no_smaller_than_its_letterbox(tmp_path, width, height, orientation,
+                                                                             img_size, factor):
+    from executor.engine import reduction
+
+    exif = Image.Exif()
+    exif[decode.ORIENTATION_TAG] = orientation
+    path = tmp_path / "p.jpg"
+    Image.new("RGB", (width, height), (90, 120, 150)).save(path, quality=80, exif=exif)
+    shown = (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+    assert reduction(str(path), img_size) == (factor, *shown)
+    Image.new("RGB", (width, height)).save(tmp_path / "p.png")
+    assert reduction(str(tmp_path / "p.png"), img_size)[0] == 1, "libjpeg's scaling is for JPEGs only"
+
+
+@pytest.mark.parametrize("orientation", [1, 6, 3])
+def test_a_reduced_decode_gives_the_full_decodes_input_and_maps_boxes_back(tmp_path, orientation):
+    """The model input from an eighth-scale decode: same shape, padding and box mapping as the full decode's,
+    pixels closer to the full image shrunk by area averaging (Ultralytics' validation resize) than the full
+    decode's linear shrink is; the red corner
+    block (orientation marker) lands where the full decode puts it, in the image's displayed frame."""
+    from executor.engine import load, reduction
+
+    exif = Image.Exif()
+    exif[decode.ORIENTATION_TAG] = orientation
+    path = save(tmp_path / "big.jpg", photo(2600, 1900, seed=orientation), exif=exif)
+    full, full_meta = load(0, path, 320)
+    reduced, meta = load(0, path, 320, reduced=True)
+    assert reduced.shape == full.shape and meta.pad == full_meta.pad
+    assert (meta.width, meta.height) == (full_meta.width, full_meta.height)
+    factor, width, height = reduction(path, 320)
+    assert factor == 8  # 325x238 holds the 320x234 letterbox
+    # the decoded side is ceil(side / 8): its last pixel is a partial block, so the scales differ by under a pixel
+    assert meta.ratio == pytest.approx(full_meta.ratio, rel=factor / min(width, height))
+    image = opencv_rgb(path)
+    nw, nh = round(image.shape[1] * meta.ratio[0]), round(image.shape[0] * meta.ratio[1])
+    area = cv2_resize_area(image, nw, nh)
+    left, top = int(meta.pad[0]), int(meta.pad[1])
+    inside = reduced.permute(1, 2, 0).numpy()[top : top + nh, left : left + nw].astype(int)
+    linear = full.permute(1, 2, 0).numpy()[top : top + nh, left : left + nw].astype(int)
+    # this grainy image: 3.8 grey levels from the area shrink on average, the full decode's linear shrink 5.8
+    assert np.abs(inside - area).mean() < min(4.5, np.abs(linear - area).mean()), "an area-like shrink"
+    red = (inside[:, :, 0] > 200) & (inside[:, :, 1] < 80)
+    expected = (area[:, :, 0] > 200) & (area[:, :, 1] < 80)
+    assert (red == expected).mean() > 0.98, "the orientation marker where the full decode has it"
+
+
+def cv2_resize_area(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
+    import cv2
+
+    return cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA).astype(int)
+
+
+def test_a_reduced_decode_falls_back_to_the_full_decode(tmp_path):
+    """A truncated JPEG decodes at the reduced scale what its visible part holds; a small one, a PNG and a
+    file no decoder reads take the full path, as without ``reduced_decode``."""
+    from executor.engine import load
+
+    data = open(save(tmp_path / "whole.jpg", photo(2600, 1900)), "rb").read()
+    (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])
+    tensor, meta = load(0, str(tmp_path / "cut.jpg"), 320, reduced=True)
+    assert tensor is not None and (meta.width, meta.height) == (2600, 1900)
+    save(tmp_path / "small.jpg", photo(300, 200))
+    Image.fromarray(photo(900, 700)).save(tmp_path / "p.png")
+    (tmp_path / "junk.jpg").write_bytes(b"\xff\xd8\xff not really")
+    for name in ("small.jpg", "p.png", "junk.jpg"):
+        plain, plain_meta = load(0, str(tmp_path / name), 160)
+        reduced, meta = load(0, str(tmp_path / name), 160, reduced=True)
+        assert (plain is None) == (reduced is None) and (plain is None or torch.equal(plain, reduced)), name
+        assert (meta.width, meta.height, meta.ratio, meta.problem) == (plain_meta.width, plain_meta.height,
+                                                                        plain_meta.ratio, plain_meta.problem)
+
+
+def test_infer_with_reduced_decode_writes_every_candidate_with_boxes_in_the_image(sample_root, trained, tmp_path):
+    """Infer with ``reduced_decode`` on photo-sized JPEGs: every candidate, boxes in the full image's pixels
+    (their mean centre where the full decode's boxes have it, not in a corner at 1/8 of the scale)."""
+    from conftest import TINY_INFER, run_task
+    from contract import check_infer_json
+
+    sources = [p for p in (sample_root / "in" / "candidate-index.tsv").read_text().splitlines() if p][:4]
+    big = []
+    for k, source in enumerate(sources):  # the sample's images blown up to photo size: decoded at 1/8 at 64 px
+        size = (1400, 1000) if k % 2 else (900, 1300)
+        Image.open(source).convert("RGB").resize(size).save(tmp_path / f"big-{k}.jpg", quality=90)
+        big.append(str(tmp_path / f"big-{k}.jpg"))
+    sizes = {p.rsplit("/", 1)[-1]: Image.open(p).size for p in big + sources}
+    index = sample_root / "in" / "candidate-index.tsv"
+    saved = index.read_text()
+    index.write_text("\n".join(big + sources) + "\n")
+    centres = {}
+    try:
+        for reduced in (False, True):
+            config = {**TINY_INFER, "conf_thres": 0.001, "model_params_path": model_files(trained), "reduced_decode": reduced}
+            rc, log = run_task(sample_root, ["infer"], config)
+            assert rc == 0, log[-2000:]
+            result = check_infer_json(str(sample_root / "out" / "infer-result.json"), big + sources, ["circle", "square"],
+                                      legacy=False)
+            for name, entry in result.items():
+                boxes = np.array([[b["box"]["x"], b["box"]["y"], b["box"]["w"], b["box"]["h"]] for b in
+                                  (e for e in entry["boxes"])], dtype=float).reshape(-1, 4)
+                assert (boxes[:, 0] + boxes[:, 2] <= sizes[name][0]).all() and (boxes[:, 1] + boxes[:, 3] <= sizes[name][1]).all()
+                if name.startswith("big"):
+                    assert len(boxes), name
+                    centres[reduced, name] = (boxes[:, :2] + boxes[:, 2:] / 2).mean(0) / sizes[name]
+    finally:
+        index.write_text(saved)
+    for name in (n for n in sizes if n.startswith("big")):
+        assert np.abs(centres[True, name] - centres[False, name]).max() < 0.15, name
