@@ -6,7 +6,11 @@ A: this project's infer task (index in, infer-result.json out, model load includ
 B: a plain Ultralytics ``YOLO.predict`` loop over the same images, model, size, batch and device
    (model load included, as in A);
 C: the model's bare forward pass on pre-decoded, pre-letterboxed **full** batches of one shape each (the
-   ceiling: no decoding, no NMS, no partial passes).
+   ceiling: no decoding, no NMS, no partial passes);
+F, Fr: the engine's input pipeline alone (``Engine.batches``: decoding, letterbox, per-shape queues; no
+   model), with one decoding worker, without and with ``reduced_decode``: how fast one CPU core feeds the
+   model, the figure that matters where the GPU waits on decoding; timed on the first ``FEED`` images and
+   scaled to the run's count.
 
 Candidates: real-sized JPEGs (1-12 MP, mixed aspect ratios: ``photos``) unless ``--toy`` (the sample's
 small images, as the figures before the GPU issue were measured).
@@ -23,6 +27,8 @@ from pathlib import Path
 
 import photos
 from common import machine, run_tasks, sample, trained_model
+
+FEED = 96  # images the input-pipeline arms (F, Fr) time; their seconds are scaled to the run's image count
 
 
 def main() -> None:
@@ -89,8 +95,20 @@ def main() -> None:
                 torch.cuda.synchronize()
             return time.perf_counter() - start
 
+        fed = paths[:FEED]
+
+        def feed(reduced: bool) -> float:
+            """Seconds for all the images at the rate one worker decodes the first FEED (to keep GPU calls short)."""
+            engine.reduced_decode = reduced
+            start = time.perf_counter()
+            for _ in engine.batches(fed, args.batch, 1):
+                pass
+            return (time.perf_counter() - start) * len(paths) / len(fed)
+
         arms = [("A executor infer task", ours), ("Ar executor infer task, reduced_decode: true", ours_reduced),
-                ("B plain YOLO.predict loop", plain), ("C bare forward (ceiling)", ceiling)]
+                ("B plain YOLO.predict loop", plain), ("C bare forward (ceiling)", ceiling),
+                ("F input pipeline alone, 1 worker", lambda: feed(False)),
+                ("Fr input pipeline alone, 1 worker, reduced_decode: true", lambda: feed(True))]
         if gpu:
             arms.insert(2, ("A' executor infer task, gpu_decode: true", ours_gpu_decode))
         results = {}
