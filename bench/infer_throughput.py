@@ -1,16 +1,14 @@
 """Infer throughput, side by side in one process (benchmark issue, item 1; GPU issue, item 5).
 
-A: this project's infer task (index in, infer-result.json out, model load included); Ar with
-   ``reduced_decode: true`` (JPEGs decoded at a reduced scale); on a GPU also A' with ``gpu_decode: true``
-   (JPEGs decoded by nvJPEG);
+A: this project's infer task (index in, infer-result.json out, model load included); on a GPU also
+   A' with ``gpu_decode: true`` (JPEGs decoded by nvJPEG);
 B: a plain Ultralytics ``YOLO.predict`` loop over the same images, model, size, batch and device
    (model load included, as in A);
 C: the model's bare forward pass on pre-decoded, pre-letterboxed **full** batches of one shape each (the
    ceiling: no decoding, no NMS, no partial passes);
-F, Fr: the engine's input pipeline alone (``Engine.batches``: decoding, letterbox, per-shape queues; no
-   model), with one decoding worker, without and with ``reduced_decode``: how fast one CPU core feeds the
-   model, the figure that matters where the GPU waits on decoding; timed on the first ``FEED`` images and
-   scaled to the run's count.
+F: the engine's input pipeline alone (``Engine.batches``: decoding, letterbox, per-shape queues; no model)
+   with one decoding worker: how fast one CPU core feeds the model, the figure that matters where the GPU
+   waits on decoding; timed on the first ``FEED`` images and scaled to the run's count.
 
 Candidates: real-sized JPEGs (1-12 MP, mixed aspect ratios: ``photos``) unless ``--toy`` (the sample's
 small images, as the figures before the GPU issue were measured).
@@ -28,7 +26,7 @@ from pathlib import Path
 import photos
 from common import machine, run_tasks, sample, trained_model
 
-FEED = 96  # images the input-pipeline arms (F, Fr) time; their seconds are scaled to the run's image count
+FEED = 96  # images the input-pipeline arm (F) times; its seconds are scaled to the run's image count
 
 
 def main() -> None:
@@ -60,9 +58,6 @@ def main() -> None:
 
         def ours() -> float:
             return run_tasks(root, ["infer"], config)
-
-        def ours_reduced() -> float:
-            return run_tasks(root, ["infer"], {**config, "reduced_decode": True})
 
         def ours_gpu_decode() -> float:
             return run_tasks(root, ["infer"], {**config, "gpu_decode": True})
@@ -97,20 +92,17 @@ def main() -> None:
 
         fed = paths[:FEED]
 
-        def feed(reduced: bool) -> float:
+        def feed() -> float:
             """Seconds for all the images at the rate one worker decodes the first FEED (to keep GPU calls short)."""
-            engine.reduced_decode = reduced
             start = time.perf_counter()
             for _ in engine.batches(fed, args.batch, 1):
                 pass
             return (time.perf_counter() - start) * len(paths) / len(fed)
 
-        arms = [("A executor infer task", ours), ("Ar executor infer task, reduced_decode: true", ours_reduced),
-                ("B plain YOLO.predict loop", plain), ("C bare forward (ceiling)", ceiling),
-                ("F input pipeline alone, 1 worker", lambda: feed(False)),
-                ("Fr input pipeline alone, 1 worker, reduced_decode: true", lambda: feed(True))]
+        arms = [("A executor infer task", ours), ("B plain YOLO.predict loop", plain), ("C bare forward (ceiling)", ceiling),
+                ("F input pipeline alone, 1 worker", feed)]
         if gpu:
-            arms.insert(2, ("A' executor infer task, gpu_decode: true", ours_gpu_decode))
+            arms.insert(1, ("A' executor infer task, gpu_decode: true", ours_gpu_decode))
         results = {}
         for name, fn in arms:
             fn()  # warm-up: first model load, allocator, caches

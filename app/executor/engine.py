@@ -57,45 +57,6 @@ def read_image(path: str) -> tuple[np.ndarray | None, str]:
         return None, "unreadable images"
 
 
-REDUCED_FLAGS = {8: cv2.IMREAD_REDUCED_COLOR_8, 4: cv2.IMREAD_REDUCED_COLOR_4, 2: cv2.IMREAD_REDUCED_COLOR_2}
-
-
-def reduction(path: str, img_size: int) -> tuple[int, int, int]:
-    """(factor, width, height): the largest of 8, 4 and 2 by which a JPEG can be decoded (libjpeg's scaled
-    IDCT) and still be no smaller than its letterboxed size at ``img_size``, and its size as displayed; factor
-    1 for anything else. Why: a 12 MP photo costs a decoding process about 70 ms, decoded at a quarter of its
-    side about half that, and a model at 640 px never sees the pixels skipped. From the header only (PIL)."""
-    try:
-        with Image.open(path) as im:
-            if im.format != "JPEG":
-                return 1, 0, 0
-            width, height = im.size
-            if int(im.getexif().get(decode.ORIENTATION_TAG, 1)) in (5, 6, 7, 8):
-                width, height = height, width
-    except Exception:  # noqa: BLE001 - a header PIL cannot read: the full decode decides
-        return 1, 0, 0
-    nw, nh = decode.letterbox_geometry(height, width, img_size, STRIDE)[:2]
-    factor = next((k for k in REDUCED_FLAGS if -(-width // k) >= nw and -(-height // k) >= nh), 1)
-    return factor, width, height
-
-
-def read_reduced(path: str, img_size: int) -> tuple[np.ndarray | None, str, int, int, int]:
-    """``read_image`` at the JPEG's ``reduction``: (image, problem, full width, full height, factor). Pixel
-    (x, y) here is the factor x factor block at (factor x, factor y) of the full image (the last row and
-    column may be partial), so boxes map back by the factor; the decoder averages each block, much as the
-    resize of Ultralytics' validation (INTER_AREA) does. A decode that fails or comes out of another size
-    falls back to the full decode."""
-    factor, width, height = reduction(path, img_size)
-    if factor > 1:
-        image = cv2.imread(path, REDUCED_FLAGS[factor])
-        if image is not None and image.shape[:2] == (-(-height // factor), -(-width // factor)):
-            return image, "", width, height, factor
-    image, problem = read_image(path)
-    if image is None:
-        return None, problem, 0, 0, 1
-    return image, problem, image.shape[1], image.shape[0], 1
-
-
 def why_unreadable(paths: list[str]) -> list[str]:
     """For each path, why it cannot be decoded ('' when it can): a DataLoader ``collate_fn``, so that the
     decoding runs in the workers."""
@@ -141,11 +102,10 @@ class CandidateImages(torch.utils.data.Dataset):
     its one input. With ``encoded``, a JPEG the device decoder may take travels as its bytes
     (``decode.Encoded``) instead, for ``Engine`` to decode."""
 
-    def __init__(self, paths: Sequence[str], img_size: int, encoded: bool = False, reduced: bool = False) -> None:
+    def __init__(self, paths: Sequence[str], img_size: int, encoded: bool = False) -> None:
         self.paths = paths
         self.img_size = img_size
         self.encoded = encoded
-        self.reduced = reduced  # JPEGs decoded at a reduced scale where the letterbox allows (``read_reduced``)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -154,7 +114,7 @@ class CandidateImages(torch.utils.data.Dataset):
         path = self.paths[index]
         if self.encoded and (data := decode.read_encoded(path)) is not None:
             return [(data, Meta(index, path))]
-        return [load(index, path, self.img_size, self.reduced)]
+        return [load(index, path, self.img_size)]
 
 
 class CandidateTiles(torch.utils.data.IterableDataset):
@@ -182,18 +142,13 @@ class CandidateTiles(torch.utils.data.IterableDataset):
                 yield chunk
 
 
-def load(index: int, path: str, img_size: int, reduced: bool = False) -> tuple[torch.Tensor | None, Meta]:
-    """The CPU path: one image decoded (``reduced``: at its ``reduction``), letterboxed, as an RGB CHW uint8
-    tensor (None when unreadable)."""
-    if reduced:
-        image, problem, width, height, factor = read_reduced(path, img_size)
-    else:
-        image, problem = read_image(path)
-        factor, width, height = 1, *((image.shape[1], image.shape[0]) if image is not None else (0, 0))
+def load(index: int, path: str, img_size: int) -> tuple[torch.Tensor | None, Meta]:
+    """The CPU path: one image decoded, letterboxed, as an RGB CHW uint8 tensor (None when unreadable)."""
+    image, problem = read_image(path)
     if image is None:
         return None, Meta(index, path, problem=problem)
-    boxed, (rx, ry), pad = letterbox(image, img_size)
-    return decode.to_tensor(boxed), Meta(index, path, width, height, (rx / factor, ry / factor), pad)
+    boxed, ratio, pad = letterbox(image, img_size)
+    return decode.to_tensor(boxed), Meta(index, path, image.shape[1], image.shape[0], ratio, pad)
 
 
 def tile_inputs(index: int, path: str, img_size: int, slices: slicing.SliceSettings) -> Iterator[tuple[torch.Tensor | None, Meta]]:
@@ -302,17 +257,13 @@ class Engine:
     """A YOLO checkpoint on a device, with batched, worker-decoded input."""
 
     def __init__(self, weights_path: Path, device: str, img_size: int, half: bool, names: Sequence[str],
-                 decode_on_device: bool = False, slices: slicing.SliceSettings | None = None,
-                 reduced_decode: bool = False) -> None:
+                 decode_on_device: bool = False, slices: slicing.SliceSettings | None = None) -> None:
         first = device.split(",")[0]
         self.device = torch.device("cpu" if first == "cpu" else f"cuda:{first}")
         self.slices = slicing.SliceSettings.active(slices)  # tiles per image (``slicing``)
         # JPEGs decoded by ``decode`` on self.device, not in the workers (not with slicing: its tiles are cut
         # in the workers from the image decoded once, see CandidateTiles)
         self.decode_on_device = decode_on_device and self.slices is None
-        # JPEGs decoded at 1/2, 1/4 or 1/8 of their side where still larger than the letterbox (``read_reduced``);
-        # not with slicing, whose tiles are cut from the full-resolution image
-        self.reduced_decode = reduced_decode and self.slices is None
         if self.device.type == "cuda":
             # The current device of this process (a scan shard): otherwise its CUDA context and its DataLoader's
             # pin-memory thread land on GPU 0, whichever GPU the shard computes on.
@@ -356,8 +307,7 @@ class Engine:
         each image belongs. Unreadable images come as soon as they are found, as metadata (images None)."""
         if self.slices is None:
             loader = torch.utils.data.DataLoader(
-                CandidateImages(paths, self.img_size, encoded=self.decode_on_device, reduced=self.reduced_decode),
-                batch_size=batch_size,
+                CandidateImages(paths, self.img_size, encoded=self.decode_on_device), batch_size=batch_size,
                 shuffle=False, num_workers=workers, collate_fn=loaded, persistent_workers=False)
         else:  # a candidate's tiles come in chunks of one pass at most (see CandidateTiles)
             loader = torch.utils.data.DataLoader(
@@ -479,7 +429,6 @@ class EngineSettings:
     iou: float
     gpu_decode: bool  # JPEGs decoded on the GPU (``executor.decode``); ignored on the CPU
     slices: slicing.SliceSettings
-    reduced_decode: bool = False  # JPEGs decoded at a reduced scale where the letterbox allows (``read_reduced``)
 
     @classmethod
     def read(cls, p: Params) -> EngineSettings:
@@ -491,7 +440,6 @@ class EngineSettings:
             iou=p.float("iou_thres", 0.0, 1.0),
             gpu_decode=p.bool("gpu_decode"),
             slices=slicing.SliceSettings.read(p),
-            reduced_decode=p.bool("reduced_decode"),
         )
 
 

@@ -148,8 +148,7 @@ def worker(rank: int, job: ScanJob, shards: list[list[str]], devices: list[str],
     try:
         paths = shards[rank]
         engine = Engine(Path(job.weights), devices[rank], job.engine.img_size, job.engine.half, job.names,
-                        decode_on_device=job.engine.gpu_decode and devices[rank] != "cpu", slices=job.engine.slices,
-                        reduced_decode=job.engine.reduced_decode)
+                        decode_on_device=job.engine.gpu_decode and devices[rank] != "cpu", slices=job.engine.slices)
         miner = _miner(job, engine) if job.mining else None
         readable: list[str] = []  # per model input (several per image with slicing), in pass order
         scores: list[torch.Tensor] = []  # per pass, on the device until the shard ends
