@@ -5,9 +5,10 @@ starts the image, then checks the outputs against the contract as the tests do (
 training with AMP (3 epochs), fine-tuning from that result, infer with ``half`` true and false, infer with
 ``gpu_decode: true`` on real-sized JPEGs of mixed shapes (the GPU decoder's inputs against the CPU path's),
 the nvJPEG stream hazard (with a positive control), each mining algorithm with ``half: true``, mining + infer
-together, two candidate shards (the spawned-worker path; on GPUs 0 and 1 with GPU 0's memory checked when
-there are two), a first-epoch NaN (pretrained weights holding NaN) and a forced out-of-memory (yolo11x at
-4096 px, the largest batch): each of the last two must end with its own error code.
+together, sliced mining + infer on real-sized JPEGs (``slice_size: 640``), two candidate shards (the
+spawned-worker path; on GPUs 0 and 1 with GPU 0's memory checked when there are two), a first-epoch NaN
+(pretrained weights holding NaN) and a forced out-of-memory (yolo11x at 4096 px, the largest batch): each
+of the last two must end with its own error code.
 
 Prints one line per check and a closing count; exits 1 on any failure, 2 without CUDA.
 ``--allow-cpu`` rehearses the script on a machine without a GPU (the out-of-memory check is skipped);
@@ -43,7 +44,7 @@ from executor import sample  # noqa: E402
 
 ALGORITHMS = ("random", "entropy", "aldd", "cald", "diversity", "ppal")
 STEPS = ("training", "fine-tune", "infer", "infer", "gpu-decode", "decode-hazard", *["mining"] * len(ALGORITHMS),
-         "mining-infer", "two-shards", "nan", "oom")
+         "mining-infer", "sliced", "two-shards", "nan", "oom")
 TRAINING = {"model": "yolo11n", "epochs": 3, "img_size": 320, "batch_size_per_gpu": 16, "num_workers_per_gpu": 4,
             "save_period": 1, "export_format": "ark:raw"}
 # conf 0.001: a model trained for 3 epochs scores its boxes low; fp16 and fp32 must find about as many.
@@ -148,6 +149,33 @@ class Check:
         check_mining_tsv(str(self.root / "out" / "result.tsv"), self.candidates)
         check_infer_json(str(self.root / "out" / "infer-result.json"), self.candidates, sample.CLASS_NAMES, legacy=False)
         return mining_line(log)
+
+    def sliced(self) -> str:
+        """Mining + infer with ``slice_size: 640`` on real-sized JPEGs (1-12 MP, tiles streamed from the workers,
+        ``gpu_decode`` on, which slicing leaves to the CPU path): every candidate in both results, boxes inside
+        each image."""
+        from PIL import Image
+
+        sys.path.insert(0, str(ROOT / "bench"))
+        import photos
+
+        paths = photos.make(self.root / "sliced", 9)
+        index = self.root / "in" / "candidate-index.tsv"
+        saved = index.read_text()
+        index.write_text("\n".join(paths) + "\n")
+        try:
+            log = self.ok("sliced", ["mining", "infer"], {**SCAN, "half": True, "gpu_decode": True, "slice_size": 640,
+                                                          "mining_algorithm": "entropy", "model_params_path": self.models})
+        finally:
+            index.write_text(saved)
+        check_mining_tsv(str(self.root / "out" / "result.tsv"), paths)
+        result = check_infer_json(str(self.root / "out" / "infer-result.json"), paths, sample.CLASS_NAMES, legacy=False)
+        sizes = {Path(p).name: Image.open(p).size for p in paths}
+        for name, entry in result.items():
+            for box in entry["boxes"]:
+                b = box["box"]
+                assert b["x"] + b["w"] <= sizes[name][0] + 0.5 and b["y"] + b["h"] <= sizes[name][1] + 0.5, (name, b)
+        return f"{sum(len(e['boxes']) for e in result.values())} boxes on {len(paths)} photos; " + mining_line(log)
 
     def two_shards(self) -> str:
         """Two spawned shards: on GPUs 0 and 1 when the machine has two, and then device 0 must hold no more
@@ -349,6 +377,7 @@ def main() -> int:
             ("nvJPEG stream hazard", check.decode_hazard),
             *[(f"mining {a}, half: true", lambda a=a: check.mine(a)) for a in ALGORITHMS],
             ("mining + infer, half: true", check.mine_and_infer),
+            ("sliced mining + infer, real-sized JPEGs", check.sliced),
             ("two shards (on GPUs 0 and 1 when there are two)", check.two_shards),
             ("first-epoch NaN -> 300201", check.nan_first_epoch),
             ("out of memory -> 300103", check.out_of_memory),
