@@ -164,3 +164,23 @@ def test_conversion_of_many_lines_sharing_a_few_images(tmp_path):
     convert(tmp_path, lines)
     labels = list((tmp_path / "yolo" / "labels" / "train").iterdir())
     assert len(labels) == len({p.stem for p in labels}) == 2000
+
+
+def test_a_200_megapixel_image_is_converted_not_refused(tmp_path):
+    """PIL refuses to open images over 179 MP (a decompression-bomb guard, for strangers' uploads); the
+    executor lifts it (``runtime.allow_large_images``), or a 200 MP orthophoto ended the conversion with an
+    error. The file: a small JPEG whose header says 15000 x 14000 (PIL's header read is all conversion does)."""
+    import io
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48), (90, 120, 150)).save(buffer, format="JPEG")
+    data = bytearray(buffer.getvalue())
+    sof = data.index(b"\xff\xc0")  # baseline frame header: length (2), precision (1), height (2), width (2)
+    data[sof + 5 : sof + 9] = (14000).to_bytes(2, "big") + (15000).to_bytes(2, "big")
+    huge = tmp_path / "assets" / "huge.jpg"
+    huge.parent.mkdir(parents=True)
+    huge.write_bytes(bytes(data))
+    note = write(tmp_path / "ann" / "huge.txt", "0,1500,1400,3000,2800\n")
+    root = tmp_path / "yolo"
+    convert(tmp_path, [f"{huge}\t{note}"])
+    assert labels(root)["huge"] == [["0", "0.150000", "0.150000", "0.100000", "0.100000"]]

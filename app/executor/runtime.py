@@ -58,7 +58,19 @@ def setup(cache_root: str | None = None) -> Path:
     if not _writable(os.environ.get("HOME")):
         os.environ["HOME"] = str(root)
     _install_fonts(Path(os.environ["YOLO_CONFIG_DIR"]))
+    allow_large_images()
     return root
+
+
+def allow_large_images() -> None:
+    """Lift PIL's decompression-bomb guard (an error above 179 MP, a warning above 89 MP): it protects
+    services that open strangers' uploads, while this executor opens the user's own dataset, where a
+    200 MP orthophoto or panorama is ordinary (slicing exists for them). With the guard, such an image
+    ended the training conversion with an error and was dropped by Ultralytics' label check as corrupt.
+    OpenCV, which decodes the pixels, has its own limit of 2^30 pixels."""
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = None
 
 
 def _install_fonts(config_dir: Path) -> None:

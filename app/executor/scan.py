@@ -243,6 +243,7 @@ def _spawned(rank: int, job: ScanJob, shards: list[list[str]], devices: list[str
     from executor import runtime
 
     runtime.setup_logging()
+    runtime.allow_large_images()  # a spawned process starts from PIL's defaults
     worker(rank, job, shards, devices, _Counter(array, rank))
 
 
