@@ -91,3 +91,11 @@ def check_infer_json(path: str, candidates: list[str], class_names: list[str], l
             assert all(type(b[k]) is int for k in "xywh"), b
             assert b["x"] >= 0 and b["y"] >= 0 and b["w"] >= 1 and b["h"] >= 1
     return detection
+
+
+def check_boxes_inside(detection: dict, sizes: dict[str, tuple[int, int]], key: str = "boxes") -> None:
+    """Every box of the images named in ``sizes`` (basename -> displayed width, height) lies inside the image."""
+    for name, (width, height) in sizes.items():
+        for box in detection[name][key]:
+            b = box["box"]
+            assert b["x"] + b["w"] <= width and b["y"] + b["h"] <= height, (name, b)

@@ -39,7 +39,13 @@ from executor import runtime  # noqa: E402
 
 runtime.setup()
 
-from contract import check_infer_json, check_mining_tsv, check_monitor_error, check_result_yaml  # noqa: E402
+from contract import (  # noqa: E402
+    check_boxes_inside,
+    check_infer_json,
+    check_mining_tsv,
+    check_monitor_error,
+    check_result_yaml,
+)
 from executor import sample  # noqa: E402
 
 ALGORITHMS = ("random", "entropy", "aldd", "cald", "diversity", "ppal")
@@ -170,11 +176,7 @@ class Check:
             index.write_text(saved)
         check_mining_tsv(str(self.root / "out" / "result.tsv"), paths)
         result = check_infer_json(str(self.root / "out" / "infer-result.json"), paths, sample.CLASS_NAMES, legacy=False)
-        sizes = {Path(p).name: Image.open(p).size for p in paths}
-        for name, entry in result.items():
-            for box in entry["boxes"]:
-                b = box["box"]
-                assert b["x"] + b["w"] <= sizes[name][0] + 0.5 and b["y"] + b["h"] <= sizes[name][1] + 0.5, (name, b)
+        check_boxes_inside(result, {Path(p).name: Image.open(p).size for p in paths})
         return f"{sum(len(e['boxes']) for e in result.values())} boxes on {len(paths)} photos; " + mining_line(log)
 
     def two_shards(self) -> str:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import TINY_INFER, model_files, run_task
-from contract import check_infer_json, check_mining_tsv, check_monitor_error
+from contract import check_boxes_inside, check_infer_json, check_mining_tsv, check_monitor_error
 from executor import protocol, slicing
 from executor.engine import CandidateImages, CandidateTiles, letterbox, loaded_chunk, read_image, tile_inputs
 from executor.mining import algorithms
@@ -199,12 +199,7 @@ def test_sliced_infer_writes_every_candidate_with_boxes_in_the_image(sample_root
     rc, log = sliced_task(sample_root, trained, mosaics, ["infer"], {"slice_size": 128, "slice_overlap": 0.25})
     assert rc == 0, log[-2000:]
     result = check_infer_json(str(sample_root / "out" / "infer-result.json"), mosaics, NAMES, legacy=False)
-    sizes = {p.rsplit("/", 1)[-1]: Image.open(p).size for p in mosaics}
-    for name, entry in result.items():
-        width, height = sizes[name]
-        for box in entry["boxes"]:
-            b = box["box"]
-            assert b["x"] + b["w"] <= width and b["y"] + b["h"] <= height, (name, b)
+    check_boxes_inside(result, {p.rsplit("/", 1)[-1]: Image.open(p).size for p in mosaics})
     assert sum(len(e["boxes"]) for n, e in result.items() if n.startswith("mosaic")), "boxes on the mosaics"
 
 

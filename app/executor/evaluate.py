@@ -11,7 +11,6 @@ matched by IoU, highest first, as Ultralytics' validator does), and Ultralytics'
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -22,7 +21,6 @@ from torchvision.ops import box_iou
 from executor import slicing, ultra
 from executor.engine import Engine
 
-LOG = logging.getLogger("executor")
 CONF, IOU, MAX_DET = 0.001, 0.7, 300  # Ultralytics' validation settings
 MATCH_IOU = 0.5
 
