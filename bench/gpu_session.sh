@@ -12,7 +12,7 @@ export PYTHONUNBUFFERED=1
 keep() { grep --line-buffered -E '^(arm |machine|\||PASS|FAIL|gpu-check)' | tee "$DIR/$1.txt"; }
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; git rev-parse HEAD; nproc; } > "$DIR/gpu.txt" 2>&1
 timeout 120 "$PY" bench/infer_throughput.py --device 0 --images 600 --repeats 1 2>&1 | keep infer-throughput
-timeout 240 "$PY" tests/gpu_check.py --only infer,gpu-decode,decode-hazard,mining,mining-infer,sliced,two-shards \
+timeout 240 "$PY" tests/gpu_check.py --only infer,gpu-decode,decode-hazard,mining,mining-infer,sliced,two-shards,small-shm \
     --keep "$DIR/gpu-check-logs" 2>&1 | keep gpu-check
 timeout 90 "$PY" bench/mining_cost.py --device 0 --images 400 --repeats 1 2>&1 | keep mining-cost
 timeout 90 "$PY" bench/training_overhead.py --device 0 --epochs 3 --img-size 320 --repeats 2 2>&1 | keep training-overhead

@@ -6,7 +6,8 @@ training with AMP (3 epochs), fine-tuning from that result, infer with ``half`` 
 ``gpu_decode: true`` on real-sized JPEGs of mixed shapes (the GPU decoder's inputs against the CPU path's),
 the nvJPEG stream hazard (with a positive control), each mining algorithm with ``half: true``, mining + infer
 together, sliced mining + infer on real-sized JPEGs (``slice_size: 640``), two candidate shards (the
-spawned-worker path; on GPUs 0 and 1 with GPU 0's memory checked when there are two), a first-epoch NaN
+spawned-worker path; on GPUs 0 and 1 with GPU 0's memory checked when there are two), training and mining +
+infer under Docker's default 64 MB /dev/shm (fewer loader workers, said in the log; needs root), a first-epoch NaN
 (pretrained weights holding NaN) and a forced out-of-memory (yolo11x at 4096 px, the largest batch): each
 of the last two must end with its own error code.
 
@@ -50,7 +51,7 @@ from executor import sample  # noqa: E402
 
 ALGORITHMS = ("random", "entropy", "aldd", "cald", "diversity", "ppal")
 STEPS = ("training", "fine-tune", "infer", "infer", "gpu-decode", "decode-hazard", *["mining"] * len(ALGORITHMS),
-         "mining-infer", "sliced", "two-shards", "nan", "oom")
+         "mining-infer", "sliced", "two-shards", "small-shm", "nan", "oom")
 TRAINING = {"model": "yolo11n", "epochs": 3, "img_size": 320, "batch_size_per_gpu": 16, "num_workers_per_gpu": 4,
             "save_period": 1, "export_format": "ark:raw"}
 # conf 0.001: a model trained for 3 epochs scores its boxes low; fp16 and fp32 must find about as many.
@@ -64,8 +65,10 @@ class Check:
         self.candidates = [p for p in (root / "in" / "candidate-index.tsv").read_text().splitlines() if p]
         self.models: list[str] = []
 
-    def run(self, name: str, tasks: list[str], config: dict, gpu: str | None = None) -> tuple[int, str]:
-        """``app/start.py`` as the platform starts it, with a fresh /out (kept under --keep for reading)."""
+    def run(self, name: str, tasks: list[str], config: dict, gpu: str | None = None,
+            shm: str | None = None) -> tuple[int, str]:
+        """``app/start.py`` as the platform starts it, with a fresh /out (kept under --keep for reading); with
+        ``shm``, under a /dev/shm of that size (a mount namespace: needs root)."""
         out = self.root / "out"
         shutil.rmtree(out, ignore_errors=True)
         gpu = self.gpu if gpu is None else gpu
@@ -74,12 +77,17 @@ class Check:
         logs = self.keep or self.root / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         with open(logs / f"{name}.log", "w") as fp:  # streamed: a run cut short still leaves its log
-            proc = subprocess.run([sys.executable, str(ROOT / "app" / "start.py")], stdout=fp, stderr=subprocess.STDOUT,
+            command = [sys.executable, str(ROOT / "app" / "start.py")]
+            if shm:
+                command = ["unshare", "-m", "sh", "-c", f'mount -t tmpfs -o size={shm} tmpfs /dev/shm && exec "$@"',
+                           "sh", *command]
+            proc = subprocess.run(command, stdout=fp, stderr=subprocess.STDOUT,
                                   env={**os.environ, "DEFAULT_ENV_FILE_PATH": str(env_path)}, timeout=600)
         return proc.returncode, ANSI.sub("", (logs / f"{name}.log").read_text(errors="replace"))
 
-    def ok(self, name: str, tasks: list[str], config: dict, gpu: str | None = None, model: bool = True) -> str:
-        rc, log = self.run(name, tasks, config, gpu)
+    def ok(self, name: str, tasks: list[str], config: dict, gpu: str | None = None, model: bool = True,
+           shm: str | None = None) -> str:
+        rc, log = self.run(name, tasks, config, gpu, shm)
         assert rc == 0, f"exit {rc}: {last_line(log)}"
         if self.gpu and model:  # training: Ultralytics' banner names CUDA:0; infer and mining: "model ... on cuda:0"
             assert "CUDA:" in log or " on cuda:" in log, "the log names no CUDA device"
@@ -178,6 +186,29 @@ class Check:
         result = check_infer_json(str(self.root / "out" / "infer-result.json"), paths, sample.CLASS_NAMES, legacy=False)
         check_boxes_inside(result, {Path(p).name: Image.open(p).size for p in paths})
         return f"{sum(len(e['boxes']) for e in result.values())} boxes on {len(paths)} photos; " + mining_line(log)
+
+    def small_shm(self) -> str:
+        """Training (Ultralytics' loaders start workers on a GPU, not on the CPU) and mining + infer under Docker's
+        default /dev/shm of 64 MB: each completes with the workers that fit and says so; before, a lost batch
+        left the task waiting forever."""
+        if os.geteuid() != 0 or subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode:
+            return "skipped: a mount namespace needs root and unshare -m"
+        found = []
+        for name, tasks, config in (("small-shm-training", ["training"], {**TRAINING, "epochs": 1, "save_period": 0}),
+                                    ("small-shm-scan", ["mining", "infer"], {**SCAN, "batch_size_per_gpu": 32,
+                                                                                 "model_params_path": self.models})):
+            log = self.ok(name, tasks, config, shm="64m")
+            if tasks == ["training"]:
+                check_result_yaml(str(self.root / "out" / "models" / "result.yaml"), legacy=False)
+            capped = re.search(r"/dev/shm has \d+ MB free, too little for \d+ [\w-]+ workers[^:]*: using \d+", log)
+            if not capped and not self.gpu and tasks == ["training"]:
+                found.append("training: no loader workers on the CPU")
+                continue
+            assert capped, "the log does not say that fewer workers fit in /dev/shm"
+            found.append(f"{tasks[0]}: {capped.group(0).split('too little for ')[1]}")
+        check_mining_tsv(str(self.root / "out" / "result.tsv"), self.candidates)
+        check_infer_json(str(self.root / "out" / "infer-result.json"), self.candidates, sample.CLASS_NAMES, legacy=False)
+        return "; ".join(found)
 
     def two_shards(self) -> str:
         """Two spawned shards: on GPUs 0 and 1 when the machine has two, and then device 0 must hold no more
@@ -381,6 +412,7 @@ def main() -> int:
             ("mining + infer, half: true", check.mine_and_infer),
             ("sliced mining + infer, real-sized JPEGs", check.sliced),
             ("two shards (on GPUs 0 and 1 when there are two)", check.two_shards),
+            ("Docker's default 64 MB /dev/shm: training and mining + infer", check.small_shm),
             ("first-epoch NaN -> 300201", check.nan_first_epoch),
             ("out of memory -> 300103", check.out_of_memory),
         ]

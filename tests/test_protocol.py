@@ -274,6 +274,21 @@ def test_classify_exception(exc, code):
     assert found == code and message and "\n" not in message
 
 
+@pytest.mark.parametrize("words", [  # torch's, as a DataLoader worker's error reaches the main process
+    "Caught RuntimeError in DataLoader worker process 0.\nOriginal Traceback (most recent call last):\n  File x\n"
+    "RuntimeError: unable to allocate shared memory(shm) for file </torch_7840_2991505544_1>: No space left on device (28)",
+    "DataLoader worker (pid(s) 8031) exited unexpectedly",  # not this: a worker killed by something else
+    "DataLoader worker (pid 8031) is killed by signal: Bus error. It is possible that dataloader's workers are out of "
+    "shared memory. Please try to raise your shared memory limit.",
+])
+def test_a_full_shared_memory_is_named_with_what_to_change(words):
+    code, message = classify_exception(RuntimeError(words))
+    if "exited unexpectedly" in words:
+        assert code == 300004
+    else:
+        assert code == 300103 and "shm_size" in message and "--shm-size" in message and "\n" not in message
+
+
 def test_templates_parse_and_keep_platform_keys_out():
     for task in protocol.TASKS:
         template = protocol.load_template(task)

@@ -227,6 +227,55 @@ def test_out_nearly_full_fails_with_a_message(trained, tmp_path):
         subprocess.run(["umount", str(out)], check=False)
 
 
+def small_shm(command: list[str], size: str = "1m") -> list[str]:
+    """``command`` in a mount namespace whose /dev/shm is a tmpfs of ``size`` (Docker's default is 64 MB)."""
+    return ["unshare", "-m", "sh", "-c", f'mount -t tmpfs -o size={size} tmpfs /dev/shm && exec "$@"', "sh", *command]
+
+
+def _small_shm_possible() -> bool:
+    return os.geteuid() == 0 and _can(small_shm(["true"]))
+
+
+@pytest.mark.skipif(not _small_shm_possible(), reason="needs root and unshare -m")
+@pytest.mark.parametrize("tasks", [["mining", "infer"], ["training"]])
+def test_a_small_shared_memory_slows_loading_down_instead_of_hanging(trained, sample_root, tasks):
+    """DataLoader workers hand their batches over in /dev/shm. With too little of it (docker run without
+    --shm-size, a low shm_size) a worker's batch was lost and the task waited for it forever, at 0 %. Now
+    the tasks start as many workers as fit (none here) and say how to give the container more. Training on
+    the CPU: Ultralytics' loaders start no workers there, the sliced stage evaluation's did."""
+    config = ({**TINY_INFER, "img_size": 256, "batch_size_per_gpu": 16, "num_workers_per_gpu": 2,
+               "model_params_path": model_files(trained)} if "infer" in tasks else
+              {**TINY_TRAINING, "epochs": 1, "num_workers_per_gpu": 2, "slice_size": 64, "img_size": 256})
+    env_path = sample.write_task(sample_root, tasks, config)
+    shutil.rmtree(sample_root / "out", ignore_errors=True)
+    (sample_root / "out").mkdir()
+    proc = subprocess.run(small_shm([sys.executable, str(ROOT / "app" / "start.py")]), capture_output=True, text=True,
+                          env={**os.environ, "DEFAULT_ENV_FILE_PATH": str(env_path)}, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:]
+    assert "/dev/shm has 1 MB free, too little for 2" in proc.stdout and "--shm-size" in proc.stdout
+    if "infer" in tasks:
+        paths = [p for p in (sample_root / "in" / "candidate-index.tsv").read_text().splitlines() if p]
+        check_mining_tsv(str(sample_root / "out" / "result.tsv"), paths)
+        check_infer_json(str(sample_root / "out" / "infer-result.json"), paths, sample.CLASS_NAMES, legacy=False)
+    else:
+        check_result_yaml(str(sample_root / "out" / "models" / "result.yaml"), legacy=False)
+
+
+@pytest.mark.skipif(not _small_shm_possible(), reason="needs root and unshare -m")
+def test_a_worker_that_finds_shared_memory_full_fails_the_loader_at_once(sample_root):
+    """Where the estimate is wrong (other processes fill /dev/shm): the worker puts its batch into shared
+    memory itself, so the DataLoader raises in the main process, and the error names the fix. Before, the
+    worker's queue thread failed, and the main process waited for the batch forever."""
+    code = (f"import sys, glob; sys.path.insert(0, {str(ROOT / 'app')!r})\n"
+            "import torch\nfrom executor import engine\nfrom executor.protocol.errors import classify_exception\n"
+            f"paths = sorted(glob.glob({str(sample_root / 'in' / 'assets' / '*' / '*')!r}))[:8]\n"
+            "loader = torch.utils.data.DataLoader(engine.CandidateImages(paths, 640), batch_size=4, num_workers=1,\n"
+            "                                     collate_fn=engine.loaded)\n"
+            "try:\n    list(loader)\nexcept RuntimeError as exc:\n    print('raised', *classify_exception(exc))\n")
+    proc = subprocess.run(small_shm([sys.executable, "-c", code]), capture_output=True, text=True, timeout=120)
+    assert "raised 300103 the container's shared memory (/dev/shm) is full" in proc.stdout, proc.stderr[-2000:]
+
+
 def test_weights_baked_into_the_image_are_used_and_nothing_is_downloaded(trained, sample_root, tmp_path):
     import shutil
 

@@ -1,4 +1,5 @@
-"""How many image-decoding processes a scan starts: from the CPUs this process may use, not the machine's."""
+"""How many image-decoding processes a scan starts: from the CPUs this process may use, not the machine's, and
+as many as fit in its shared memory."""
 
 from __future__ import annotations
 
@@ -43,3 +44,16 @@ def test_decode_workers_share_the_cpus_among_the_gpus(monkeypatch, tmp_path):
     assert runtime.decode_workers(4, 8) == 4 and runtime.decode_workers(0, 1) == 0
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
     assert runtime.decode_workers(-1, 1) == 2 and runtime.decode_workers(-1, 8) == 1 and runtime.decode_workers(6, 1) == 2
+
+
+def test_workers_are_as_many_as_fit_in_shared_memory(caplog):
+    mb = 1 << 20
+    fit = runtime.workers_in_shared_memory
+    assert fit(4, 10 * mb, 20 * mb, free=16 << 30) == 4  # YMIR's 16 GB: all of them, nothing said
+    assert not caplog.records
+    assert fit(4, 10 * mb, 20 * mb, free=60 * mb) == 2  # 0.75 x 60 = 45 MB: 20 for the main process, 2 x 10
+    assert "too little for 4 decoding workers" in caplog.text and "shm_size" in caplog.text
+    assert fit(4, 10 * mb, 20 * mb, free=60 * mb, processes=2) == 0  # two shards: 22.5 MB each
+    assert fit(4, 10 * mb, 20 * mb, free=mb) == 0
+    assert fit(0, 10 * mb, 20 * mb, free=mb) == 0 and fit(4, 0, 0, free=0) == 4  # nothing to fit: as asked
+    assert isinstance(runtime.shared_memory_free(), int)

@@ -139,6 +139,32 @@ def test_trainer_attributes_the_callbacks_read(sample_root, tmp_path):
     assert set(seen["thresholds"]) == {"conf_thr", "iou_thr"} and Path(seen["save_dir"]).is_dir()
 
 
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="Ultralytics gives a loader at most one worker per CPU")
+def test_training_loader_batches(sample_root, tmp_path):
+    """The images Ultralytics' training and validation loaders prefetch with one worker, read from the loaders
+    a real trainer builds (stopped before its first batch), in training batches: the per-worker half of
+    TRAINING_LOADER_BATCHES, by which training caps its workers to what fits in /dev/shm."""
+    data = dataset.convert(str(sample_root / "in" / "train-index.tsv"), str(sample_root / "in" / "val-index.tsv"),
+                           tmp_path / "data", "ark:raw", sample.CLASS_NAMES)
+    model, seen, batch = ultra.new_model("yolo11n"), {}, 4
+
+    class Stop(Exception):
+        pass
+
+    def loaders(trainer):
+        seen.update(train=trainer.train_loader, val=trainer.test_loader)
+        raise Stop
+
+    model.add_callback("on_pretrain_routine_start", lambda t: setattr(t.args, "workers", 1))  # after its CPU override
+    model.add_callback("on_pretrain_routine_end", loaders)
+    with pytest.raises(Stop):
+        model.train(data=data, epochs=1, imgsz=32, batch=batch, device="cpu", project=str(tmp_path / "runs"),
+                    name="t", exist_ok=True, plots=False, verbose=False)
+    held = sum(loader.num_workers * loader.prefetch_factor * loader.batch_size for loader in seen.values())
+    assert seen["train"].num_workers == 1 and seen["val"].batch_size == 2 * batch
+    assert held == ultra.TRAINING_LOADER_BATCHES[0] * batch
+
+
 def test_exif_size_is_the_displayed_size(tmp_path):
     import numpy as np
     from PIL import Image

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from executor import decode, slicing, ultra
+from executor import decode, runtime, slicing, ultra
 from executor.class_stats import ClassStats
 from executor.protocol import Params, model_error
 
@@ -182,9 +182,16 @@ def collate(items: list[tuple[torch.Tensor | None, Meta]]) -> tuple[list[tuple[t
 
 def loaded(items: list[list[tuple[torch.Tensor | None, Meta]]]) -> tuple[list[tuple[torch.Tensor, Meta]], list[Meta]]:
     """A DataLoader ``collate_fn``: the readable inputs (unstacked; several per image with slicing) and the
-    unreadable images' metadata."""
+    unreadable images' metadata. In a worker, the inputs are put into shared memory here, as the DataLoader's
+    own collate does: when /dev/shm is full, that fails in the worker, which the DataLoader reports to the main
+    process. Left to the worker's queue thread, the failure only printed a traceback and lost the batch, and
+    the main process waited for it forever (the task stayed at 0 %; YMIR has no timeout)."""
     flat = [item for inputs in items for item in inputs]
-    return [(t, m) for t, m in flat if t is not None], [m for t, m in flat if t is None]
+    readable = [(t, m) for t, m in flat if t is not None]
+    if torch.utils.data.get_worker_info() is not None:
+        for tensor, _ in readable:
+            (tensor.data if isinstance(tensor, decode.Encoded) else tensor).share_memory_()
+    return readable, [m for t, m in flat if t is None]
 
 
 def loaded_chunk(chunk: list[tuple[torch.Tensor | None, Meta]]) -> tuple[list[tuple[torch.Tensor, Meta]], list[Meta]]:
@@ -193,6 +200,18 @@ def loaded_chunk(chunk: list[tuple[torch.Tensor | None, Meta]]) -> tuple[list[tu
 
 
 HOLD_PASSES = 4  # images waiting in the per-shape queues, in passes: beyond it the fullest queue goes early
+PREFETCH = 2  # loaded batches each decoding worker prepares ahead (the DataLoader's default)
+
+
+def shared_memory_workers(workers: int, batch_size: int, img_size: int, processes: int = 1) -> int:
+    """How many of ``workers`` decoding workers per loader fit in shared memory (``runtime.workers_in_shared_memory``),
+    with ``processes`` loaders (scan shards) at once. A loaded batch is at most ``batch_size`` inputs of
+    img_size x img_size x 3 bytes (a letterboxed input fits the square; with slicing a chunk is at most one
+    pass); a worker holds ``PREFETCH`` of them, the main process its queues and the batch it is taking in.
+    With ``gpu_decode`` the workers hand over JPEG files instead, which a 12 MP photo can make larger: if they
+    do not fit, the worker's error says so."""
+    batch = batch_size * 3 * img_size * img_size
+    return runtime.workers_in_shared_memory(workers, PREFETCH * batch, (HOLD_PASSES + 2) * batch, processes)
 
 
 def channels_last_helps(device: torch.device) -> bool:
@@ -308,11 +327,12 @@ class Engine:
         if self.slices is None:
             loader = torch.utils.data.DataLoader(
                 CandidateImages(paths, self.img_size, encoded=self.decode_on_device), batch_size=batch_size,
-                shuffle=False, num_workers=workers, collate_fn=loaded, persistent_workers=False)
+                shuffle=False, num_workers=workers, collate_fn=loaded, persistent_workers=False,
+                prefetch_factor=PREFETCH if workers else None)
         else:  # a candidate's tiles come in chunks of one pass at most (see CandidateTiles)
             loader = torch.utils.data.DataLoader(
                 CandidateTiles(paths, self.img_size, self.slices, batch_size), batch_size=None, num_workers=workers,
-                collate_fn=loaded_chunk, persistent_workers=False)
+                collate_fn=loaded_chunk, persistent_workers=False, prefetch_factor=PREFETCH if workers else None)
         queues: dict[tuple[int, ...], list[tuple[torch.Tensor, Meta]]] = {}
         for items, bad in loader:
             if self.decode_on_device:

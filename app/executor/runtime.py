@@ -150,6 +150,43 @@ def usable_cpus() -> int:
     return max(1, min(count, quota) if quota else count)
 
 
+SHARED_MEMORY = "/dev/shm"  # where DataLoader workers put the tensors they hand to the main process
+SHARED_MEMORY_SHARE = 0.75  # of its free space at the start that the loaders may plan to use
+
+
+def shared_memory_free() -> int | None:
+    """Free bytes in the container's shared memory (Docker's default is 64 MB; YMIR gives ``shm_size``, 16 GB
+    per GPU by default), or None where there is none to measure."""
+    try:
+        stat = os.statvfs(SHARED_MEMORY)
+    except OSError:
+        return None
+    return stat.f_bavail * stat.f_frsize
+
+
+def workers_in_shared_memory(workers: int, per_worker: int, fixed: int, processes: int = 1,
+                             free: int | None = None, what: str = "decoding") -> int:
+    """At most ``workers`` DataLoader workers, as many as fit in shared memory: each holds up to ``per_worker``
+    bytes of tensors there, the main process up to ``fixed``, and ``processes`` such loaders share it. Why: a
+    worker whose batch finds /dev/shm full loses it, and the main process waits for it forever (YMIR has no
+    timeout); with no workers, nothing goes through shared memory. Fewer workers are slower, so the log says
+    how to give the container more. ``free`` defaults to ``shared_memory_free()``."""
+    free = shared_memory_free() if free is None else free
+    if workers <= 0 or per_worker <= 0 or free is None:
+        return workers
+    budget = SHARED_MEMORY_SHARE * free / max(1, processes)
+    fit = max(0, int((budget - fixed) // per_worker))
+    if fit >= workers:
+        return workers
+    mb = 1 << 20
+    LOG.warning("%s has %d MB free%s, too little for %d %s workers (up to %d MB each, %d MB for the main process): "
+                "using %d, which is slower; give the container more shared memory (YMIR: shm_size in the task's "
+                "config; docker run: --shm-size 8g)", SHARED_MEMORY, free // mb,
+                f" for {processes} processes" if processes > 1 else "", workers, what, -(-per_worker // mb),
+                -(-fixed // mb), fit)
+    return fit
+
+
 def decode_workers(asked: int, devices: int) -> int:
     """Image-decoding processes per device: ``asked``, or with -1 the usable CPUs shared among the devices
     (at most 16 each); never more than the usable CPUs."""

@@ -25,7 +25,7 @@ import torch
 from easydict import EasyDict
 
 from executor import slicing, weights
-from executor.engine import Engine, EngineSettings, InferSettings, Meta, OnHost, why_unreadable
+from executor.engine import Engine, EngineSettings, InferSettings, Meta, OnHost, shared_memory_workers, why_unreadable
 from executor.mining import MinerContext, algorithms
 from executor.mining.base import per_image_scores, to_list
 from executor.protocol import (
@@ -267,7 +267,10 @@ def run(job: ScanJob, paths: list[str], devices: list[str], monitor: Monitor, in
     shutil.rmtree(shard_dir, ignore_errors=True)
     shard_dir.mkdir(parents=True)
     shards = split(paths, len(devices))
-    job = dataclasses.replace(job, engine=dataclasses.replace(job.engine, workers=decode_workers(job.engine.workers, len(devices))))
+    settings = job.engine
+    workers = shared_memory_workers(decode_workers(settings.workers, len(devices)), settings.batch_size,
+                                    settings.img_size, processes=len(devices))
+    job = dataclasses.replace(job, engine=dataclasses.replace(settings, workers=workers))
     try:
         if len(devices) == 1:
             worker(0, job, shards, devices, lambda done: monitor.progress(done / len(paths)))

@@ -7,6 +7,7 @@ This module reads the settings, builds the model and runs the trainer.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import json
@@ -25,7 +26,7 @@ from typing import Any
 import yaml
 from easydict import EasyDict
 
-from executor import callbacks, dataset, evaluate, slicing, ultra, weights
+from executor import callbacks, dataset, engine, evaluate, runtime, slicing, ultra, weights
 from executor.protocol import (
     ErrorCode,
     Monitor,
@@ -38,7 +39,6 @@ from executor.protocol import (
     model_error,
     path_list,
 )
-from executor.runtime import select_device
 
 LOG = logging.getLogger("executor")
 FAMILIES = ("yolo11", "yolov8", "yolo12", "yolo26")
@@ -158,7 +158,8 @@ def run(cfg: EasyDict, monitor: Monitor) -> None:
     params = Params(cfg.defaults, cfg.param, cfg.config)
     settings = TrainSettings.read(params)
     names = class_names(cfg.param)
-    device, gpus = select_device(gpu_ids(cfg.param))
+    device, gpus = runtime.select_device(gpu_ids(cfg.param))
+    settings = dataclasses.replace(settings, num_workers_per_gpu=loader_workers(settings, gpus))
     started = time.time()
 
     out_root = Path(cfg.ymir.output.root_dir).absolute()  # a relative project would land under ./runs
@@ -198,6 +199,19 @@ def stage_map(settings: TrainSettings, names: list[str], device: str, dataset_ro
     return functools.partial(evaluate.sliced_map50, images=truth, names=names, img_size=settings.img_size,
                              slices=slices, device=device.split(",")[0], batch_size=settings.batch_size_per_gpu,
                              workers=settings.num_workers_per_gpu)
+
+
+def loader_workers(settings: TrainSettings, gpus: int) -> int:
+    """The data-loading workers per GPU that fit in shared memory (``runtime.workers_in_shared_memory``):
+    Ultralytics' training and validation loaders on GPUs (on the CPU its trainer starts none) and, with
+    slicing, the stage evaluation's (``evaluate``), each GPU's loaders at once. An input is at most
+    img_size x img_size x 3 bytes (Ultralytics' mosaic and letterbox make squares or less)."""
+    batch = settings.batch_size_per_gpu * 3 * settings.img_size ** 2
+    per_worker, fixed = ultra.TRAINING_LOADER_BATCHES if gpus else (0, 0)
+    if settings.slices.on:
+        per_worker, fixed = per_worker + engine.PREFETCH, fixed + engine.HOLD_PASSES + 2
+    return runtime.workers_in_shared_memory(settings.num_workers_per_gpu, per_worker * batch, fixed * batch,
+                                            processes=max(gpus, 1), what="data-loading")
 
 
 def train_model(model: Any, settings: TrainSettings, data_yaml: str, device: str, gpus: int, out_root: Path) -> None:

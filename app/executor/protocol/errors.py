@@ -20,6 +20,10 @@ class ErrorCode(IntEnum):
     NAN_LOSS = 300201
 
 
+# torch's words when a DataLoader worker cannot put a batch into /dev/shm, or is killed on touching it
+SHARED_MEMORY_FULL = re.compile(r"shared memory\S*( for file \S+)?: no space left|out of shared memory")
+
+
 class YmirError(Exception):
     """A failure the user can act on: a code for the platform, a sentence for the user."""
 
@@ -47,6 +51,12 @@ def classify_exception(exc: BaseException) -> tuple[ErrorCode, str]:
         return exc.code, " ".join(exc.message.split())
     text = " ".join(f"{type(exc).__name__}: {exc}".split())
     lowered = text.lower()
+    if SHARED_MEMORY_FULL.search(lowered):  # a DataLoader worker's: torch's own words, whatever the exception
+        return (
+            ErrorCode.OUT_OF_MEMORY,
+            "the container's shared memory (/dev/shm) is full: give the task more (YMIR: shm_size in its config; "
+            "docker run: --shm-size 8g), or lower num_workers_per_gpu or batch_size_per_gpu",
+        )
     if isinstance(exc, MemoryError) or "out of memory" in lowered or "outofmemory" in lowered:
         return (
             ErrorCode.OUT_OF_MEMORY,
