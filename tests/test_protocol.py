@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 
 import pytest
+import torch
 import yaml
 from contract import check_infer_json, check_mining_tsv, check_monitor_error, check_monitor_running, check_result_yaml
 from executor import protocol
@@ -277,14 +279,14 @@ def test_classify_exception(exc, code):
 @pytest.mark.parametrize("words", [  # torch's, as a DataLoader worker's error reaches the main process
     "Caught RuntimeError in DataLoader worker process 0.\nOriginal Traceback (most recent call last):\n  File x\n"
     "RuntimeError: unable to allocate shared memory(shm) for file </torch_7840_2991505544_1>: No space left on device (28)",
-    "DataLoader worker (pid(s) 8031) exited unexpectedly",  # not this: a worker killed by something else
+    "DataLoader worker (pid(s) 8031) exited unexpectedly",  # not this: a worker killed (next test)
     "DataLoader worker (pid 8031) is killed by signal: Bus error. It is possible that dataloader's workers are out of "
     "shared memory. Please try to raise your shared memory limit.",
 ])
 def test_a_full_shared_memory_is_named_with_what_to_change(words):
     code, message = classify_exception(RuntimeError(words))
     if "exited unexpectedly" in words:
-        assert code == 300004
+        assert "shm_size" not in message
     else:
         assert code == 300103 and "shm_size" in message and "--shm-size" in message and "\n" not in message
 
@@ -294,3 +296,29 @@ def test_templates_parse_and_keep_platform_keys_out():
         template = protocol.load_template(task)
         assert template and not set(template) & protocol.PLATFORM_KEYS
     assert yaml.safe_load(open(protocol.template_dir() / "manifest.yaml"))["object_type"] == 2
+
+
+class DiesInAWorker(torch.utils.data.Dataset):
+    """Its 10th item kills the worker that loads it, as the kernel's out-of-memory killer does."""
+
+    def __len__(self) -> int:
+        return 64
+
+    def __getitem__(self, index: int) -> int:
+        if index == 9:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return index
+
+
+@pytest.mark.parametrize("words", ["DataLoader worker (pid 8031) is killed by signal: Killed. ",
+                                   "process 1 terminated with signal SIGKILL"])  # a spawned scan shard
+def test_a_killed_worker_is_reported_as_memory_most_likely(words):
+    code, message = classify_exception(RuntimeError(words))
+    assert code == 300103 and "most likely killed by the kernel for lack of memory" in message
+
+
+def test_a_dataloader_worker_killed_for_real_is_reported_as_memory_most_likely():
+    with pytest.raises(RuntimeError) as raised:
+        list(torch.utils.data.DataLoader(DiesInAWorker(), batch_size=4, num_workers=1))
+    code, message = classify_exception(raised.value)
+    assert code == 300103 and "died without an error of its own" in message, message

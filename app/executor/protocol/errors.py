@@ -23,6 +23,11 @@ class ErrorCode(IntEnum):
 # torch's words when a DataLoader worker cannot put a batch into /dev/shm, or is killed on touching it
 SHARED_MEMORY_FULL = re.compile(r"shared memory\S*( for file \S+)?: no space left|out of shared memory")
 
+# torch's words when a DataLoader worker or a spawned scan shard vanished without a Python error: on Linux that
+# is a signal, and a SIGKILL of a child while its parent lives is, in practice, the kernel's out-of-memory killer
+WORKER_KILLED = re.compile(r"dataloader worker \(pids?\(?s?\)? [\d, ]+\) (exited unexpectedly|is killed by signal: "
+                           r"killed)|terminated with signal sigkill")
+
 
 class YmirError(Exception):
     """A failure the user can act on: a code for the platform, a sentence for the user."""
@@ -56,6 +61,12 @@ def classify_exception(exc: BaseException) -> tuple[ErrorCode, str]:
             ErrorCode.OUT_OF_MEMORY,
             "the container's shared memory (/dev/shm) is full: give the task more (YMIR: shm_size in its config; "
             "docker run: --shm-size 8g), or lower num_workers_per_gpu or batch_size_per_gpu",
+        )
+    if WORKER_KILLED.search(lowered):
+        return (
+            ErrorCode.OUT_OF_MEMORY,
+            f"a worker process died without an error of its own ({text[:120]}), most likely killed by the kernel for "
+            "lack of memory: give the container more memory, or lower num_workers_per_gpu or batch_size_per_gpu",
         )
     if isinstance(exc, MemoryError) or "out of memory" in lowered or "outofmemory" in lowered:
         return (
