@@ -57,3 +57,21 @@ def test_workers_are_as_many_as_fit_in_shared_memory(caplog):
     assert fit(4, 10 * mb, 20 * mb, free=mb) == 0
     assert fit(0, 10 * mb, 20 * mb, free=mb) == 0 and fit(4, 0, 0, free=0) == 4  # nothing to fit: as asked
     assert isinstance(runtime.shared_memory_free(), int)
+
+
+def test_training_counts_ultralytics_loaders_on_a_gpu_and_the_sliced_evaluation_anywhere(monkeypatch):
+    from executor import protocol
+    from executor.train import TrainSettings, loader_workers
+
+    def settings(**values):
+        return TrainSettings.read(protocol.Params(protocol.load_template("training"), values))
+
+    template = settings()  # batch 16 at 640 px: 19.7 MB a batch; 4 workers asked
+    monkeypatch.setattr(runtime, "shared_memory_free", lambda: 64 << 20)  # Docker's default
+    assert loader_workers(template, gpus=1) == 0  # one worker alone holds 12 batches in Ultralytics' loaders
+    assert loader_workers(template, gpus=0) == template.num_workers_per_gpu  # its trainer starts none on the CPU
+    assert loader_workers(settings(slice_size=640), gpus=0) == 0  # the stage evaluation's loader does
+    monkeypatch.setattr(runtime, "shared_memory_free", lambda: 16 << 30)  # YMIR's default shm_size, one GPU
+    assert loader_workers(template, gpus=1) == template.num_workers_per_gpu
+    monkeypatch.setattr(runtime, "shared_memory_free", lambda: 2 << 30)  # --shm-size 2g, for 8 GPUs
+    assert loader_workers(settings(batch_size_per_gpu=4), gpus=8) == 3  # 192 MB each: (192 - 14.7) / 59 MB
