@@ -21,12 +21,12 @@ FONTS = ("Arial.ttf", "Arial.Unicode.ttf")  # plots download these into the sett
 SETTINGS_SUBDIR = "Ultralytics"  # its settings folder is $YOLO_CONFIG_DIR/Ultralytics (settings.json, fonts)
 QUIET_SETTINGS = {"sync": False, "tensorboard": False, "wandb": False, "mlflow": False, "clearml": False,
                   "comet": False, "dvc": False, "raytune": False}  # telemetry and loggers off
-# Once ultralytics is imported, PIL.Image.open imports pi_heif (not installed) for any file PIL cannot
-# identify, so a file that is not an image raises ImportError there instead of UnidentifiedImageError.
 # Training batches that Ultralytics' loaders hold in shared memory at once (``build_dataloader``, its trainer's
 # ``get_dataloader``): per worker, 4 prefetched training batches, and 2 each of twice the batch for the two
 # validation workers it starts per training worker; besides, the training batch in use and a validation batch.
 TRAINING_LOADER_BATCHES = (4 + 2 * 2 * 2, 1 + 2)
+# Once ultralytics is imported, PIL.Image.open imports pi_heif (not installed) for any file PIL cannot
+# identify, so a file that is not an image raises ImportError there instead of UnidentifiedImageError.
 NOT_AN_IMAGE_ERRORS: tuple[type[BaseException], ...] = (ImportError,)
 
 

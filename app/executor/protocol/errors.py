@@ -25,7 +25,7 @@ SHARED_MEMORY_FULL = re.compile(r"shared memory\S*( for file \S+)?: no space lef
 
 # torch's words when a DataLoader worker or a spawned scan shard vanished without a Python error: on Linux that
 # is a signal, and a SIGKILL of a child while its parent lives is, in practice, the kernel's out-of-memory killer
-WORKER_KILLED = re.compile(r"dataloader worker \(pids?\(?s?\)? [\d, ]+\) (exited unexpectedly|is killed by signal: "
+WORKER_KILLED = re.compile(r"dataloader worker \(pid(\(s\))? [\d, ]+\) (exited unexpectedly|is killed by signal: "
                            r"killed)|terminated with signal sigkill")
 
 
