@@ -7,7 +7,7 @@ training with AMP (3 epochs), fine-tuning from that result, infer with ``half`` 
 the nvJPEG stream hazard (with a positive control), each mining algorithm with ``half: true``, mining + infer
 together, sliced mining + infer on real-sized JPEGs (``slice_size: 640``), two candidate shards (the
 spawned-worker path; on GPUs 0 and 1 with GPU 0's memory checked when there are two), training and mining +
-infer under Docker's default 64 MB /dev/shm (fewer loader workers, said in the log; needs root), a first-epoch NaN
+infer under Docker's default 64 MB /dev/shm (fewer training workers, images by pipe; needs root), a first-epoch NaN
 (pretrained weights holding NaN) and a forced out-of-memory (yolo11x at 4096 px, the largest batch): each
 of the last two must end with its own error code.
 
@@ -189,8 +189,8 @@ class Check:
 
     def small_shm(self) -> str:
         """Training (Ultralytics' loaders start workers on a GPU, not on the CPU) and mining + infer under Docker's
-        default /dev/shm of 64 MB: each completes with the workers that fit and says so; before, a lost batch
-        left the task waiting forever."""
+        default /dev/shm of 64 MB: training completes with the workers that fit, mining + infer with its workers
+        handing images over by pipe, each saying so; before, a lost batch left the task waiting forever."""
         if os.geteuid() != 0 or subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode:
             return "skipped: a mount namespace needs root and unshare -m"
         found = []
@@ -200,12 +200,13 @@ class Check:
             log = self.ok(name, tasks, config, shm="64m")
             if tasks == ["training"]:
                 check_result_yaml(str(self.root / "out" / "models" / "result.yaml"), legacy=False)
-            capped = re.search(r"/dev/shm has \d+ MB free, too little for \d+ [\w-]+ workers[^:]*: using \d+", log)
-            if not capped and not self.gpu and tasks == ["training"]:
+            said = re.search(r"/dev/shm has \d+ MB free, too little for (\d+ data-loading workers[^:]*: using \d+|"
+                             r"\d+ decoding workers' batches[^:]*: they hand their images over by pipe)", log)
+            if not said and not self.gpu and tasks == ["training"]:
                 found.append("training: no loader workers on the CPU")
                 continue
-            assert capped, "the log does not say that fewer workers fit in /dev/shm"
-            found.append(f"{tasks[0]}: {capped.group(0).split('too little for ')[1]}")
+            assert said, "the log does not say what /dev/shm holds too little for"
+            found.append(f"{tasks[0]}: {said.group(1)}")
         check_mining_tsv(str(self.root / "out" / "result.tsv"), self.candidates)
         check_infer_json(str(self.root / "out" / "infer-result.json"), self.candidates, sample.CLASS_NAMES, legacy=False)
         return "; ".join(found)

@@ -52,7 +52,7 @@ def test_workers_are_as_many_as_fit_in_shared_memory(caplog):
     assert fit(4, 10 * mb, 20 * mb, free=16 << 30) == 4  # YMIR's 16 GB: all of them, nothing said
     assert not caplog.records
     assert fit(4, 10 * mb, 20 * mb, free=60 * mb) == 2  # 0.75 x 60 = 45 MB: 20 for the main process, 2 x 10
-    assert "too little for 4 decoding workers" in caplog.text and "shm_size" in caplog.text
+    assert "too little for 4 data-loading workers" in caplog.text and "shm_size" in caplog.text
     assert fit(4, 10 * mb, 20 * mb, free=60 * mb, processes=2) == 0  # two shards: 22.5 MB each
     assert fit(4, 10 * mb, 20 * mb, free=mb) == 0
     assert fit(0, 10 * mb, 20 * mb, free=mb) == 0 and fit(4, 0, 0, free=0) == 4  # nothing to fit: as asked

@@ -140,3 +140,52 @@ def test_sliced_progress_follows_images_not_tiles(trained, sample_root, tmp_path
     reports = []
     scan.worker(0, job, [paths], ["cpu"], reports.append)
     assert reports == sorted(reports) and reports[-1] == len(paths)
+
+
+@pytest.mark.parametrize("mode", ["plain", "gpu_decode", "sliced"])
+def test_inputs_handed_over_by_pipe_are_those_handed_over_in_shared_memory(trained, tmp_path, mode):
+    """With too little /dev/shm the decoding workers hand their inputs over as numpy arrays through their pipes
+    (``engine.shared_memory_handover``): the engine must see exactly the inputs it sees through shared memory,
+    JPEG bytes for the device decoder and tiles included."""
+    import numpy as np
+    from executor.engine import Engine
+    from PIL import Image
+
+    rng = np.random.default_rng(5)
+    paths = []
+    for k, (w, h) in enumerate([(300, 200), (200, 300), (130, 90), (300, 200), (420, 260)]):
+        path = tmp_path / f"{k}.{'png' if k == 2 else 'jpg'}"
+        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(path)
+        paths.append(str(path))
+    (tmp_path / "bad.jpg").write_bytes(b"not an image")
+    paths.append(str(tmp_path / "bad.jpg"))
+    chosen = weights.choose(model_files(trained), str(tmp_path), "test")
+    engine = Engine(chosen, "cpu", 64, False, ["circle", "square"], decode_on_device=mode == "gpu_decode",
+                    slices=SliceSettings(100, 0.2, True) if mode == "sliced" else None)
+
+    def inputs(by_pipe: bool) -> tuple[dict, list]:
+        found, unreadable = {}, []
+        for images, metas, bad in engine.batches(paths, 3, 2, by_pipe):
+            unreadable += [m.path for m in bad]
+            for image, meta in zip(images if images is not None else [], metas, strict=True):
+                found[meta.path, meta.part] = (image, dataclasses.astuple(meta))
+        return found, unreadable
+
+    (shared, shared_bad), (piped, piped_bad) = inputs(False), inputs(True)
+    assert shared_bad == piped_bad == [paths[-1]]
+    assert set(shared) == set(piped) and len(shared) >= len(paths) - 1
+    for key, (image, meta) in shared.items():
+        assert torch.equal(image, piped[key][0]) and meta == piped[key][1], key
+
+
+def test_the_handover_goes_by_pipe_only_when_shared_memory_is_short(monkeypatch, caplog):
+    from executor import engine, runtime
+
+    monkeypatch.setattr(runtime, "shared_memory_free", lambda: 16 << 30)
+    assert not engine.shared_memory_handover(16, 16, 640) and not caplog.records  # 16 workers: 0.75 GB of 12
+    monkeypatch.setattr(runtime, "shared_memory_free", lambda: 64 << 20)  # Docker's default
+    assert engine.shared_memory_handover(1, 16, 640)  # one worker and the main process's queues: 157 MB
+    assert "hand their images over by pipe" in caplog.text and "--shm-size" in caplog.text
+    assert not engine.shared_memory_handover(1, 1, 320)  # 1 input of 0.3 MB a batch: 2.4 MB
+    monkeypatch.setattr(runtime, "shared_memory_free", lambda: 1 << 30)  # --shm-size 1g for 8 GPUs: 96 MB each
+    assert engine.shared_memory_handover(1, 16, 640) is False and engine.shared_memory_handover(8, 16, 640, processes=8)

@@ -15,6 +15,7 @@ Devices: the engine's outputs (``Batch`` and mining detections) stay on its devi
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import platform
@@ -180,38 +181,68 @@ def collate(items: list[tuple[torch.Tensor | None, Meta]]) -> tuple[list[tuple[t
     return [(torch.stack([t for t, _ in group]), [m for _, m in group]) for group in groups.values()], bad
 
 
-def loaded(items: list[list[tuple[torch.Tensor | None, Meta]]]) -> tuple[list[tuple[torch.Tensor, Meta]], list[Meta]]:
+def loaded(items: list[list[tuple[torch.Tensor | None, Meta]]], by_pipe: bool = False
+           ) -> tuple[list[tuple[torch.Tensor, Meta]], list[Meta]]:
     """A DataLoader ``collate_fn``: the readable inputs (unstacked; several per image with slicing) and the
     unreadable images' metadata. In a worker, the inputs are put into shared memory here, as the DataLoader's
     own collate does: when /dev/shm is full, that fails in the worker, which the DataLoader reports to the main
     process. Left to the worker's queue thread, the failure only printed a traceback and lost the batch, and
-    the main process waited for it forever (the task stayed at 0 %; YMIR has no timeout)."""
+    the main process waited for it forever (the task stayed at 0 %; YMIR has no timeout). ``by_pipe``: the
+    inputs travel as numpy arrays instead, copied through the worker's pipe, with no shared memory at all
+    (``shared_memory_handover``; ``Engine.batches`` turns them back into tensors)."""
     flat = [item for inputs in items for item in inputs]
     readable = [(t, m) for t, m in flat if t is not None]
-    if torch.utils.data.get_worker_info() is not None:
+    if by_pipe:
+        readable = [(by_value(t), m) for t, m in readable]
+    elif torch.utils.data.get_worker_info() is not None:
         for tensor, _ in readable:
             (tensor.data if isinstance(tensor, decode.Encoded) else tensor).share_memory_()
     return readable, [m for t, m in flat if t is None]
 
 
-def loaded_chunk(chunk: list[tuple[torch.Tensor | None, Meta]]) -> tuple[list[tuple[torch.Tensor, Meta]], list[Meta]]:
+def loaded_chunk(chunk: list[tuple[torch.Tensor | None, Meta]], by_pipe: bool = False
+                 ) -> tuple[list[tuple[torch.Tensor, Meta]], list[Meta]]:
     """``loaded`` for one chunk of ``CandidateTiles`` (a DataLoader without batching passes items one by one)."""
-    return loaded([chunk])
+    return loaded([chunk], by_pipe)
+
+
+def by_value(item: torch.Tensor | decode.Encoded) -> np.ndarray | decode.Encoded:
+    """An input as a numpy array (pickled by value; torch tensors are pickled into shared memory)."""
+    if isinstance(item, decode.Encoded):
+        return decode.Encoded(item.data.numpy(), item.orientation)
+    return item.numpy()
+
+
+def from_value(item: np.ndarray | decode.Encoded) -> torch.Tensor | decode.Encoded:
+    """``by_value`` undone, without a copy."""
+    if isinstance(item, decode.Encoded):
+        return decode.Encoded(torch.from_numpy(item.data), item.orientation)
+    return torch.from_numpy(item)
 
 
 HOLD_PASSES = 4  # images waiting in the per-shape queues, in passes: beyond it the fullest queue goes early
 PREFETCH = 2  # loaded batches each decoding worker prepares ahead (the DataLoader's default)
 
 
-def shared_memory_workers(workers: int, batch_size: int, img_size: int, processes: int = 1) -> int:
-    """How many of ``workers`` decoding workers per loader fit in shared memory (``runtime.workers_in_shared_memory``),
-    with ``processes`` loaders (scan shards) at once. A loaded batch is at most ``batch_size`` inputs of
-    img_size x img_size x 3 bytes (a letterboxed input fits the square; with slicing a chunk is at most one
-    pass); a worker holds ``PREFETCH`` of them, the main process its queues and the batch it is taking in.
-    With ``gpu_decode`` the workers hand over JPEG files instead, which a 12 MP photo can make larger: if they
-    do not fit, the worker's error says so."""
+def shared_memory_handover(workers: int, batch_size: int, img_size: int, processes: int = 1) -> bool:
+    """Whether the decoding workers must hand their inputs over by pipe: when shared memory cannot hold what
+    ``workers`` workers per loader and ``processes`` loaders (scan shards) at once may put there. A loaded batch
+    is at most ``batch_size`` inputs of img_size x img_size x 3 bytes (a letterboxed input fits the square; with
+    slicing a chunk is at most one pass); a worker holds ``PREFETCH`` of them, the main process its queues and
+    the batch it is taking in. By pipe, the main process copies each input once more (about a millisecond per
+    640 px input), but every worker still decodes: far faster than decoding in the main process. With
+    ``gpu_decode`` the workers hand over JPEG files, which a 12 MP photo can make larger than the bound: if
+    they do not fit after all, the worker's error says so."""
     batch = batch_size * 3 * img_size * img_size
-    return runtime.workers_in_shared_memory(workers, PREFETCH * batch, (HOLD_PASSES + 2) * batch, processes)
+    fit = runtime.shared_memory_fit(workers, PREFETCH * batch, (HOLD_PASSES + 2) * batch, processes)
+    if fit >= workers:
+        return False
+    LOG.warning("%s has %d MB free%s, too little for %d decoding workers' batches (about %d MB): they hand their "
+                "images over by pipe, which costs the main process a copy of each; give the container more shared "
+                "memory (YMIR: shm_size in the task's config; docker run: --shm-size 8g)", runtime.SHARED_MEMORY,
+                (runtime.shared_memory_free() or 0) >> 20, f" for {processes} processes" if processes > 1 else "",
+                workers, ((PREFETCH * workers + HOLD_PASSES + 2) * batch) >> 20)
+    return True
 
 
 def channels_last_helps(device: torch.device) -> bool:
@@ -317,24 +348,29 @@ class Engine:
         self.class_stats = stats if stats is not None and stats.names == model_names else None  # model class order
         LOG.info("model %s on %s (%s)", weights_path.name, self.device, "float16" if self.half else "float32")
 
-    def batches(self, paths: Sequence[str], batch_size: int, workers: int) -> Iterator[tuple[torch.Tensor | None, list[Meta], list[Meta]]]:
+    def batches(self, paths: Sequence[str], batch_size: int, workers: int, by_pipe: bool = False
+                ) -> Iterator[tuple[torch.Tensor | None, list[Meta], list[Meta]]]:
         """``(images, metas, unreadable)`` per forward pass. Decoded images wait in one queue per letterboxed
         shape and run when their queue holds ``batch_size`` images, so every pass is full but the last of each
         shape, and no image is padded to a batch-mate's shape (see ``collate``). At most ``HOLD_PASSES x
         batch_size`` images wait in all (then the fullest queue runs early), which bounds memory however many
         shapes the candidates have. Passes leave in shape order, not candidate order: ``Meta.index`` says where
-        each image belongs. Unreadable images come as soon as they are found, as metadata (images None)."""
+        each image belongs. Unreadable images come as soon as they are found, as metadata (images None).
+        ``by_pipe``: the workers hand their inputs over without shared memory (``shared_memory_handover``)."""
         if self.slices is None:
             loader = torch.utils.data.DataLoader(
                 CandidateImages(paths, self.img_size, encoded=self.decode_on_device), batch_size=batch_size,
-                shuffle=False, num_workers=workers, collate_fn=loaded, persistent_workers=False,
-                prefetch_factor=PREFETCH if workers else None)
+                shuffle=False, num_workers=workers, collate_fn=functools.partial(loaded, by_pipe=by_pipe),
+                persistent_workers=False, prefetch_factor=PREFETCH if workers else None)
         else:  # a candidate's tiles come in chunks of one pass at most (see CandidateTiles)
             loader = torch.utils.data.DataLoader(
                 CandidateTiles(paths, self.img_size, self.slices, batch_size), batch_size=None, num_workers=workers,
-                collate_fn=loaded_chunk, persistent_workers=False, prefetch_factor=PREFETCH if workers else None)
+                collate_fn=functools.partial(loaded_chunk, by_pipe=by_pipe), persistent_workers=False,
+                prefetch_factor=PREFETCH if workers else None)
         queues: dict[tuple[int, ...], list[tuple[torch.Tensor, Meta]]] = {}
         for items, bad in loader:
+            if by_pipe:
+                items = [(from_value(item), meta) for item, meta in items]
             if self.decode_on_device:
                 items, refused = self._decode_on_device(items)
                 bad = bad + refused

@@ -164,18 +164,24 @@ def shared_memory_free() -> int | None:
     return stat.f_bavail * stat.f_frsize
 
 
+def shared_memory_fit(workers: int, per_worker: int, fixed: int, processes: int = 1, free: int | None = None) -> int:
+    """How many of ``workers`` fit (``workers_in_shared_memory``), said nowhere."""
+    free = shared_memory_free() if free is None else free
+    if workers <= 0 or per_worker <= 0 or free is None:
+        return workers
+    budget = SHARED_MEMORY_SHARE * free / max(1, processes)
+    return min(workers, max(0, int((budget - fixed) // per_worker)))
+
+
 def workers_in_shared_memory(workers: int, per_worker: int, fixed: int, processes: int = 1,
-                             free: int | None = None, what: str = "decoding") -> int:
+                             free: int | None = None, what: str = "data-loading") -> int:
     """At most ``workers`` DataLoader workers, as many as fit in shared memory: each holds up to ``per_worker``
     bytes of tensors there, the main process up to ``fixed``, and ``processes`` such loaders share it. Why: a
     worker whose batch finds /dev/shm full loses it, and the main process waits for it forever (YMIR has no
     timeout); with no workers, nothing goes through shared memory. Fewer workers are slower, so the log says
     how to give the container more. ``free`` defaults to ``shared_memory_free()``."""
     free = shared_memory_free() if free is None else free
-    if workers <= 0 or per_worker <= 0 or free is None:
-        return workers
-    budget = SHARED_MEMORY_SHARE * free / max(1, processes)
-    fit = max(0, int((budget - fixed) // per_worker))
+    fit = shared_memory_fit(workers, per_worker, fixed, processes, free)
     if fit >= workers:
         return workers
     mb = 1 << 20

@@ -25,7 +25,7 @@ import torch
 from easydict import EasyDict
 
 from executor import slicing, weights
-from executor.engine import Engine, EngineSettings, InferSettings, Meta, OnHost, shared_memory_workers, why_unreadable
+from executor.engine import Engine, EngineSettings, InferSettings, Meta, OnHost, shared_memory_handover, why_unreadable
 from executor.mining import MinerContext, algorithms
 from executor.mining.base import per_image_scores, to_list
 from executor.protocol import (
@@ -80,6 +80,7 @@ class ScanJob:
     infer: InferSettings | None
     mining: MiningSettings | None
     shard_dir: str
+    by_pipe: bool = False  # decoded inputs handed over without shared memory (``engine.shared_memory_handover``)
 
 
 @dataclass
@@ -175,7 +176,7 @@ def worker(rank: int, job: ScanJob, shards: list[list[str]], devices: list[str],
             return found_in_pass
 
         try:
-            for images, metas, bad in engine.batches(paths, job.engine.batch_size, job.engine.workers):
+            for images, metas, bad in engine.batches(paths, job.engine.batch_size, job.engine.workers, job.by_pipe):
                 if images is not None:
                     batch = engine.forward(engine.prepare(images), metas)  # queued on a GPU: the host goes on
                     if waiting is not None:  # the previous pass's results, written while this one computes
@@ -268,9 +269,9 @@ def run(job: ScanJob, paths: list[str], devices: list[str], monitor: Monitor, in
     shard_dir.mkdir(parents=True)
     shards = split(paths, len(devices))
     settings = job.engine
-    workers = shared_memory_workers(decode_workers(settings.workers, len(devices)), settings.batch_size,
-                                    settings.img_size, processes=len(devices))
-    job = dataclasses.replace(job, engine=dataclasses.replace(settings, workers=workers))
+    workers = decode_workers(settings.workers, len(devices))
+    by_pipe = shared_memory_handover(workers, settings.batch_size, settings.img_size, processes=len(devices))
+    job = dataclasses.replace(job, engine=dataclasses.replace(settings, workers=workers), by_pipe=by_pipe)
     try:
         if len(devices) == 1:
             worker(0, job, shards, devices, lambda done: monitor.progress(done / len(paths)))

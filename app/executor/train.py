@@ -211,7 +211,7 @@ def loader_workers(settings: TrainSettings, gpus: int) -> int:
     if settings.slices.on:
         per_worker, fixed = per_worker + engine.PREFETCH, fixed + engine.HOLD_PASSES + 2
     return runtime.workers_in_shared_memory(settings.num_workers_per_gpu, per_worker * batch, fixed * batch,
-                                            processes=max(gpus, 1), what="data-loading")
+                                            processes=max(gpus, 1))
 
 
 def train_model(model: Any, settings: TrainSettings, data_yaml: str, device: str, gpus: int, out_root: Path) -> None:
