@@ -48,6 +48,7 @@ from contract import (  # noqa: E402
     check_result_yaml,
 )
 from executor import sample  # noqa: E402
+from small_shm import under_small_shm  # noqa: E402
 
 ALGORITHMS = ("random", "entropy", "aldd", "cald", "diversity", "ppal")
 STEPS = ("training", "fine-tune", "infer", "infer", "gpu-decode", "decode-hazard", *["mining"] * len(ALGORITHMS),
@@ -79,8 +80,7 @@ class Check:
         with open(logs / f"{name}.log", "w") as fp:  # streamed: a run cut short still leaves its log
             command = [sys.executable, str(ROOT / "app" / "start.py")]
             if shm:
-                command = ["unshare", "-m", "sh", "-c", f'mount -t tmpfs -o size={shm} tmpfs /dev/shm && exec "$@"',
-                           "sh", *command]
+                command = under_small_shm(command, shm)
             proc = subprocess.run(command, stdout=fp, stderr=subprocess.STDOUT,
                                   env={**os.environ, "DEFAULT_ENV_FILE_PATH": str(env_path)}, timeout=600)
         return proc.returncode, ANSI.sub("", (logs / f"{name}.log").read_text(errors="replace"))

@@ -16,6 +16,7 @@ import pytest
 from conftest import ROOT, TINY_INFER, TINY_TRAINING, model_files, run_task, sample, stage_recorder
 from contract import check_infer_json, check_mining_tsv, check_monitor_error, check_result_yaml
 from executor import callbacks
+from small_shm import under_small_shm
 
 
 def last_line(log: str) -> str:
@@ -228,13 +229,8 @@ def test_out_nearly_full_fails_with_a_message(trained, tmp_path):
         subprocess.run(["umount", str(out)], check=False)
 
 
-def small_shm(command: list[str], size: str = "1m") -> list[str]:
-    """``command`` in a mount namespace whose /dev/shm is a tmpfs of ``size`` (Docker's default is 64 MB)."""
-    return ["unshare", "-m", "sh", "-c", f'mount -t tmpfs -o size={size} tmpfs /dev/shm && exec "$@"', "sh", *command]
-
-
 def _small_shm_possible() -> bool:
-    return os.geteuid() == 0 and _can(small_shm(["true"]))
+    return os.geteuid() == 0 and _can(under_small_shm(["true"]))
 
 
 @pytest.mark.skipif(not _small_shm_possible(), reason="needs root and unshare -m")
@@ -251,7 +247,7 @@ def test_a_small_shared_memory_slows_loading_down_instead_of_hanging(trained, sa
     env_path = sample.write_task(sample_root, tasks, config)
     shutil.rmtree(sample_root / "out", ignore_errors=True)
     (sample_root / "out").mkdir()
-    proc = subprocess.run(small_shm([sys.executable, str(ROOT / "app" / "start.py")]), capture_output=True, text=True,
+    proc = subprocess.run(under_small_shm([sys.executable, str(ROOT / "app" / "start.py")]), capture_output=True, text=True,
                           env={**os.environ, "DEFAULT_ENV_FILE_PATH": str(env_path)}, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:]
     said = (r"too little for 2 decoding workers' batches \(about \d+ MB\): they hand their images over by pipe"
@@ -278,7 +274,7 @@ def test_a_worker_that_finds_shared_memory_full_fails_the_loader_at_once(sample_
             "loader = torch.utils.data.DataLoader(engine.CandidateImages(paths, 640), batch_size=4, num_workers=1,\n"
             "                                     collate_fn=engine.loaded)\n"
             "try:\n    list(loader)\nexcept RuntimeError as exc:\n    print('raised', *classify_exception(exc))\n")
-    proc = subprocess.run(small_shm([sys.executable, "-c", code]), capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(under_small_shm([sys.executable, "-c", code]), capture_output=True, text=True, timeout=120)
     assert "raised 300103 the container's shared memory (/dev/shm) is full" in proc.stdout, proc.stderr[-2000:]
 
 
