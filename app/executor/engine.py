@@ -224,24 +224,30 @@ HOLD_PASSES = 4  # images waiting in the per-shape queues, in passes: beyond it 
 PREFETCH = 2  # loaded batches each decoding worker prepares ahead (the DataLoader's default)
 
 
+def loader_shared_memory(batch_size: int, img_size: int) -> tuple[int, int]:
+    """Bytes of shared memory a loader of ``Engine.batches`` may hold: per decoding worker, and in the main
+    process. A loaded batch is at most ``batch_size`` inputs of img_size x img_size x 3 bytes (a letterboxed
+    input fits the square; with slicing a chunk is at most one pass); a worker holds ``PREFETCH`` of them, the
+    main process its queues and the batch it is taking in."""
+    batch = batch_size * 3 * img_size * img_size
+    return PREFETCH * batch, (HOLD_PASSES + 2) * batch
+
+
 def shared_memory_handover(workers: int, batch_size: int, img_size: int, processes: int = 1) -> bool:
     """Whether the decoding workers must hand their inputs over by pipe: when shared memory cannot hold what
-    ``workers`` workers per loader and ``processes`` loaders (scan shards) at once may put there. A loaded batch
-    is at most ``batch_size`` inputs of img_size x img_size x 3 bytes (a letterboxed input fits the square; with
-    slicing a chunk is at most one pass); a worker holds ``PREFETCH`` of them, the main process its queues and
-    the batch it is taking in. By pipe, the main process copies each input once more (about a millisecond per
+    ``workers`` workers per loader and ``processes`` loaders (scan shards) at once may put there
+    (``loader_shared_memory``). By pipe, the main process copies each input once more (about a millisecond per
     640 px input), but every worker still decodes: far faster than decoding in the main process. With
     ``gpu_decode`` the workers hand over JPEG files, which a 12 MP photo can make larger than the bound: if
     they do not fit after all, the worker's error says so."""
-    batch = batch_size * 3 * img_size * img_size
-    fit = runtime.shared_memory_fit(workers, PREFETCH * batch, (HOLD_PASSES + 2) * batch, processes)
-    if fit >= workers:
+    per_worker, fixed = loader_shared_memory(batch_size, img_size)
+    free = runtime.shared_memory_free()
+    if runtime.shared_memory_fit(workers, per_worker, fixed, processes, free) >= workers:
         return False
     LOG.warning("%s has %d MB free%s, too little for %d decoding workers' batches (about %d MB): they hand their "
-                "images over by pipe, which costs the main process a copy of each; give the container more shared "
-                "memory (YMIR: shm_size in the task's config; docker run: --shm-size 8g)", runtime.SHARED_MEMORY,
-                (runtime.shared_memory_free() or 0) >> 20, f" for {processes} processes" if processes > 1 else "",
-                workers, ((PREFETCH * workers + HOLD_PASSES + 2) * batch) >> 20)
+                "images over by pipe, which costs the main process a copy of each; %s", runtime.SHARED_MEMORY,
+                (free or 0) >> 20, f" for {processes} processes" if processes > 1 else "", workers,
+                (workers * per_worker + fixed) >> 20, runtime.SHARED_MEMORY_ADVICE)
     return True
 
 

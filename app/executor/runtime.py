@@ -152,6 +152,7 @@ def usable_cpus() -> int:
 
 SHARED_MEMORY = "/dev/shm"  # where DataLoader workers put the tensors they hand to the main process
 SHARED_MEMORY_SHARE = 0.75  # of its free space at the start that the loaders may plan to use
+SHARED_MEMORY_ADVICE = "give the container more shared memory (YMIR: shm_size in the task's config; docker run: --shm-size 8g)"
 
 
 def shared_memory_free() -> int | None:
@@ -165,7 +166,7 @@ def shared_memory_free() -> int | None:
 
 
 def shared_memory_fit(workers: int, per_worker: int, fixed: int, processes: int = 1, free: int | None = None) -> int:
-    """How many of ``workers`` fit (``workers_in_shared_memory``), said nowhere."""
+    """How many of ``workers`` fit (``workers_in_shared_memory``), without a word in the log."""
     free = shared_memory_free() if free is None else free
     if workers <= 0 or per_worker <= 0 or free is None:
         return workers
@@ -174,7 +175,7 @@ def shared_memory_fit(workers: int, per_worker: int, fixed: int, processes: int 
 
 
 def workers_in_shared_memory(workers: int, per_worker: int, fixed: int, processes: int = 1,
-                             free: int | None = None, what: str = "data-loading") -> int:
+                             free: int | None = None) -> int:
     """At most ``workers`` DataLoader workers, as many as fit in shared memory: each holds up to ``per_worker``
     bytes of tensors there, the main process up to ``fixed``, and ``processes`` such loaders share it. Why: a
     worker whose batch finds /dev/shm full loses it, and the main process waits for it forever (YMIR has no
@@ -185,11 +186,10 @@ def workers_in_shared_memory(workers: int, per_worker: int, fixed: int, processe
     if fit >= workers:
         return workers
     mb = 1 << 20
-    LOG.warning("%s has %d MB free%s, too little for %d %s workers (up to %d MB each, %d MB for the main process): "
-                "using %d, which is slower; give the container more shared memory (YMIR: shm_size in the task's "
-                "config; docker run: --shm-size 8g)", SHARED_MEMORY, free // mb,
-                f" for {processes} processes" if processes > 1 else "", workers, what, -(-per_worker // mb),
-                -(-fixed // mb), fit)
+    LOG.warning("%s has %d MB free%s, too little for %d data-loading workers (up to %d MB each, %d MB for the main "
+                "process): using %d, which is slower; %s", SHARED_MEMORY, free // mb,
+                f" for {processes} processes" if processes > 1 else "", workers, -(-per_worker // mb),
+                -(-fixed // mb), fit, SHARED_MEMORY_ADVICE)
     return fit
 
 

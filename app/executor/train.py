@@ -207,11 +207,11 @@ def loader_workers(settings: TrainSettings, gpus: int) -> int:
     slicing, the stage evaluation's (``evaluate``), each GPU's loaders at once. An input is at most
     img_size x img_size x 3 bytes (Ultralytics' mosaic and letterbox make squares or less)."""
     batch = settings.batch_size_per_gpu * 3 * settings.img_size ** 2
-    per_worker, fixed = ultra.TRAINING_LOADER_BATCHES if gpus else (0, 0)
+    per_worker, fixed = (n * batch for n in ultra.TRAINING_LOADER_BATCHES) if gpus else (0, 0)
     if settings.slices.on:
-        per_worker, fixed = per_worker + engine.PREFETCH, fixed + engine.HOLD_PASSES + 2
-    return runtime.workers_in_shared_memory(settings.num_workers_per_gpu, per_worker * batch, fixed * batch,
-                                            processes=max(gpus, 1))
+        evaluation = engine.loader_shared_memory(settings.batch_size_per_gpu, settings.img_size)
+        per_worker, fixed = per_worker + evaluation[0], fixed + evaluation[1]
+    return runtime.workers_in_shared_memory(settings.num_workers_per_gpu, per_worker, fixed, processes=max(gpus, 1))
 
 
 def train_model(model: Any, settings: TrainSettings, data_yaml: str, device: str, gpus: int, out_root: Path) -> None:
