@@ -75,3 +75,19 @@ def test_training_counts_ultralytics_loaders_on_a_gpu_and_the_sliced_evaluation_
     assert loader_workers(template, gpus=1) == template.num_workers_per_gpu
     monkeypatch.setattr(runtime, "shared_memory_free", lambda: 2 << 30)  # --shm-size 2g, for 8 GPUs
     assert loader_workers(settings(batch_size_per_gpu=4), gpus=8) == 3  # 192 MB each: (192 - 14.7) / 59 MB
+
+
+def test_the_sliced_stage_evaluation_decodes_with_no_more_workers_than_cpus(monkeypatch, tmp_path):
+    """Training's whole-image stage mAP (slicing) decodes in as many workers as the scan would: the usable CPUs
+    cap ``num_workers_per_gpu`` (4 by default; 2 usable CPUs here)."""
+    import json
+
+    from executor import dataset, protocol
+    from executor.train import TrainSettings, stage_map
+
+    no_cgroup(monkeypatch, tmp_path)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    (tmp_path / dataset.VAL_TRUTH).write_text(json.dumps([]))
+    settings = TrainSettings.read(protocol.Params(protocol.load_template("training"), {"slice_size": 640}))
+    assert settings.num_workers_per_gpu == 4
+    assert stage_map(settings, ["a"], "cpu", tmp_path).keywords["workers"] == 2

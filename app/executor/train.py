@@ -196,9 +196,10 @@ def stage_map(settings: TrainSettings, names: list[str], device: str, dataset_ro
     truth = json.loads((dataset_root / dataset.VAL_TRUTH).read_text())  # [image path, [[class, x1, y1, x2, y2]]]
     slices = slicing.SliceSettings(settings.slices.size, settings.slices.overlap,
                                    bool(load_template("infer")["slice_whole_image"]))
+    # decoding workers as the scan caps them (the usable CPUs), as Ultralytics caps its own loaders' workers
     return functools.partial(evaluate.sliced_map50, images=truth, names=names, img_size=settings.img_size,
                              slices=slices, device=device.split(",")[0], batch_size=settings.batch_size_per_gpu,
-                             workers=settings.num_workers_per_gpu)
+                             workers=runtime.decode_workers(settings.num_workers_per_gpu, 1))
 
 
 def loader_workers(settings: TrainSettings, gpus: int) -> int:
