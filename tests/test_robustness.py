@@ -35,11 +35,14 @@ def test_no_writable_home_and_unknown_keys(trained, sample_root, tmp_path):
     home.mkdir(mode=0o500)
     env_path = sample.write_task(sample_root, ["infer"], {**TINY_INFER, "model_params_path": model_files(trained),
                                                          "some_old_key": 3})
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("YOLO_", "MPLCONFIGDIR", "XDG_", "TORCH_HOME"))}
-    env.update({"HOME": "/nonexistent", "DEFAULT_ENV_FILE_PATH": str(env_path)})
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("YOLO_", "MPLCONFIGDIR", "XDG_", "TORCH", "TRITON_"))}
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    env.update({"HOME": "/nonexistent", "DEFAULT_ENV_FILE_PATH": str(env_path), "TMPDIR": str(temp)})
     proc = subprocess.run([sys.executable, str(ROOT / "app" / "start.py")], env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-2000:]
     assert "config keys not used by this image (ignored): some_old_key" in proc.stdout
+    assert not list(temp.iterdir()), "the settings and caches folder in the temp dir outlived the run"
 
 
 def test_empty_candidate_index(trained, tmp_path):

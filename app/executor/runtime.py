@@ -6,6 +6,7 @@ read these variables at import time.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import shutil
@@ -38,8 +39,13 @@ def setup(cache_root: str | None = None) -> Path:
 
     ``cache_root`` defaults to a fresh temp dir: caches never go under /in, and
     with no writable $HOME (the platform runs ``--user uid:gid``) a temp dir works.
+    That temp dir is removed when the process exits (the fonts copied there are
+    1.5 MB, and a developer's machine runs the image's code many times).
     """
-    root = Path(cache_root or tempfile.mkdtemp(prefix="ymir-executor-"))
+    if cache_root is None:
+        cache_root = tempfile.mkdtemp(prefix="ymir-executor-")
+        atexit.register(shutil.rmtree, cache_root, ignore_errors=True)
+    root = Path(cache_root)
     root.mkdir(parents=True, exist_ok=True)
     for key, value in _OFFLINE_ENV.items():
         os.environ.setdefault(key, value)
@@ -50,6 +56,7 @@ def setup(cache_root: str | None = None) -> Path:
         "XDG_CACHE_HOME": root / "cache",
         "XDG_CONFIG_HOME": root / "config",
         "TRITON_CACHE_DIR": root / "triton",
+        "TORCHINDUCTOR_CACHE_DIR": root / "torchinductor",  # else $TMPDIR/torchinductor_<user>, left behind
     }
     for key, path in dirs.items():
         if not _writable(os.environ.get(key)):
