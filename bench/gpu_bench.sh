@@ -5,13 +5,7 @@
 # Candidates are real-sized JPEGs (1-12 MP, mixed aspect ratios; bench/photos.py) at 640 px, fp16.
 # Usage: bash bench/gpu_bench.sh DIR   (PYTHON=python3 by default: the machine's own torch)
 set -u
-DIR=${1:-gpu-results}
-PY=${PYTHON:-python3}
-mkdir -p "$DIR"
-export PYTHONUNBUFFERED=1
-keep() { grep --line-buffered -E '^(arm |machine|\|)' | tee "$DIR/$1.txt"; }
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$DIR/gpu.txt" 2>&1
-git rev-parse HEAD >> "$DIR/gpu.txt" 2>/dev/null
+source "$(dirname "$0")/gpu_common.sh"
 timeout 130 "$PY" bench/infer_throughput.py --device 0 --images 600 --repeats 1 2>&1 | keep infer-throughput
 timeout 110 "$PY" bench/mining_cost.py --device 0 --images 600 --repeats 1 2>&1 | keep mining-cost
 timeout 100 "$PY" bench/training_overhead.py --device 0 --epochs 3 --img-size 320 --repeats 2 2>&1 | keep training-overhead

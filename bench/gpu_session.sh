@@ -5,14 +5,9 @@
 # check training paths that ran on a GPU before; run them with `make gpu-check` when time allows.
 # Usage: bash bench/gpu_session.sh DIR   (PYTHON=python3 by default: the machine's own torch)
 set -u
-DIR=${1:-gpu-results}
-PY=${PYTHON:-python3}
-mkdir -p "$DIR"
-export PYTHONUNBUFFERED=1
-keep() { grep --line-buffered -E '^(arm |machine|\||PASS|FAIL|gpu-check)' | tee "$DIR/$1.txt"; }
-{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; git rev-parse HEAD; nproc; } > "$DIR/gpu.txt" 2>&1
+source "$(dirname "$0")/gpu_common.sh"
 timeout 120 "$PY" bench/infer_throughput.py --device 0 --images 600 --repeats 1 2>&1 | keep infer-throughput
-timeout 240 "$PY" tests/gpu_check.py --only infer,gpu-decode,decode-hazard,mining,mining-infer,sliced,two-shards,small-shm \
+timeout 220 "$PY" tests/gpu_check.py --only infer,gpu-decode,decode-hazard,mining,mining-infer,sliced,two-shards,small-shm \
     --keep "$DIR/gpu-check-logs" 2>&1 | keep gpu-check
-timeout 90 "$PY" bench/mining_cost.py --device 0 --images 400 --repeats 1 2>&1 | keep mining-cost
-timeout 90 "$PY" bench/training_overhead.py --device 0 --epochs 3 --img-size 320 --repeats 2 2>&1 | keep training-overhead
+timeout 80 "$PY" bench/mining_cost.py --device 0 --images 400 --repeats 1 2>&1 | keep mining-cost
+timeout 60 "$PY" bench/training_overhead.py --device 0 --epochs 3 --img-size 320 --repeats 2 2>&1 | keep training-overhead

@@ -10,8 +10,10 @@ F: the engine's input pipeline alone (``Engine.batches``: decoding, letterbox, p
    with one decoding worker: how fast one CPU core feeds the model, the figure that matters where the GPU
    waits on decoding; timed on the first ``FEED`` images and scaled to the run's count.
 
-Candidates: real-sized JPEGs (1-12 MP, mixed aspect ratios: ``photos``) unless ``--toy`` (the sample's
-small images, as the figures before the GPU issue were measured).
+Candidates: real-sized JPEGs (1-12 MP, mixed aspect ratios: ``photos``) carrying objects the model finds (3 to 10
+each) unless ``--toy`` (the sample's small images, as the figures before the GPU issue were measured). The
+model finds at least ``common.MIN_BOXES`` per candidate at conf 0.25, or the benchmark stops (the 1-epoch model
+of the earlier figures found none: they count no per-box cost; docs/benchmarks.md says which those are).
 
 Usage: python bench/infer_throughput.py [--quick] [--device cpu|0] [--toy]
 """
@@ -24,7 +26,7 @@ import time
 from pathlib import Path
 
 import photos
-from common import machine, run_tasks, sample, trained_model
+from common import machine, require_boxes, run_tasks, sample, trained_model
 
 FEED = 96  # images the input-pipeline arm (F) times; its seconds are scaled to the run's image count
 
@@ -47,10 +49,10 @@ def main() -> None:
     from ultralytics import YOLO
 
     with tempfile.TemporaryDirectory() as tmp:
-        root = sample.generate(Path(tmp), train=32, val=8, candidates=images)
-        model_path = trained_model(root, 128)
+        root = sample.generate(Path(tmp), train=0, val=0, candidates=images)
+        model_path = trained_model(args.device)
         if not args.toy:
-            photos.use_as_candidates(root, photos.make(Path(tmp) / "photos", images))
+            photos.use_as_candidates(root, photos.make(Path(tmp) / "photos", images, objects_at=img_size))
         paths = [p for p in (root / "in" / "candidate-index.tsv").read_text().splitlines() if p]
         gpu = "" if args.device == "cpu" else args.device
         config = {"img_size": img_size, "batch_size_per_gpu": args.batch, "num_workers_per_gpu": args.workers,
@@ -103,6 +105,9 @@ def main() -> None:
                 ("F input pipeline alone, 1 worker", feed)]
         if gpu:
             arms.insert(1, ("A' executor infer task, gpu_decode: true", ours_gpu_decode))
+        ours()  # warm-up, and the instrument's check: the model finds what users' models find, boxes
+        found = require_boxes(root / "out" / "infer-result.json")
+        print(f"boxes: {found:.2f} per candidate at conf 0.25", flush=True)
         results = {}
         for name, fn in arms:
             fn()  # warm-up: first model load, allocator, caches
@@ -110,7 +115,7 @@ def main() -> None:
             print(f"arm {name}: {results[name]:.2f} s for {images} images", flush=True)  # a run cut short keeps it
         print(f"\nmachine: {machine()}; {images} images {img_size} px, batch {args.batch}, workers {args.workers}, "
               f"device {args.device}, best of {args.repeats}; {'toy sample images' if args.toy else photos.describe(paths)}; "
-              f"ceiling: {len(batches)} passes")
+              f"ceiling: {len(batches)} passes; {found:.2f} boxes per candidate")
         print("| run | seconds | images/s | vs B | vs C |\n| --- | --- | --- | --- | --- |")
         base, top = results["B plain YOLO.predict loop"], results["C bare forward (ceiling)"]
         for name, seconds in results.items():

@@ -6,7 +6,7 @@ M: a 64 MB /dev/shm with ``num_workers_per_gpu: 0``: decoding in the main proces
    with too little shared memory before the pipe (the positive control: A must beat it, or workers buy
    nothing on this machine and the benchmark cannot show what the pipe keeps).
 Each arm runs ``app/start.py`` in a subprocess (the small /dev/shm is a tmpfs in a mount namespace: needs
-root), on real-sized JPEGs (``photos``) at the templates' 640 px (or ``--img-size``) and batch 16; best of
+root), on real-sized JPEGs carrying objects the model finds (``photos``) at the templates' 640 px (or ``--img-size``) and batch 16; best of
 ``--repeats``.
 
 Usage: python bench/shared_memory.py [--images 96] [--repeats 2] [--img-size 640] [--shm 64m]
@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import photos
-from common import ROOT, machine, sample, trained_model
+from common import ROOT, machine, require_boxes, sample, trained_model
 
 
 def timed(env_path: Path, shm: str | None, workers: int) -> float:
@@ -50,9 +50,9 @@ def main() -> None:
     if os.geteuid() != 0:
         sys.exit("needs root (a tmpfs /dev/shm in a mount namespace)")
     with tempfile.TemporaryDirectory() as tmp:
-        root = sample.generate(Path(tmp), train=32, val=8, candidates=4)
-        model = trained_model(root, 128)
-        photos.use_as_candidates(root, photos.make(Path(tmp) / "photos", args.images))
+        root = sample.generate(Path(tmp), train=0, val=0, candidates=4)
+        model = trained_model()
+        photos.use_as_candidates(root, photos.make(Path(tmp) / "photos", args.images, objects_at=args.img_size))
         base = {"img_size": args.img_size, "batch_size_per_gpu": 16, "conf_thres": 0.25, "gpu_id": "", "gpu_count": 0,
                 "model_params_path": [str(model)]}
         arms = [("A ample /dev/shm, workers -1", -1, None), (f"P {args.shm} /dev/shm, workers -1 (by pipe)", -1, args.shm),
@@ -62,10 +62,12 @@ def main() -> None:
             for name, workers, shm in arms:
                 env_path = sample.write_task(root, ["infer"], {**base, "num_workers_per_gpu": workers})
                 seconds = timed(env_path, shm, workers)
+                found = require_boxes(root / "out" / "infer-result.json")
                 if round_:
                     best[name] = min(best.get(name, seconds), seconds)
                     print(f"arm {name}: {seconds:.2f} s", flush=True)
-        print(f"machine: {machine()}; {args.images} real-sized JPEGs, {args.img_size} px, batch 16, best of {args.repeats}")
+        print(f"machine: {machine()}; {args.images} real-sized JPEGs, {args.img_size} px, batch 16, best of {args.repeats}; "
+              f"{found:.2f} boxes per candidate")
         print("| arm | seconds | vs M |")
         print("| --- | --- | --- |")
         for name, _, _ in arms:

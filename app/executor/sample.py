@@ -53,13 +53,16 @@ def draw_image(
             color = tuple(min(255, max(0, c + rng.randint(-45, 45))) for c in base)
         else:
             color = COLORS[rng.randrange(len(COLORS))]
-        outline = None if hard else (0, 0, 0)
-        if cls == 0:
-            draw.ellipse((x1, y1, x1 + w, y1 + h), fill=color, outline=outline)
-        else:
-            draw.rectangle((x1, y1, x1 + w, y1 + h), fill=color, outline=outline)
+        draw_shape(draw, cls, (x1, y1, x1 + w, y1 + h), color, None if hard else (0, 0, 0))
         boxes.append((cls, x1, y1, x1 + w, y1 + h))
     return im, boxes
+
+
+def draw_shape(draw: ImageDraw.ImageDraw, cls: int, xyxy: tuple[int, int, int, int], color: tuple[int, ...],
+               outline: tuple[int, ...] | None = (0, 0, 0), width: int = 1) -> None:
+    """One object of class ``cls`` (0: circle, 1: square) filling ``xyxy``."""
+    shape = draw.ellipse if cls == 0 else draw.rectangle
+    shape(xyxy, fill=color, outline=outline, width=width)
 
 
 def jitter(im: Image.Image, rng: random.Random) -> Image.Image:
