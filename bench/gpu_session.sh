@@ -9,5 +9,5 @@ source "$(dirname "$0")/gpu_common.sh"
 timeout 120 "$PY" bench/infer_throughput.py --device 0 --images 600 --repeats 1 2>&1 | keep infer-throughput
 timeout 220 "$PY" tests/gpu_check.py --only infer,gpu-decode,decode-hazard,mining,mining-infer,sliced,two-shards,small-shm \
     --keep "$DIR/gpu-check-logs" 2>&1 | keep gpu-check
-timeout 80 "$PY" bench/mining_cost.py --device 0 --images 400 --repeats 1 2>&1 | keep mining-cost
+timeout 80 "$PY" bench/mining_cost.py --device 0 --images 300 --repeats 1 2>&1 | keep mining-cost
 timeout 60 "$PY" bench/training_overhead.py --device 0 --epochs 3 --img-size 320 --repeats 2 2>&1 | keep training-overhead
