@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import platform
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -21,8 +25,6 @@ from executor.protocol import Monitor, get_merged_config  # noqa: E402
 
 
 def machine() -> str:
-    import os
-
     import torch
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
@@ -51,11 +53,6 @@ MIN_BOXES = 1.0  # per candidate at conf 0.25: below this a benchmark does not m
 
 def trained_model(device: str = "cpu") -> Path:
     """The benchmarks' model (``MODEL_RECIPE``), trained once on ``device`` and cached."""
-    import hashlib
-    import json
-    import os
-    import tempfile
-
     key = hashlib.sha1(json.dumps(MODEL_RECIPE, sort_keys=True).encode()).hexdigest()[:12]
     cache = Path(os.environ.get("BENCH_CACHE") or Path(tempfile.gettempdir()) / "ymir-bench-cache")
     model = cache / f"model-{key}.pt"
@@ -76,8 +73,6 @@ def trained_model(device: str = "cpu") -> Path:
 
 def boxes_per_candidate(infer_result: Path) -> float:
     """The mean number of boxes per candidate in an infer-result.json."""
-    import json
-
     detection = json.loads(infer_result.read_text())["detection"]
     return sum(len(entry["boxes"]) for entry in detection.values()) / max(1, len(detection))
 
