@@ -25,12 +25,14 @@ from pathlib import Path
 import photos
 from common import ROOT, machine, require_boxes, sample, trained_model
 
+sys.path.insert(0, str(ROOT / "tests"))
+from small_shm import under_small_shm  # noqa: E402  (the tests' own mount-namespace wrapper)
+
 
 def timed(env_path: Path, shm: str | None, workers: int) -> float:
     command = [sys.executable, str(ROOT / "app" / "start.py")]
     if shm:
-        command = ["unshare", "-m", "sh", "-c", f'mount -t tmpfs -o size={shm} tmpfs /dev/shm && exec "$@"', "sh",
-                   *command]
+        command = under_small_shm(command, shm)
     start = time.perf_counter()
     proc = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "DEFAULT_ENV_FILE_PATH": str(env_path)})
     seconds = time.perf_counter() - start
