@@ -1,10 +1,21 @@
-# Sourced by bench/gpu_session.sh and bench/gpu_bench.sh: the results folder, the card and the commit, and
-# the benchmarks' model trained first (bench/common.py; cached for the benchmarks after it), so that each
-# benchmark's time limit is spent on what it measures.
+# Sourced by the scripts of a device call (bench/gpu_session.sh, gpu_bench.sh, active_learning_gpu.sh): the
+# wheels the lent machine lacks (bench/gpu_wheels.sh), the results folder DIR, the card and the commit.
+# What comes back must be at most 8 files (the device tool returns no more): each step's lines that matter
+# in DIR/<step>.txt as they come, and every full log in $LOGS, packed into DIR/logs.tar.gz by `pack`.
 DIR=${1:-gpu-results}
 PY=${PYTHON:-python3}
+DEVICE=${DEVICE:-0}  # DEVICE=cpu rehearses the plumbing here (the steps run into their time limits)
+[ "$DEVICE" = cpu ] && ALLOW_CPU=--allow-cpu
 mkdir -p "$DIR"
+LOGS=$(mktemp -d)
 export PYTHONUNBUFFERED=1
-keep() { grep --line-buffered -E '^(arm |boxes|model|machine|\||PASS|FAIL|gpu-check)' | tee "$DIR/$1.txt"; }
-{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; git rev-parse HEAD; nproc; } > "$DIR/gpu.txt" 2>&1
-timeout 60 "$PY" bench/common.py --device 0 2>&1 | keep model
+WHEELS=${WHEELS:-.whl}
+if compgen -G "$WHEELS/*.whl" > /dev/null; then  # bench/gpu_wheels.sh, carried as ".whl"
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$LOGS/site" "$WHEELS"/*.whl \
+    || { echo "gpu-check: FAIL: the wheels in .whl did not install"; exit 1; }
+  export PYTHONPATH="$LOGS/site${PYTHONPATH:+:$PYTHONPATH}"
+fi
+pack() { tar -czf "$DIR/logs.partial" -C "$LOGS" --exclude ./site . && mv "$DIR/logs.partial" "$DIR/logs.tar.gz"; }
+keep() { tee "$LOGS/$1.log" | grep --line-buffered -E '^(arm |boxes|model|machine|\||PASS|FAIL|gpu-check)' | tee "$DIR/$1.txt"; pack; }
+{ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; git rev-parse HEAD; git status --short --untracked-files=no; nproc;
+  "$PY" -c 'import sys, torch, torchvision, ultralytics; print(sys.version.split()[0], torch.__version__, torchvision.__version__, ultralytics.__version__)'; } > "$DIR/gpu.txt" 2>&1

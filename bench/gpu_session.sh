@@ -3,11 +3,14 @@
 # first, each part with its own time limit, every line kept in DIR as it comes (a call cut short keeps what
 # it measured). The parts of `make gpu-check` left out here (fine-tuning, first-epoch NaN, out of memory)
 # check training paths that ran on a GPU before; run them with `make gpu-check` when time allows.
-# Usage: bash bench/gpu_session.sh DIR   (PYTHON=python3 by default: the machine's own torch)
+# Usage: bash bench/gpu_session.sh DIR   (PYTHON=python3 by default: the machine's own torch). Before the
+# call, here: bash bench/gpu_wheels.sh, and name ".whl" in the call's carry (what that machine lacks).
 set -u
 source "$(dirname "$0")/gpu_common.sh"
-timeout 120 "$PY" bench/infer_throughput.py --device 0 --images 600 --repeats 1 2>&1 | keep infer-throughput
-timeout 220 "$PY" tests/gpu_check.py --only infer,gpu-decode,decode-hazard,mining,mining-infer,sliced,two-shards,small-shm \
-    --keep "$DIR/gpu-check-logs" 2>&1 | keep gpu-check
-timeout 80 "$PY" bench/mining_cost.py --device 0 --images 300 --repeats 1 2>&1 | keep mining-cost
-timeout 60 "$PY" bench/training_overhead.py --device 0 --epochs 3 --img-size 320 --repeats 2 2>&1 | keep training-overhead
+# the benchmarks' model first (cached for the benchmarks after it): their time limits go to what they measure
+timeout 60 "$PY" bench/common.py --device "$DEVICE" 2>&1 | keep model
+timeout 120 "$PY" bench/infer_throughput.py --device "$DEVICE" --images 600 --repeats 1 2>&1 | keep infer-throughput
+timeout 220 "$PY" tests/gpu_check.py ${ALLOW_CPU:-} --only infer,gpu-decode,decode-hazard,mining,mining-infer,sliced,two-shards,small-shm \
+    --keep "$LOGS/gpu-check" 2>&1 | keep gpu-check
+timeout 80 "$PY" bench/mining_cost.py --device "$DEVICE" --images 300 --repeats 1 2>&1 | keep mining-cost
+timeout 60 "$PY" bench/training_overhead.py --device "$DEVICE" --epochs 3 --img-size 320 --repeats 2 2>&1 | keep training-overhead

@@ -39,3 +39,47 @@ def test_photos_carry_objects_sized_for_the_model_input(tmp_path):
         share = changed.mean()
         # 3-10 objects of 20-44 px at 320 px on the long side: between about 0.3 % and 20 % of the photo
         assert 0.003 < share < 0.25, share
+
+
+FAKE_PYTHON = """#!/bin/sh
+# stands in for python on a GPU machine: a few lines per step, and gpu_check's one log per run under --keep
+echo "arm A $*"; echo "a line nobody needs"
+while [ $# -gt 0 ]; do
+  if [ "$1" = --keep ]; then mkdir -p "$2"; for i in $(seq 1 15); do echo "run $i" > "$2/run-$i.log"; done; fi
+  shift
+done
+"""
+
+
+@pytest.mark.parametrize("script", ["gpu_session.sh", "gpu_bench.sh", "active_learning_gpu.sh"])
+def test_a_device_call_returns_every_step_in_at_most_8_files(tmp_path, script):
+    """The device tool returns at most 8 files from $OUT: gpu-check's 15 run logs used to go there one by one,
+    and which 8 came back was not ours to choose. Each step's lines and one archive of every full log."""
+    import subprocess
+    import tarfile
+
+    fake = tmp_path / "python"
+    fake.write_text(FAKE_PYTHON)
+    fake.chmod(0o755)
+    out = tmp_path / "out" / "gpu"
+    root = Path(__file__).resolve().parents[1]
+    env = {"PATH": "/usr/bin:/bin", "PYTHON": str(fake), "WHEELS": str(tmp_path / "no-wheels"), "TMPDIR": str(tmp_path)}
+    seeds = ["digits.npz", "100", "10"] if script == "active_learning_gpu.sh" else []  # 10 seeds, a process each
+    subprocess.run(["bash", f"bench/{script}", str(out), *seeds], cwd=root, env=env, check=True, capture_output=True,
+                   timeout=60)
+    files = [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
+    assert len(files) <= 8, sorted(p.name for p in files)
+    if seeds:
+        with tarfile.open(out / "logs.tar.gz") as archive:
+            logs = [name for name in archive.getnames() if name.startswith("./seed-")]
+        assert len(logs) == 10 and (out / "report.md").read_text().startswith("arm A "), logs
+        return
+    steps = {p.stem for p in files} - {"gpu", "logs.tar"}
+    assert "model" in steps and "infer-throughput" in steps and len(steps) >= 4, steps
+    for step in steps:
+        assert (out / f"{step}.txt").read_text().startswith("arm A "), step  # the lines that matter, kept
+    with tarfile.open(out / "logs.tar.gz") as archive:
+        names = archive.getnames()
+    assert all(f"./{step}.log" in names for step in steps), names  # every full log, the unneeded line too
+    if script == "gpu_session.sh":
+        assert sum(name.startswith("./gpu-check/run-") for name in names) == 15, names
