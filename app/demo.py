@@ -23,7 +23,7 @@ from executor import sample  # noqa: E402
 # The sample's annotations are ark files; config.yaml must say so (an absent export_format means voc:raw).
 TRAINING = {"model": "yolo11n", "epochs": 40, "img_size": 128, "batch_size_per_gpu": 16, "num_workers_per_gpu": 2,
             "save_period": 10, "patience": 0, "close_mosaic": 10, "export_format": "ark:raw"}
-MINING = {"mining_algorithm": "diversity", "img_size": 128, "num_workers_per_gpu": 2}
+MINING = {"img_size": 128, "num_workers_per_gpu": 2}  # mining_algorithm: the template's default
 QUICK_TRAINING = {"epochs": 2, "img_size": 64, "save_period": 1, "close_mosaic": 1, "num_workers_per_gpu": 0}
 QUICK_MINING = {"img_size": 64, "num_workers_per_gpu": 0}
 
@@ -66,10 +66,12 @@ def main() -> None:
     detection = json.load(open(mine_out / "infer-result.json"))["detection"]
     boxes = sum(len(v["boxes"]) for v in detection.values())
     top = (mine_out / "result.tsv").read_text().splitlines()[:3]
+    algorithm = yaml.safe_load(open(APP.parent / "mining-template.yaml"))["mining_algorithm"]
     print("\n==== demo summary ====")
     print(f"training:     {train_time:.0f} s, best stage '{best}' mAP@0.5 {result['model_stages'][best]['mAP']:.3f}")
     print(f"              {train_out / 'models' / 'result.yaml'}  (tensorboard: {train_out / 'tensorboard'})")
-    print(f"mining+infer: {mine_time:.0f} s, {len(detection)} candidates, {boxes} boxes at conf 0.25")
+    print(f"mining+infer: {mine_time:.0f} s, {len(detection)} candidates ({algorithm}, the template's default), "
+          f"{boxes} boxes at conf 0.25")
     print(f"              {mine_out / 'result.tsv'}  {mine_out / 'infer-result.json'}")
     print("top mined:    " + "\n              ".join(top))
 

@@ -422,6 +422,9 @@ def test_demo_runs_end_to_end(tmp_path):
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     summary = proc.stdout[proc.stdout.index("==== demo summary ===="):]
     assert "best stage" in summary and "mining+infer:" in summary and "12 candidates" in summary
+    default = yaml.safe_load((ROOT / "mining-template.yaml").read_text())["mining_algorithm"]
+    assert f"({default}, the template's default)" in summary  # the demo shows what a user gets
+    assert f"mining done ({default})" in proc.stdout + proc.stderr
     check_result_yaml(str(tmp_path / "demo" / "out-training" / "models" / "result.yaml"), legacy=False)
     paths = [p for p in (tmp_path / "demo" / "in" / "candidate-index.tsv").read_text().splitlines() if p]
     check_mining_tsv(str(tmp_path / "demo" / "out-mining-infer" / "result.tsv"), paths)
