@@ -151,7 +151,8 @@ def main() -> None:
         index = root / "in" / "candidate-index.tsv"
         everything = index.read_text()
         for tasks, extra in ((["infer"], {}), (["mining"], {"mining_algorithm": "entropy"}),
-                             (["mining"], {"mining_algorithm": "diversity"}), (["mining", "infer"], {"mining_algorithm": "aldd"})):
+                             (["mining"], {"mining_algorithm": "diversity"}), (["mining"], {"mining_algorithm": "ppal"}),
+                             (["mining", "infer"], {"mining_algorithm": "aldd"})):
             runs = []
             for count in (args.n, args.n * 10):
                 index.write_text("\n".join(everything.splitlines()[:count]) + "\n")
