@@ -280,6 +280,10 @@ def test_classify_exception(exc, code):
 @pytest.mark.parametrize("words", [  # torch's, as a DataLoader worker's error reaches the main process
     "Caught RuntimeError in DataLoader worker process 0.\nOriginal Traceback (most recent call last):\n  File x\n"
     "RuntimeError: unable to allocate shared memory(shm) for file </torch_7840_2991505544_1>: No space left on device (28)",
+    # the same full /dev/shm under torch 2.11 (the GPU machine's), and the words of older versions
+    "RuntimeError: unable to allocate shared memory(shm) for file </torch_22889_589852612_1>: No such file or directory (2)",
+    "RuntimeError: unable to write to file </torch_8289_606636967_0>: No space left on device (28)",
+    "RuntimeError: unable to write to file </torch_76_3625483894> at /pytorch/aten/src/TH/THAllocator.c:383",
     "DataLoader worker (pid(s) 8031) exited unexpectedly",  # not this: a worker killed (next test)
     "DataLoader worker (pid 8031) is killed by signal: Bus error. It is possible that dataloader's workers are out of "
     "shared memory. Please try to raise your shared memory limit.",

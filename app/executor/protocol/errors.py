@@ -20,8 +20,11 @@ class ErrorCode(IntEnum):
     NAN_LOSS = 300201
 
 
-# torch's words when a DataLoader worker cannot put a batch into /dev/shm, or is killed on touching it
-SHARED_MEMORY_FULL = re.compile(r"shared memory\S*( for file \S+)?: no space left|out of shared memory")
+# torch's words when a DataLoader worker cannot put a batch into /dev/shm, or is killed on touching it. The
+# errno after a shared-memory file's name varies with the torch version: 2.14 says "No space left on device",
+# 2.11 "No such file or directory" for the same full /dev/shm, older ones "unable to write to file </torch_…>"
+SHARED_MEMORY_FULL = re.compile(r"shared memory\S*( for file \S+)?: no space left|out of shared memory"
+                                r"|unable to (allocate shared memory\S* for|write to) file </torch_")
 
 # torch's words when a DataLoader worker or a spawned scan shard vanished without a Python error: on Linux that
 # is a signal, and a SIGKILL of a child while its parent lives is, in practice, the kernel's out-of-memory killer
