@@ -1,5 +1,5 @@
 # Sourced by the scripts of a device call (bench/gpu_session.sh, gpu_bench.sh, active_learning_gpu.sh): the
-# wheels the lent machine lacks (bench/gpu_wheels.sh), the results folder DIR, the card and the commit.
+# wheels the lent machine lacks and the benchmarks' model (bench/gpu_prepare.sh), the results folder DIR, the card and the commit.
 # What comes back must be at most 8 files (the device tool returns no more): each step's lines that matter
 # in DIR/<step>.txt as they come, and every full log in $LOGS, packed into DIR/logs.tar.gz by `pack`.
 DIR=${1:-gpu-results}
@@ -10,10 +10,13 @@ mkdir -p "$DIR"
 LOGS=$(mktemp -d)
 export PYTHONUNBUFFERED=1
 WHEELS=${WHEELS:-.whl}
-if compgen -G "$WHEELS/*.whl" > /dev/null; then  # bench/gpu_wheels.sh, carried as ".whl"
+if compgen -G "$WHEELS/*.whl" > /dev/null; then  # bench/gpu_prepare.sh, carried as ".whl"
   "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$LOGS/site" "$WHEELS"/*.whl \
     || { echo "gpu-check: FAIL: the wheels in .whl did not install"; exit 1; }
   export PYTHONPATH="$LOGS/site${PYTHONPATH:+:$PYTHONPATH}"
+fi
+if [ -d .bench-cache ] && [ -z "${BENCH_CACHE:-}" ]; then  # the benchmarks' model, trained by bench/gpu_prepare.sh
+  export BENCH_CACHE="$PWD/.bench-cache"
 fi
 pack() { tar -czf "$DIR/logs.partial" -C "$LOGS" --exclude ./site . && mv "$DIR/logs.partial" "$DIR/logs.tar.gz"; }
 keep() { tee "$LOGS/$1.log" | grep --line-buffered -E '^(arm |boxes|model|machine|\||PASS|FAIL|gpu-check)' | tee "$DIR/$1.txt"; pack; }

@@ -4,7 +4,7 @@
 # it measured). The parts of `make gpu-check` left out here (fine-tuning, first-epoch NaN, out of memory)
 # check training paths that ran on a GPU before; run them with `make gpu-check` when time allows.
 # Usage: bash bench/gpu_session.sh DIR   (PYTHON=python3 by default: the machine's own torch). Before the
-# call, here: bash bench/gpu_wheels.sh, and name ".whl" in the call's carry (what that machine lacks).
+# call, here: bash bench/gpu_prepare.sh, and name ".whl" and ".bench-cache" in the call's carry.
 set -u
 source "$(dirname "$0")/gpu_common.sh"
 # the benchmarks' model first (cached for the benchmarks after it): their time limits go to what they measure
