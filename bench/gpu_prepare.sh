@@ -6,7 +6,8 @@
 #   what Ultralytics 8.4.190 imports). bench/gpu_common.sh installs them there.
 # - .bench-cache: the benchmarks' model (bench/common.py, MODEL_RECIPE), trained here once (about 90 s on
 #   2 cores; taken from the default cache when it is there), so the GPU's minutes go to what is measured.
-# About 60 MB together, within the 64 MiB a device call may carry with the working tree.
+# About 60 MB together, within the 64 MiB a device call may carry with the working tree. Needs .venv (`make
+# test` makes it) or PYTHON=a python with the requirements.
 set -eu
 cd "$(dirname "$0")/.."
 rm -rf .whl
