@@ -19,6 +19,7 @@ APP = Path(__file__).resolve().parent
 sys.path.insert(0, str(APP))
 
 from executor import sample  # noqa: E402
+from executor.protocol import load_template  # noqa: E402
 
 # The sample's annotations are ark files; config.yaml must say so (an absent export_format means voc:raw).
 TRAINING = {"model": "yolo11n", "epochs": 40, "img_size": 128, "batch_size_per_gpu": 16, "num_workers_per_gpu": 2,
@@ -66,7 +67,7 @@ def main() -> None:
     detection = json.load(open(mine_out / "infer-result.json"))["detection"]
     boxes = sum(len(v["boxes"]) for v in detection.values())
     top = (mine_out / "result.tsv").read_text().splitlines()[:3]
-    algorithm = yaml.safe_load(open(APP.parent / "mining-template.yaml"))["mining_algorithm"]
+    algorithm = load_template("mining")["mining_algorithm"]
     print("\n==== demo summary ====")
     print(f"training:     {train_time:.0f} s, best stage '{best}' mAP@0.5 {result['model_stages'][best]['mAP']:.3f}")
     print(f"              {train_out / 'models' / 'result.yaml'}  (tensorboard: {train_out / 'tensorboard'})")

@@ -51,15 +51,11 @@ MODEL_RECIPE = {"train": 160, "val": 40, "epochs": 20, "img_size": 128, "batch_s
 MIN_BOXES = 1.0  # per candidate at conf 0.25: below this a benchmark does not measure what users run
 
 
-def model_name() -> str:
-    """The cached model's file name: a new recipe is a new model."""
-    return f"model-{hashlib.sha1(json.dumps(MODEL_RECIPE, sort_keys=True).encode()).hexdigest()[:12]}.pt"
-
-
 def trained_model(device: str = "cpu") -> Path:
     """The benchmarks' model (``MODEL_RECIPE``), trained once on ``device`` and cached."""
+    key = hashlib.sha1(json.dumps(MODEL_RECIPE, sort_keys=True).encode()).hexdigest()[:12]
     cache = Path(os.environ.get("BENCH_CACHE") or Path(tempfile.gettempdir()) / "ymir-bench-cache")
-    model = cache / model_name()
+    model = cache / f"model-{key}.pt"
     if model.exists():
         return model
     recipe = dict(MODEL_RECIPE)

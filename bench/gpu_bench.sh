@@ -6,8 +6,7 @@
 # Usage: bash bench/gpu_bench.sh DIR   (PYTHON=python3 by default: the machine's own torch)
 set -u
 source "$(dirname "$0")/gpu_common.sh"
-# the benchmarks' model first (cached for the benchmarks after it): their time limits go to what they measure
-timeout 60 "$PY" bench/common.py --device "$DEVICE" 2>&1 | keep model
+model_first
 timeout 130 "$PY" bench/infer_throughput.py --device "$DEVICE" --images 600 --repeats 1 2>&1 | keep infer-throughput
 timeout 110 "$PY" bench/mining_cost.py --device "$DEVICE" --images 600 --repeats 1 2>&1 | keep mining-cost
 timeout 100 "$PY" bench/training_overhead.py --device "$DEVICE" --epochs 3 --img-size 320 --repeats 2 2>&1 | keep training-overhead

@@ -16,9 +16,7 @@ python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 -
     ultralytics==8.4.190 ultralytics-thop==2.2.3 ultralytics-platform==0.1.99 easydict==1.14 \
     polars==2.1.0 polars-runtime-32==2.1.0
 PY=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
-mkdir -p .bench-cache
-model=$("$PY" -c 'import sys; sys.path.insert(0, "bench"); import common; print(common.model_name())' | tail -1)
-default=${TMPDIR:-/tmp}/ymir-bench-cache/$model
-if [ ! -f ".bench-cache/$model" ] && [ -f "$default" ]; then cp "$default" ".bench-cache/$model"; fi
-BENCH_CACHE=.bench-cache "$PY" bench/common.py
+model=$("$PY" bench/common.py | sed -n 's/^model: \(.*\) ([0-9]* s)$/\1/p')  # found in its cache, or trained
+[ -f "$model" ] || { echo "gpu_prepare: the benchmarks' model was not made"; exit 1; }
+rm -rf .bench-cache && mkdir .bench-cache && cp "$model" .bench-cache/
 du -sh .whl .bench-cache

@@ -7,8 +7,7 @@
 # call, here: bash bench/gpu_prepare.sh, and name ".whl" and ".bench-cache" in the call's carry.
 set -u
 source "$(dirname "$0")/gpu_common.sh"
-# the benchmarks' model first (cached for the benchmarks after it): their time limits go to what they measure
-timeout 60 "$PY" bench/common.py --device "$DEVICE" 2>&1 | keep model
+model_first
 timeout 120 "$PY" bench/infer_throughput.py --device "$DEVICE" --images 600 --repeats 1 2>&1 | keep infer-throughput
 timeout 220 "$PY" tests/gpu_check.py ${ALLOW_CPU:-} --only infer,gpu-decode,decode-hazard,mining,mining-infer,sliced,two-shards,small-shm \
     --keep "$LOGS/gpu-check" 2>&1 | keep gpu-check

@@ -22,6 +22,7 @@ from contract import (
     check_result_yaml,
 )
 from executor import callbacks, sample
+from executor.protocol import load_template
 from PIL import Image
 
 NAMES = sample.CLASS_NAMES
@@ -422,7 +423,7 @@ def test_demo_runs_end_to_end(tmp_path):
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
     summary = proc.stdout[proc.stdout.index("==== demo summary ===="):]
     assert "best stage" in summary and "mining+infer:" in summary and "12 candidates" in summary
-    default = yaml.safe_load((ROOT / "mining-template.yaml").read_text())["mining_algorithm"]
+    default = load_template("mining")["mining_algorithm"]
     assert f"({default}, the template's default)" in summary  # the demo shows what a user gets
     assert f"mining done ({default})" in proc.stdout + proc.stderr
     check_result_yaml(str(tmp_path / "demo" / "out-training" / "models" / "result.yaml"), legacy=False)
