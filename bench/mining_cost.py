@@ -7,7 +7,10 @@ Candidates: real-sized JPEGs (1-12 MP, mixed aspect ratios: ``photos``) carrying
 work (class-aware uncertainty, ppal's box features, cald's box matching) only costs something where there are
 boxes: the model finds at least ``common.MIN_BOXES`` per candidate at conf 0.25, or the benchmark stops.
 
-Usage: python bench/mining_cost.py [--quick] [--device cpu|0] [--toy]
+``--algorithms`` and ``--joint-only`` put first what a short GPU loan must measure (bench/gpu_session.sh: the
+default algorithm's mining + infer first, and only the joint arms, the ones the GPU issue's target names).
+
+Usage: python bench/mining_cost.py [--quick] [--device cpu|0] [--toy] [--algorithms ppal,diversity,...] [--joint-only]
 """
 
 from __future__ import annotations
@@ -30,7 +33,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--images", type=int)
     parser.add_argument("--workers", type=int, default=-1, help="num_workers_per_gpu (-1: the template's automatic default)")
+    parser.add_argument("--algorithms", default=",".join(ALGORITHMS), help="comma-separated, run in this order")
+    parser.add_argument("--joint-only", action="store_true", help="only the mining + infer arms (not mining alone)")
     args = parser.parse_args()
+    algorithms = args.algorithms.split(",")
+    if unknown := sorted(set(algorithms) - set(ALGORITHMS)):
+        parser.error(f"--algorithms: unknown {', '.join(unknown)} (known: {', '.join(ALGORITHMS)})")
     images, img_size = ((480 if args.toy else 96), 320) if args.quick else (2000, 640)
     images = args.images or images
     gpu = "" if args.device == "cpu" else args.device
@@ -50,8 +58,9 @@ def main() -> None:
         timed(["infer"])  # warm-up, and the instrument's check
         found = require_boxes(root / "out" / "infer-result.json")
         rows = []
-        for algorithm in ALGORITHMS:
-            for name, tasks in ((f"mining {algorithm}", ["mining"]), (f"mining {algorithm} + infer", ["mining", "infer"])):
+        for algorithm in algorithms:
+            arms = ((f"mining {algorithm}", ["mining"]), (f"mining {algorithm} + infer", ["mining", "infer"]))
+            for name, tasks in arms[1:] if args.joint_only else arms:
                 # each arm alternates with infer alone, so that a machine that slows down (or speeds up) over the
                 # run moves both sides of the ratio alike
                 timed(tasks, {"mining_algorithm": algorithm})  # warm-up

@@ -83,3 +83,11 @@ def test_a_device_call_returns_every_step_in_at_most_8_files(tmp_path, script):
     assert all(f"./{step}.log" in names for step in steps), names  # every full log, the unneeded line too
     if script == "gpu_session.sh":
         assert sum(name.startswith("./gpu-check/run-") for name in names) == 15, names
+    # mining cost: what the GPU issue's target names (mining + infer) for every algorithm, the template's
+    # default first, so a step cut by its time limit has measured what users run (random first, it would not)
+    from executor import mining, protocol
+
+    args = (out / "mining-cost.txt").read_text().split()
+    algorithms = args[args.index("--algorithms") + 1].split(",")
+    assert "--joint-only" in args and algorithms[0] == protocol.load_template("mining")["mining_algorithm"], args
+    assert sorted(algorithms) == sorted(mining.algorithms()), algorithms
