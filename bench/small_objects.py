@@ -30,11 +30,7 @@ which fits a CPU: a model trained for 2 epochs on 4 canvases (too weak to score,
 so post-processing weighs less than with a trained model in every arm), then per test canvas the infer
 task whole-image (a) and sliced (b), and SAHI's loop over Ultralytics' predictor (c), at conf 0.25.
 
-``--medium``: the smallest real size, scored, on a CPU: 2 MP canvases (1632x1224) at the templates' 640 px
-and 640 px tiles (9 tiles and the whole image), shapes of 12-24 px (whole-image infer sees them at 5-9 px),
-8 training canvases, 30 epochs.
-
-Usage: python bench/small_objects.py [--quick | --medium | --speed-only] [--device cpu|0] [--json FILE]
+Usage: python bench/small_objects.py [--quick | --speed-only] [--device cpu|0] [--json FILE]
 (--quick: CPU-sized, 960x720 canvases, 160 px; the full mode is 4.5 MP canvases at 640 px, for a GPU.)
 Needs ``sahi`` (requirements-dev.txt).
 """
@@ -196,7 +192,6 @@ def speed_only(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="CPU-sized (about 15 minutes on 2 cores)")
-    parser.add_argument("--medium", action="store_true", help="2 MP canvases at 640 px (see above; about an hour on 2 cores)")
     parser.add_argument("--speed-only", action="store_true", help="infer speed at the full sizes (see above)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--epochs", type=int)
@@ -211,8 +206,6 @@ def main() -> None:
         return
     if args.quick:
         width, height, small, img_size, counts, epochs = 960, 720, (10, 16), 160, {"train": 12, "val": 4, "test": 12}, 30
-    elif args.medium:
-        width, height, small, img_size, counts, epochs = 1632, 1224, (12, 24), 640, {"train": 8, "val": 4, "test": 12}, 30
     else:
         width, height, small, img_size, counts, epochs = 2448, 1836, (16, 40), 640, {"train": 60, "val": 12, "test": 40}, 60
     counts["train"] = args.train or counts["train"]
