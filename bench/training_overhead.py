@@ -51,9 +51,11 @@ def main() -> None:
         # Untimed: the first training in a process pays for CUDA's context, kernel loading and caches (on the
         # H200 a single-repeat run without this put the executor first and measured it 3.1x slower).
         plain(root, 1)
-        for _ in range(args.repeats):
+        for k in range(1, args.repeats + 1):  # a line per run as it ends: a run cut short by a time limit keeps them
             a.append(run_tasks(root, ["training"], settings))
+            print(f"arm A executor training task, run {k}: {a[-1]:.1f} s", flush=True)
             b.append(plain(root, args.epochs))
+            print(f"arm B conversion + Ultralytics model.train, run {k}: {b[-1]:.1f} s ({a[-1] / b[-1]:.3f}x)", flush=True)
     print(f"\nmachine: {machine()}; yolo11n from scratch, 192 train / 48 val images at {args.img_size} px, "
           f"{args.epochs} epochs, device {args.device}, runs alternated, best of {args.repeats}")
     print("| run | seconds | ratio |\n| --- | --- | --- |")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -83,6 +84,9 @@ def test_a_device_call_returns_every_step_in_at_most_8_files(tmp_path, script):
     assert all(f"./{step}.log" in names for step in steps), names  # every full log, the unneeded line too
     if script == "gpu_session.sh":
         assert sum(name.startswith("./gpu-check/run-") for name in names) == 15, names
+        text = "".join((root / "bench" / name).read_text() for name in (script, "gpu_common.sh"))  # model_first's there
+        limits = [int(n) for n in re.findall(r"\btimeout (\d+) \"\$PY\"", text)]
+        assert len(limits) == 5 and sum(limits) <= 570, limits  # the device call's timeout_s (docs/benchmarks.md, 6)
     # mining cost: what the GPU issue's target names (mining + infer) for every algorithm, the template's
     # default first, so a step cut by its time limit has measured what users run (random first, it would not)
     from executor import mining, protocol
