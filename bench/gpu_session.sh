@@ -9,8 +9,8 @@
 set -u
 source "$(dirname "$0")/gpu_common.sh"
 model_first
-timeout 120 "$PY" bench/infer_throughput.py --device "$DEVICE" --images 600 --repeats 1 2>&1 | keep infer-throughput
-timeout 220 "$PY" tests/gpu_check.py ${ALLOW_CPU:-} --only infer,gpu-decode,decode-hazard,mining,mining-infer,sliced,two-shards,small-shm \
+timeout 100 "$PY" bench/infer_throughput.py --device "$DEVICE" --images 600 --repeats 1 2>&1 | keep infer-throughput
+timeout 240 "$PY" tests/gpu_check.py ${ALLOW_CPU:-} --only infer,gpu-decode,decode-hazard,two-shards,mining-infer,mining,sliced,small-shm \
     --keep "$LOGS/gpu-check" 2>&1 | keep gpu-check
 timeout 80 "$PY" bench/mining_cost.py --device "$DEVICE" --images 300 --repeats 1 --joint-only \
     --algorithms ppal,diversity,entropy,aldd,random,cald 2>&1 | keep mining-cost

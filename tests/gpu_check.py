@@ -379,12 +379,23 @@ def mining_line(log: str) -> str:
     return found.group(0)
 
 
+def chosen(steps: list, only: str) -> list:
+    """The steps ``--only`` names (by their ``STEPS`` key), in its order: a call cut by its time limit has run the
+    checks it put first. Training runs first whatever it says: the others need its model."""
+    order = ["training", *[key for key in only.split(",") if key != "training"]]
+    if unknown := sorted(set(order) - set(STEPS)):
+        raise SystemExit(f"gpu-check: --only: unknown {', '.join(unknown)} (known: {', '.join(dict.fromkeys(STEPS))})")
+    keyed = [(order.index(key), i, step) for i, (step, key) in enumerate(zip(steps, STEPS, strict=True)) if key in order]
+    return [step for _, _, step in sorted(keyed)]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gpu", default="0", help="the GPU number to use")
     parser.add_argument("--keep", type=Path, help="keep every run's log in this folder")
     parser.add_argument("--allow-cpu", action="store_true", help="rehearse on CPU (proves nothing about CUDA)")
-    parser.add_argument("--only", help="comma-separated check names to run (training always runs): " + ",".join(STEPS))
+    parser.add_argument("--only", help="comma-separated check names, run in this order (training always runs, first): "
+                        + ",".join(dict.fromkeys(STEPS)))
     args = parser.parse_args()
 
     import torch
@@ -418,8 +429,7 @@ def main() -> int:
             ("out of memory -> 300103", check.out_of_memory),
         ]
         if args.only:
-            wanted = {"training"} | set(args.only.split(","))
-            steps = [(n, f) for (n, f), key in zip(steps, STEPS, strict=True) if key in wanted]
+            steps = chosen(steps, args.only)
         failed = 0
         for name, step in steps:
             began = time.time()

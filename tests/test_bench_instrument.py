@@ -95,3 +95,18 @@ def test_a_device_call_returns_every_step_in_at_most_8_files(tmp_path, script):
     algorithms = args[args.index("--algorithms") + 1].split(",")
     assert "--joint-only" in args and algorithms[0] == protocol.load_template("mining")["mining_algorithm"], args
     assert sorted(algorithms) == sorted(mining.algorithms()), algorithms
+
+
+def test_gpu_check_runs_the_checks_only_names_in_its_order():
+    """The GPU call runs gpu-check under a time limit: what it names first (the two-shards check, which has
+    never run on a GPU) must run before the six mining checks, not in the checks' listed order."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_check", Path(__file__).with_name("gpu_check.py"))
+    gpu_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_check)
+    steps = [f"{key}-{i}" for i, key in enumerate(gpu_check.STEPS)]  # stand-ins, one per check
+    ran = [step.rsplit("-", 1)[0] for step in gpu_check.chosen(steps, "two-shards,infer,mining")]
+    assert ran == ["training", "two-shards", "infer", "infer", *["mining"] * len(gpu_check.ALGORITHMS)], ran
+    with pytest.raises(SystemExit, match="unknown mining-cost"):
+        gpu_check.chosen(steps, "infer,mining-cost")
