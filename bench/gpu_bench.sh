@@ -8,6 +8,5 @@ set -u
 source "$(dirname "$0")/gpu_common.sh"
 model_first
 timeout 130 "$PY" bench/infer_throughput.py --device "$DEVICE" --images 600 --repeats 1 2>&1 | keep infer-throughput
-timeout 110 "$PY" bench/mining_cost.py --device "$DEVICE" --images 600 --repeats 1 --joint-only \
-    --algorithms ppal,diversity,entropy,aldd,random,cald 2>&1 | keep mining-cost
+timeout 110 "$PY" bench/mining_cost.py --device "$DEVICE" --images 600 --repeats 1 "${MINING_COST_ARMS[@]}" 2>&1 | keep mining-cost
 timeout 100 "$PY" bench/training_overhead.py --device "$DEVICE" --epochs 3 --img-size 320 --repeats 2 2>&1 | keep training-overhead

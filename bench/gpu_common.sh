@@ -22,5 +22,8 @@ pack() { tar -czf "$DIR/logs.partial" -C "$LOGS" --exclude ./site . && mv "$DIR/
 keep() { tee "$LOGS/$1.log" | grep --line-buffered -E '^(arm |boxes|model|machine|\||PASS|FAIL|gpu-check)' | tee "$DIR/$1.txt"; pack; }
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; git rev-parse HEAD; git status --short --untracked-files=no; nproc;
   "$PY" -c 'import sys, torch, torchvision, ultralytics; print(sys.version.split()[0], torch.__version__, torchvision.__version__, ultralytics.__version__)'; } > "$DIR/gpu.txt" 2>&1
+# mining cost's arms for a short loan: each algorithm's mining + infer (the GPU issue's target), the template's
+# default first, so a step cut by its time limit has measured what users run (tests/test_bench_instrument.py)
+MINING_COST_ARMS=(--joint-only --algorithms ppal,diversity,entropy,aldd,random,cald)
 # the benchmarks' model first (cached for the benchmarks after it): their time limits go to what they measure
 model_first() { timeout 60 "$PY" bench/common.py --device "$DEVICE" 2>&1 | keep model; }

@@ -12,6 +12,5 @@ model_first
 timeout 100 "$PY" bench/infer_throughput.py --device "$DEVICE" --images 600 --repeats 1 2>&1 | keep infer-throughput
 timeout 240 "$PY" tests/gpu_check.py ${ALLOW_CPU:-} --only infer,gpu-decode,decode-hazard,two-shards,mining-infer,mining,sliced,small-shm \
     --keep "$LOGS/gpu-check" 2>&1 | keep gpu-check
-timeout 80 "$PY" bench/mining_cost.py --device "$DEVICE" --images 300 --repeats 1 --joint-only \
-    --algorithms ppal,diversity,entropy,aldd,random,cald 2>&1 | keep mining-cost
+timeout 80 "$PY" bench/mining_cost.py --device "$DEVICE" --images 300 --repeats 1 "${MINING_COST_ARMS[@]}" 2>&1 | keep mining-cost
 timeout 90 "$PY" bench/training_overhead.py --device "$DEVICE" --epochs 3 --img-size 320 --repeats 2 2>&1 | keep training-overhead
