@@ -3,6 +3,8 @@ converted data and settings (benchmark issue, item 4). Target: <= 1.05x.
 
 A: the executor's training task (conversion, training, stages, tensorboard, result.yaml);
 B: the same conversion plus ``YOLO(<model>.yaml).train(...)`` with the same arguments.
+Data-loading workers: each at its own default, as users run them (the template's ``num_workers_per_gpu``,
+Ultralytics' ``workers``); on the CPU Ultralytics' trainer starts none either way.
 Runs alternate A, B, A, B so drift hits both.
 
 Usage: python bench/training_overhead.py [--epochs 5] [--repeats 2] [--device cpu|0]
@@ -30,7 +32,7 @@ def main() -> None:
     gpu = "" if args.device == "cpu" else args.device
     settings = {"gpu_id": gpu, "gpu_count": 1 if gpu else 0, "model": "yolo11n",
                 "epochs": args.epochs, "img_size": args.img_size, "batch_size_per_gpu": 16,
-                "num_workers_per_gpu": 2, "save_period": 10, "patience": 0, "export_format": "ark:raw"}
+                "save_period": 10, "patience": 0, "export_format": "ark:raw"}
     from ultralytics import YOLO
 
     def plain(root: Path, epochs: int) -> float:
@@ -39,7 +41,7 @@ def main() -> None:
         start = time.perf_counter()
         data = dataset.convert(str(root / "in" / "train-index.tsv"), str(root / "in" / "val-index.tsv"), target / "data",
                                "ark:raw", sample.CLASS_NAMES)
-        YOLO("yolo11n.yaml").train(data=data, epochs=epochs, batch=16, workers=2, imgsz=args.img_size, seed=0,
+        YOLO("yolo11n.yaml").train(data=data, epochs=epochs, batch=16, imgsz=args.img_size, seed=0,
                                    deterministic=True, device=args.device, project=str(target), name="train", exist_ok=True,
                                    plots=True, verbose=False, patience=epochs + 1,
                                    close_mosaic=min(10, epochs))  # as the task passes it

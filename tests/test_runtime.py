@@ -66,7 +66,8 @@ def test_training_counts_ultralytics_loaders_on_a_gpu_and_the_sliced_evaluation_
     def settings(**values):
         return TrainSettings.read(protocol.Params(protocol.load_template("training"), values))
 
-    template = settings()  # batch 16 at 640 px: 19.7 MB a batch; 4 workers asked
+    template = settings()  # batch 16 at 640 px: 19.7 MB a batch; 8 workers asked
+    monkeypatch.setattr(runtime, "usable_cpus", lambda: 64)  # a GPU node: the CPUs do not cap here
     monkeypatch.setattr(runtime, "shared_memory_free", lambda: 64 << 20)  # Docker's default
     assert loader_workers(template, gpus=1) == 0  # one worker alone holds 12 batches in Ultralytics' loaders
     assert loader_workers(template, gpus=0) == template.num_workers_per_gpu  # its trainer starts none on the CPU
@@ -77,9 +78,37 @@ def test_training_counts_ultralytics_loaders_on_a_gpu_and_the_sliced_evaluation_
     assert loader_workers(settings(batch_size_per_gpu=4), gpus=8) == 3  # 192 MB each: (192 - 14.7) / 59 MB
 
 
+def test_training_loaders_on_gpus_have_no_more_workers_than_the_containers_cpus(monkeypatch, tmp_path, caplog):
+    """Ultralytics caps its loaders' workers at ``os.cpu_count() // GPUs``: the node's cores. A container limited
+    to 6 CPUs (affinity or quota) on that node gets at most 6 // GPUs workers per GPU, and the log says so; the
+    template's default is Ultralytics' own, 8."""
+    import logging
+
+    from executor import protocol
+    from executor.train import TrainSettings, loader_workers
+
+    def settings(**values):
+        return TrainSettings.read(protocol.Params(protocol.load_template("training"), values))
+
+    monkeypatch.setattr(runtime, "shared_memory_free", lambda: 64 << 30)  # plenty: only the CPUs cap
+    monkeypatch.setattr(os, "cpu_count", lambda: 128)
+    no_cgroup(monkeypatch, tmp_path)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(6)))
+    assert settings().num_workers_per_gpu == 8
+    with caplog.at_level(logging.INFO, logger="executor"):
+        assert loader_workers(settings(), gpus=1) == 6
+    assert "8: 6 data-loading workers per GPU, the CPUs this container may use (6) shared among 1 GPUs" in caplog.text
+    assert loader_workers(settings(), gpus=2) == 3
+    assert loader_workers(settings(), gpus=8) == 0  # fewer CPUs than GPUs: loading in the main process, as Ultralytics does
+    assert loader_workers(settings(num_workers_per_gpu=2), gpus=2) == 2  # what fits stays as asked
+    assert loader_workers(settings(), gpus=0) == 8  # on the CPU Ultralytics' trainer starts none anyway
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(128)))
+    assert loader_workers(settings(), gpus=1) == 8
+
+
 def test_the_sliced_stage_evaluation_decodes_with_no_more_workers_than_cpus(monkeypatch, tmp_path):
     """Training's whole-image stage mAP (slicing) decodes in as many workers as the scan would: the usable CPUs
-    cap ``num_workers_per_gpu`` (4 by default; 2 usable CPUs here)."""
+    cap ``num_workers_per_gpu`` (8 by default; 2 usable CPUs here)."""
     import json
 
     from executor import dataset, protocol
@@ -89,5 +118,5 @@ def test_the_sliced_stage_evaluation_decodes_with_no_more_workers_than_cpus(monk
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
     (tmp_path / dataset.VAL_TRUTH).write_text(json.dumps([]))
     settings = TrainSettings.read(protocol.Params(protocol.load_template("training"), {"slice_size": 640}))
-    assert settings.num_workers_per_gpu == 4
+    assert settings.num_workers_per_gpu == 8
     assert stage_map(settings, ["a"], "cpu", tmp_path).keywords["workers"] == 2

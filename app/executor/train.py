@@ -203,16 +203,24 @@ def stage_map(settings: TrainSettings, names: list[str], device: str, dataset_ro
 
 
 def loader_workers(settings: TrainSettings, gpus: int) -> int:
-    """The data-loading workers per GPU that fit in shared memory (``runtime.workers_in_shared_memory``):
+    """The data-loading workers per GPU: on GPUs at most the CPUs this container may use shared among them
+    (Ultralytics caps its loaders at ``os.cpu_count() // GPUs``, which counts the node's cores, not the
+    container's quota or affinity), and no more than fit in shared memory (``runtime.workers_in_shared_memory``):
     Ultralytics' training and validation loaders on GPUs (on the CPU its trainer starts none) and, with
     slicing, the stage evaluation's (``evaluate``), each GPU's loaders at once. An input is at most
     img_size x img_size x 3 bytes (Ultralytics' mosaic and letterbox make squares or less)."""
+    workers = settings.num_workers_per_gpu
+    cpus = runtime.usable_cpus()
+    if gpus and workers > cpus // gpus:
+        LOG.info("num_workers_per_gpu %d: %d data-loading workers per GPU, the CPUs this container may use (%d) "
+                 "shared among %d GPUs", workers, cpus // gpus, cpus, gpus)
+        workers = cpus // gpus
     batch = settings.batch_size_per_gpu * 3 * settings.img_size ** 2
     per_worker, fixed = (n * batch for n in ultra.TRAINING_LOADER_BATCHES) if gpus else (0, 0)
     if settings.slices.on:
         evaluation = engine.loader_shared_memory(settings.batch_size_per_gpu, settings.img_size)
         per_worker, fixed = per_worker + evaluation[0], fixed + evaluation[1]
-    return runtime.workers_in_shared_memory(settings.num_workers_per_gpu, per_worker, fixed, processes=max(gpus, 1))
+    return runtime.workers_in_shared_memory(workers, per_worker, fixed, processes=max(gpus, 1))
 
 
 def train_model(model: Any, settings: TrainSettings, data_yaml: str, device: str, gpus: int, out_root: Path) -> None:
