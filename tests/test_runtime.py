@@ -78,6 +78,19 @@ def test_training_counts_ultralytics_loaders_on_a_gpu_and_the_sliced_evaluation_
     assert loader_workers(settings(batch_size_per_gpu=4), gpus=8) == 3  # 192 MB each: (192 - 14.7) / 59 MB
 
 
+def test_cpu_threads_are_ultralytics_count_of_the_containers_cpus(monkeypatch, tmp_path):
+    """Ultralytics' predictor runs min(8, os.cpu_count() - 1) threads: 8 on a big node whatever the container may
+    use. The engine takes the same formula of the usable CPUs."""
+    from executor import ultra
+
+    no_cgroup(monkeypatch, tmp_path)
+    monkeypatch.setattr(os, "cpu_count", lambda: 128)
+    monkeypatch.setattr(ultra, "cpu_threads", lambda: 8)  # Ultralytics' count on that node
+    for cpus, threads in ((1, 1), (2, 1), (6, 5), (9, 8), (128, 8)):
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid, n=cpus: set(range(n)))
+        assert runtime.cpu_threads() == threads, cpus
+
+
 def test_training_loaders_on_gpus_have_no_more_workers_than_the_containers_cpus(monkeypatch, tmp_path, caplog):
     """Ultralytics caps its loaders' workers at ``os.cpu_count() // GPUs``: the node's cores. A container limited
     to 6 CPUs (affinity or quota) on that node gets at most 6 // GPUs workers per GPU, and the log says so; the

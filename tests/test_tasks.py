@@ -314,14 +314,16 @@ def test_infer_errors_fail_fast_and_explain(trained, candidates_root, config, co
 
 def test_cpu_engine_runs_as_ultralytics_predictor_does(trained):
     """Same CPU thread count and memory format as Ultralytics' predictor (importing ultralytics sets
-    OMP_NUM_THREADS=1; only its select_device raises the count again, and our engine bypasses it)."""
+    OMP_NUM_THREADS=1; only its select_device raises the count again, and our engine bypasses it), the count
+    taken of the CPUs this process may use (``test_runtime::test_cpu_threads_*``)."""
     import torch
+    from executor import runtime
     from executor.engine import Engine
     from ultralytics.utils import NUM_THREADS
 
     torch.set_num_threads(NUM_THREADS + 1)
     engine = Engine(trained / "out" / "models" / "best.pt", "cpu", 64, True, NAMES)
-    assert torch.get_num_threads() == NUM_THREADS
+    assert torch.get_num_threads() == runtime.cpu_threads() == min(NUM_THREADS, max(1, runtime.usable_cpus() - 1))
     assert not engine.half, "half precision is for GPUs"
     conv = next(m for m in engine.model.modules() if isinstance(m, torch.nn.Conv2d))
     assert conv.weight.is_contiguous(memory_format=torch.channels_last) == (platform.machine() in ("x86_64", "AMD64"))

@@ -336,8 +336,8 @@ class Engine:
             self.model.to(memory_format=torch.channels_last)
         if self.device.type == "cpu":
             # Importing ultralytics sets OMP_NUM_THREADS=1 before torch starts; its own predictor raises the
-            # count again in select_device. This engine bypasses that, so it sets the same count itself.
-            torch.set_num_threads(ultra.cpu_threads())
+            # count again in select_device. This engine bypasses that, so it sets the count itself.
+            torch.set_num_threads(runtime.cpu_threads())
         self.img_size = img_size
         self.end2end = bool(getattr(self.model, "end2end", False))
         model_names = [str(n) for _, n in sorted(dict(getattr(self.model, "names", {})).items())]

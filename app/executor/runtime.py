@@ -157,6 +157,13 @@ def usable_cpus() -> int:
     return max(1, min(count, quota) if quota else count)
 
 
+def cpu_threads() -> int:
+    """torch's CPU threads for the forward pass: Ultralytics' predictor's count, min(8, CPUs - 1), of the CPUs
+    this container may use. Ultralytics counts the node's cores: under a 1-CPU quota its 8 threads ran infer
+    1.17x slower than 1 (``bench/cpu_threads.py``, docs/benchmarks.md, section 1)."""
+    return min(ultra.cpu_threads(), max(1, usable_cpus() - 1))
+
+
 SHARED_MEMORY = "/dev/shm"  # where DataLoader workers put the tensors they hand to the main process
 SHARED_MEMORY_SHARE = 0.75  # of its free space at the start that the loaders may plan to use
 SHARED_MEMORY_ADVICE = "give the container more shared memory (YMIR: shm_size in the task's config; docker run: --shm-size 8g)"
