@@ -133,3 +133,30 @@ def test_the_sliced_stage_evaluation_decodes_with_no_more_workers_than_cpus(monk
     settings = TrainSettings.read(protocol.Params(protocol.load_template("training"), {"slice_size": 640}))
     assert settings.num_workers_per_gpu == 8
     assert stage_map(settings, ["a"], "cpu", tmp_path).keywords["workers"] == 2
+
+
+def test_cpu_training_epochs_run_at_the_engines_thread_count(monkeypatch):
+    """Ultralytics' trainer and its final validation set torch to min(8, os.cpu_count() - 1) threads (the node's
+    cores); each epoch and each validation on the CPU start at ``runtime.cpu_threads`` instead. A GPU trainer's
+    CPU threads are left alone."""
+    from types import SimpleNamespace
+
+    import torch
+    from executor import callbacks
+
+    report = SimpleNamespace(batches_done=7)
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setattr(runtime, "cpu_threads", lambda: 1)
+        torch.set_num_threads(3)  # what Ultralytics' select_device would set on a 4-core node
+        callbacks.on_train_epoch_start(report, SimpleNamespace(device=torch.device("cpu")))
+        assert torch.get_num_threads() == 1 and report.batches_done == 0
+        torch.set_num_threads(3)  # the final validation's select_device again
+        callbacks.on_val_start(report, SimpleNamespace(device=torch.device("cpu")))
+        assert torch.get_num_threads() == 1
+        torch.set_num_threads(3)
+        callbacks.on_train_epoch_start(report, SimpleNamespace(device=torch.device("cuda", 0)))
+        callbacks.on_val_start(report, SimpleNamespace(device=torch.device("cuda", 0)))
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)

@@ -120,6 +120,8 @@ def test_trainer_attributes_the_callbacks_read(sample_root, tmp_path):
     data = dataset.convert(str(sample_root / "in" / "train-index.tsv"), str(sample_root / "in" / "val-index.tsv"),
                            tmp_path / "data", "ark:raw", sample.CLASS_NAMES)
     model = ultra.new_model("yolo11n")
+    model.add_callback("on_train_epoch_start", lambda t: seen.setdefault("device", ultra.trainer_device(t)))
+    model.add_callback("on_val_start", lambda v: seen.setdefault("val_devices", []).append(ultra.trainer_device(v)))
     model.add_callback("on_train_batch_end", lambda t: seen.setdefault("fraction", ultra.epoch_fraction(t, 1)))
     model.add_callback("on_train_epoch_end", lambda t: seen.setdefault("loss", ultra.first_epoch_loss(t)))
     model.add_callback("on_fit_epoch_end", lambda t: seen.setdefault("scalars", ultra.epoch_scalars(t)))
@@ -132,6 +134,8 @@ def test_trainer_attributes_the_callbacks_read(sample_root, tmp_path):
     model.add_callback("on_train_end", lambda t: seen.update(thresholds=ultra.val_thresholds(t), save_dir=ultra.save_dir(t)))
     model.train(data=data, epochs=1, imgsz=32, batch=8, workers=0, device="cpu", project=str(tmp_path / "runs"),
                 name="t", exist_ok=True, plots=False, verbose=False, val=True)
+    assert seen["device"] == torch.device("cpu")
+    assert seen["val_devices"] == [torch.device("cpu")] * 2  # the epoch's validation, then best.pt's (final_eval)
     assert 0 < seen["fraction"] <= 1 and isinstance(seen["loss"], torch.Tensor)
     assert any(k.startswith("train/") for k in seen["scalars"]) and ultra.MAP50 in seen["scalars"]
     assert seen["epoch"] == 1 and 0 <= seen["map50"] <= 1 and isinstance(seen["wrote_best"], bool)

@@ -17,7 +17,7 @@ from typing import Any
 
 from easydict import EasyDict
 
-from executor import ultra
+from executor import runtime, ultra
 from executor.protocol import ErrorCode, Monitor, YmirError, atomic_write_text, classify_exception
 from executor.stages import StageBook
 
@@ -72,8 +72,19 @@ def on_pretrain_routine_start(report: Report, trainer: Any) -> None:
 on_pretrain_routine_end = on_pretrain_routine_start  # rank 0 runs the first event, every rank the second
 
 
+def on_val_start(report: Report, trainer_or_validator: Any) -> None:
+    """On the CPU, torch's threads are Ultralytics' count of the CPUs this container may use
+    (``runtime.cpu_threads``): its ``select_device``, run by the trainer and by the final validation of
+    best.pt, counts the node's cores (under a 1-CPU quota 8 threads made training 2.4x slower)."""
+    if ultra.trainer_device(trainer_or_validator).type == "cpu":
+        import torch
+
+        torch.set_num_threads(runtime.cpu_threads())
+
+
 def on_train_epoch_start(report: Report, trainer: Any) -> None:
     report.batches_done = 0
+    on_val_start(report, trainer)  # the trainer's select_device set the node's count
 
 
 def on_train_batch_end(report: Report, trainer: Any) -> None:
@@ -127,7 +138,7 @@ def main_process_only(callback: Any) -> Any:
 
 
 EVERY_PROCESS = {"on_pretrain_routine_start": on_pretrain_routine_start, "on_pretrain_routine_end": on_pretrain_routine_end}
-RANK_ZERO = {"on_train_epoch_start": on_train_epoch_start, "on_train_batch_end": on_train_batch_end,
+RANK_ZERO = {"on_train_epoch_start": on_train_epoch_start, "on_val_start": on_val_start, "on_train_batch_end": on_train_batch_end,
              "on_train_epoch_end": on_train_epoch_end, "on_fit_epoch_end": on_fit_epoch_end,
              "on_model_save": on_model_save, "on_train_end": on_train_end}
 

@@ -166,6 +166,13 @@ def epoch_scalars(trainer: Any) -> dict[str, Any]:
     return {**trainer.label_loss_items(trainer.tloss, prefix="train"), **trainer.metrics, **trainer.lr}
 
 
+def trainer_device(trainer: Any) -> torch.device:
+    """The device a trainer trains on, or a validator validates on."""
+    import torch
+
+    return torch.device(trainer.device)
+
+
 def epoch_number(trainer: Any) -> int:
     """The epoch that just ended, counted from 1."""
     return trainer.epoch + 1
