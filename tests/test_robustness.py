@@ -442,7 +442,7 @@ def test_progress_never_moves_backwards(tmp_path):
     written = []
 
     class Trainer:
-        epochs, train_loader = 4, [0] * 5
+        epochs, train_loader, device = 4, [0] * 5, "cpu"
 
     trainer = Trainer()
     for epoch in (0, 1, 2, 1, 2, 3):  # epoch 2 failed, epoch 1's checkpoint reloaded, training goes on
