@@ -49,6 +49,7 @@ def main() -> None:
         original, ultralytics_count = runtime.cpu_threads, torch_utils.NUM_THREADS
         times: dict[int, list[float]] = {n: [] for n in arms}
         try:
+            torch_utils.NUM_THREADS = args.threads  # Ultralytics' count on a large node, in both arms
             run_tasks(root, [args.task], config)  # warm-up, untimed
             if args.task == "infer":
                 what = f"{args.images} real-sized JPEGs at 320 px ({require_boxes(root / 'out' / 'infer-result.json'):.2f} boxes each)"
@@ -57,7 +58,6 @@ def main() -> None:
             for k in range(args.repeats):
                 for n in arms if k % 2 == 0 else arms[::-1]:
                     runtime.cpu_threads = lambda n=n: n
-                    torch_utils.NUM_THREADS = args.threads  # Ultralytics' count on a large node, in both arms
                     times[n].append(run_tasks(root, [args.task], config))
                     print(f"torch threads {n}, run {k + 1}: {times[n][-1]:.2f} s", flush=True)
         finally:

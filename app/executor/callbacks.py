@@ -72,7 +72,7 @@ def on_pretrain_routine_start(report: Report, trainer: Any) -> None:
 on_pretrain_routine_end = on_pretrain_routine_start  # rank 0 runs the first event, every rank the second
 
 
-def on_val_start(report: Report, trainer_or_validator: Any) -> None:
+def container_threads(trainer_or_validator: Any) -> None:
     """On the CPU, torch's threads are Ultralytics' count of the CPUs this container may use
     (``runtime.cpu_threads``): its ``select_device``, run by the trainer and by the final validation of
     best.pt, counts the node's cores (under a 1-CPU quota 8 threads made training 2.4x slower)."""
@@ -84,7 +84,11 @@ def on_val_start(report: Report, trainer_or_validator: Any) -> None:
 
 def on_train_epoch_start(report: Report, trainer: Any) -> None:
     report.batches_done = 0
-    on_val_start(report, trainer)  # the trainer's select_device set the node's count
+    container_threads(trainer)  # the trainer's select_device set the node's count
+
+
+def on_val_start(report: Report, validator: Any) -> None:
+    container_threads(validator)  # the final validation's select_device set it again
 
 
 def on_train_batch_end(report: Report, trainer: Any) -> None:

@@ -209,12 +209,11 @@ def loader_workers(settings: TrainSettings, gpus: int) -> int:
     Ultralytics' training and validation loaders on GPUs (on the CPU its trainer starts none) and, with
     slicing, the stage evaluation's (``evaluate``), each GPU's loaders at once. An input is at most
     img_size x img_size x 3 bytes (Ultralytics' mosaic and letterbox make squares or less)."""
-    workers = settings.num_workers_per_gpu
-    cpus = runtime.usable_cpus()
+    workers, cpus = settings.num_workers_per_gpu, runtime.usable_cpus()
     if gpus and workers > cpus // gpus:
-        LOG.info("num_workers_per_gpu %d: %d data-loading workers per GPU, the CPUs this container may use (%d) "
-                 "shared among %d GPUs", workers, cpus // gpus, cpus, gpus)
         workers = cpus // gpus
+        LOG.info("num_workers_per_gpu %d: %d data-loading workers per GPU, the CPUs this container may use (%d) "
+                 "shared among %d GPUs", settings.num_workers_per_gpu, workers, cpus, gpus)
     batch = settings.batch_size_per_gpu * 3 * settings.img_size ** 2
     per_worker, fixed = (n * batch for n in ultra.TRAINING_LOADER_BATCHES) if gpus else (0, 0)
     if settings.slices.on:
