@@ -178,3 +178,55 @@ def test_exif_size_is_the_displayed_size(tmp_path):
     Image.fromarray(np.zeros((30, 50, 3), dtype=np.uint8)).save(tmp_path / "r.jpg", exif=exif)
     with Image.open(tmp_path / "r.jpg") as im:
         assert ultra.exif_size(im) == (30, 50)
+
+
+def validator_map50(images: list[tuple[torch.Tensor, torch.Tensor]], names: dict[int, str]) -> float:
+    """Ultralytics' detection validator's own mAP@0.5 of predictions ``(n, 6)`` against labels ``(m, 5)`` (class,
+    xyxy) per image, fed to its ``update_metrics`` and ``get_stats`` as its validation loop feeds them."""
+    from ultralytics.models.yolo.detect import DetectionValidator
+
+    validator = DetectionValidator(args={"plots": False, "save_json": False, "save_txt": False})
+    validator.names, validator.nc, validator.seen, validator.device = names, len(names), 0, torch.device("cpu")
+    validator.is_custom_json = validator.build_gdict = False  # what init_metrics sets without a dataloader
+    validator.metrics.names = names
+    for pred, labels in images:
+        width = height = 1000
+        xywh = torch.cat([(labels[:, 1:3] + labels[:, 3:5]) / 2, labels[:, 3:5] - labels[:, 1:3]], 1) / width
+        batch = {"batch_idx": torch.zeros(len(labels)), "cls": labels[:, :1], "bboxes": xywh, "ori_shape": [(height, width)],
+                 "img": torch.zeros(1, 3, height, width), "ratio_pad": [((1.0, 1.0), (0, 0))], "im_file": ["x.jpg"]}
+        pred = pred[pred[:, 4].argsort(descending=True)]  # as its NMS returns them
+        validator.update_metrics([{"bboxes": pred[:, :4], "conf": pred[:, 4], "cls": pred[:, 5]}], batch)
+    return validator.get_stats()[ultra.MAP50]
+
+
+def test_true_positives_and_the_stage_map_are_the_validators():
+    """The sliced stage mAP (``evaluate.map50``) scores predictions exactly as Ultralytics' validator scores an
+    unsliced stage, including where matching by IoU, highest first, and by confidence disagree."""
+    from executor import evaluate
+
+    # one label, two boxes: the surer one overlaps less. The validator gives the label to the surer one.
+    label = torch.tensor([[0, 100, 100, 200, 200]], dtype=torch.float32)
+    pair = torch.tensor([[100, 100, 200, 260, 0.9, 0], [100, 100, 200, 205, 0.8, 0]])  # IoU 0.63 and 0.95
+    assert evaluate.true_positives(pair, label).tolist() == [True, False]
+    # two labels: the surer box takes the label it overlaps most, which the less sure box overlaps best
+    labels = torch.tensor([[0, 0, 0, 100, 100], [0, 60, 0, 160, 100]], dtype=torch.float32)
+    boxes = torch.tensor([[35, 0, 135, 100, 0.9, 0], [60, 0, 160, 100, 0.6, 0]])  # (IoU 0.48, 0.6); (0.25, 1.0)
+    assert evaluate.true_positives(boxes, labels).tolist() == [True, False]
+    names = {0: "a", 1: "b"}
+    generator = torch.Generator().manual_seed(0)
+    images = [(pair, label), (boxes, labels)]
+    for _ in range(12):  # random scenes: jittered copies of the labels, wrong classes, misses, false positives
+        n = int(torch.randint(1, 6, (1,), generator=generator))
+        corner = torch.rand(n, 2, generator=generator) * 800
+        truth = torch.cat([torch.randint(0, 2, (n, 1), generator=generator).float(), corner,
+                           corner + 20 + torch.rand(n, 2, generator=generator) * 150], 1)
+        copies = truth[torch.randint(0, n, (3 * n,), generator=generator)]
+        jitter = (torch.rand(len(copies), 4, generator=generator) - 0.5) * 60
+        flip = torch.rand(len(copies), generator=generator) < 0.2
+        pred = torch.cat([copies[:, 1:5] + jitter, torch.rand(len(copies), 1, generator=generator),
+                          torch.where(flip, 1 - copies[:, 0], copies[:, 0])[:, None]], 1)
+        images.append((pred, truth))
+    ours = evaluate.map50(images)
+    assert 0.1 < ours < 0.99 and ours == pytest.approx(validator_map50(images, names), abs=1e-9)
+    by_iou_first = evaluate.map50([(pair, label), (boxes, labels)])
+    assert by_iou_first == pytest.approx(validator_map50([(pair, label), (boxes, labels)], names), abs=1e-9)

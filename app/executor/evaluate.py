@@ -4,9 +4,11 @@ infer does with it (its tiles and the whole image through the engine, boxes mapp
 trained on tiles reports the number YMIR compares across stages, the detection mAP on whole images, and
 stages trained with and without slicing compare.
 
-Scoring: Ultralytics' validation settings (conf 0.001, NMS IoU 0.7, 300 boxes), a prediction is a true
-positive when it takes a not yet matched label of its class at IoU >= 0.5 (labels and predictions are
-matched by IoU, highest first, as Ultralytics' validator does), and Ultralytics' own AP integration.
+Scoring: Ultralytics' validation settings (conf 0.001, NMS IoU 0.7, 300 boxes), its validator's own
+matching (``ultra.true_positives``: predictions in descending confidence order, each taking the unclaimed
+label of its class it overlaps most at IoU >= 0.5) and its AP integration: one rule for the stages of
+training with and without slicing (a test compares this module with Ultralytics' validator on the same
+predictions).
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torchvision.ops import box_iou
 
 from executor import slicing, ultra
 from executor.engine import Engine
@@ -26,23 +27,13 @@ MATCH_IOU = 0.5
 
 
 def true_positives(pred: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
-    """Per prediction ``(n, 6)`` (xyxy, score, class), whether it matches a label ``(m, 5)`` (class, xyxy) of its
-    class at IoU >= 0.5, each label matched once, pairs taken by IoU, highest first."""
+    """Per prediction ``(n, 6)`` (xyxy, score, class), whether it matches a label ``(m, 5)`` (class, xyxy) at IoU
+    >= 0.5 by Ultralytics' validator's rule (``ultra.true_positives``), in the predictions' own order."""
     tp = np.zeros(len(pred), dtype=bool)
     if not len(pred) or not len(labels):
         return tp
-    iou = box_iou(labels[:, 1:5].float(), pred[:, :4].float())
-    iou = torch.where(labels[:, None, 0] == pred[None, :, 5], iou, 0.0)
-    pairs = torch.nonzero(iou >= MATCH_IOU)
-    if not len(pairs):
-        return tp
-    order = iou[pairs[:, 0], pairs[:, 1]].argsort(descending=True, stable=True)
-    used_label, used_pred = set(), set()
-    for label, p in pairs[order].tolist():
-        if label not in used_label and p not in used_pred:
-            used_label.add(label)
-            used_pred.add(p)
-            tp[p] = True
+    order = pred[:, 4].argsort(descending=True, stable=True)  # the validator matches in confidence order
+    tp[order.numpy()] = ultra.true_positives(pred[order, :4], pred[order, 5], labels[:, 1:5], labels[:, 0], MATCH_IOU)
     return tp
 
 

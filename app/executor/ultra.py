@@ -237,6 +237,22 @@ def val_thresholds(trainer: Any) -> dict[str, float]:
 # ---------------------------------------------------------------- scoring detections (sliced validation)
 
 
+def true_positives(pred_boxes: Any, pred_classes: Any, true_boxes: Any, true_classes: Any, threshold: float) -> Any:
+    """Per prediction, whether it is a true positive at IoU ``threshold``, by the detection validator's own rule:
+    its ``box_iou`` and its ``match_predictions`` (greedy over the predictions in descending confidence order,
+    each taking the unclaimed label of its class it overlaps most; ``use_scipy`` off, the validator's default).
+    Predictions must come in descending confidence order. Returns a bool numpy array ``(n,)``."""
+    from types import SimpleNamespace
+
+    import torch
+    from ultralytics.engine.validator import BaseValidator
+    from ultralytics.utils.metrics import box_iou
+
+    iou = box_iou(true_boxes.float(), pred_boxes.float())
+    matcher = SimpleNamespace(iouv=torch.tensor([threshold]))  # the only attribute match_predictions reads
+    return BaseValidator.match_predictions(matcher, pred_classes, true_classes, iou)[:, 0].numpy()
+
+
 def mean_ap50(tp: Any, conf: Any, pred_cls: Any, target_cls: Any) -> float:
     """mAP@0.5 over the classes that have targets, by Ultralytics' own precision-recall integration
     (``ap_per_class``), as its validator computes the mAP@0.5 of unsliced stages. Arrays: ``tp`` (n,) bool,
