@@ -122,42 +122,106 @@ def det(x1, y1, x2, y2, score, cls=0.0):
     return [x1, y1, x2, y2, score, cls]
 
 
-def test_a_box_cut_by_a_tile_edge_is_merged_back_into_one():
+def merged(tmp_path: Path, width: int, height: int, slices: slicing.SliceSettings, boxes: dict, max_det: int = 300,
+           iou: float = 0.45) -> torch.Tensor:
+    """An image's boxes merged exactly as infer, mining's infer and the stage evaluation merge them: each window's
+    boxes (``boxes[window]``, image pixels) into ``slicing.ImageBoxes`` with the ``Meta`` the engine makes for that
+    window (``tile_inputs`` of a real image of that size)."""
+    path = tmp_path / f"{width}x{height}.png"
+    Image.new("RGB", (width, height)).save(path)
+    metas = [meta for _, meta in tile_inputs(0, str(path), 32, slices)]
+    assert set(boxes) <= {meta.window for meta in metas}, "boxes for a window the image does not have"
+    collector, out = slicing.ImageBoxes(max_det, iou, slices), None
+    for meta in metas:
+        out = collector.add(torch.tensor(boxes.get(meta.window, []), dtype=torch.float32).reshape(-1, 6), meta)
+    assert out is not None and not collector.waiting
+    return out
+
+
+def rounded(boxes: torch.Tensor) -> list[list[float]]:
+    return [[round(v, 3) for v in box] for box in boxes.tolist()]
+
+
+def test_a_large_objects_whole_image_box_survives_pieces_that_outscore_it(tmp_path):
+    """The issue's example: 720x400, 400 px tiles; the tiles' pieces score 0.8 and 0.75, the whole-image box 0.7.
+    One box comes out, as large as the object: the whole-image pass's, which answers for objects larger than
+    the overlap (``slicing.tile_limit``)."""
+    whole = (0, 0, 720, 400)
+    tiles = slicing.windows(720, 400, 400, 0.2)
+    assert tiles == [(0, 0, 400, 400), (320, 0, 720, 400)]
+    boxes = {tiles[0]: [det(2, 3, 400, 398, 0.8)], tiles[1]: [det(320, 3, 718, 398, 0.75)], whole: [det(1, 2, 719, 399, 0.7)]}
+    assert rounded(merged(tmp_path, 720, 400, settings(400), boxes)) == [[1, 2, 719, 399, 0.7, 0]]
+    # without the whole-image pass the two pieces, which share only the 80 px overlap, join across the seam
+    del boxes[whole]
+    assert rounded(merged(tmp_path, 720, 400, settings(400, whole=False), boxes)) == [[2, 3, 718, 398, 0.8, 0]]
+
+
+@pytest.mark.parametrize("whole", [True, False])
+def test_a_400_px_object_on_a_640_px_seam_is_one_box(tmp_path, whole):
+    """1280x640 at 640 px tiles: columns start at 0, 512 and 640. An object from x 440 to 840 is cut by all three;
+    the piece in the last tile scores highest. Beside it a small object, and the whole-image pass's loose box
+    around that one."""
+    tiles = slicing.windows(1280, 640, 640, 0.2)
+    assert [t[0] for t in tiles] == [0, 512, 640]
+    boxes = {tiles[0]: [det(440, 100, 640, 500, 0.8), det(100, 300, 120, 320, 0.7)],
+             tiles[1]: [det(512, 100, 840, 500, 0.85)],
+             tiles[2]: [det(640, 101, 840, 500, 0.9)]}
+    if whole:  # the large object is the whole image's; the small one the tile's, the loose box stays as unsliced
+        boxes[(0, 0, 1280, 640)] = [det(441, 99, 839, 501, 0.6), det(90, 290, 130, 330, 0.02)]
+        expected = [[100, 300, 120, 320, 0.7, 0], [441, 99, 839, 501, 0.6, 0], [90, 290, 130, 330, 0.02, 0]]
+    else:  # the pieces join: the last tile's grows left to the middle one's, then to the first one's
+        expected = [[440, 101, 840, 500, 0.9, 0], [100, 300, 120, 320, 0.7, 0]]
+    assert rounded(merged(tmp_path, 1280, 640, settings(640, whole=whole), boxes)) == expected
+
+
+def test_beside_the_whole_image_a_tile_answers_for_objects_no_larger_than_the_overlap(tmp_path):
+    """A tile's box larger than the overlap (80 px here) is left to the whole-image pass even when no edge cut it
+    (it may be a part of a larger object that looks like one), and so is a small box a tile edge cut (another
+    tile sees that object whole). Without the whole-image pass the tiles keep them all."""
+    tile, whole = (0, 0, 400, 400), (0, 0, 720, 400)
+    assert slicing.tile_limit(settings(400)) == 80 and slicing.tile_limit(settings(400, 0.0)) == 400
+    boxes = {tile: [det(100, 100, 190, 150, 0.9), det(10, 10, 60, 60, 0.8), det(380, 10, 400, 30, 0.7)],
+             whole: [det(500, 200, 600, 300, 0.5)]}
+    assert rounded(merged(tmp_path, 720, 400, settings(400), boxes)) == [[10, 10, 60, 60, 0.8, 0], [500, 200, 600, 300, 0.5, 0]]
+    assert len(merged(tmp_path, 720, 400, settings(400, whole=False), {tile: boxes[tile]})) == 3
+
+
+def test_a_box_cut_by_a_tile_edge_is_merged_back_into_one(tmp_path):
     # tiles [0, 400) and [320, 720): tile 0 sees the object's left part, cut at its edge; tile 1 sees it whole
-    dets = torch.tensor([det(380, 50, 400, 90, 0.6), det(380, 50, 460, 90, 0.9), det(100, 100, 120, 120, 0.8)])
-    merged = slicing.merge(dets, torch.tensor([0, 1, 0]), 300)
-    assert merged[:, :4].tolist() == [[380, 50, 460, 90], [100, 100, 120, 120]]
-    assert merged[:, 4].tolist() == pytest.approx([0.9, 0.8])
+    tiles = slicing.windows(720, 400, 400, 0.2)
+    for piece, view in ((0.6, 0.9), (0.9, 0.6)):  # the whole view first, or the piece
+        boxes = {tiles[0]: [det(380, 50, 400, 90, piece), det(100, 100, 120, 120, 0.8)], tiles[1]: [det(380, 50, 460, 90, view)]}
+        out = merged(tmp_path, 720, 400, settings(400, whole=False), boxes)
+        assert rounded(out) == [[380, 50, 460, 90, 0.9, 0], [100, 100, 120, 120, 0.8, 0]]
 
 
-def test_a_loose_box_no_edge_cut_does_not_grow_a_tight_one():
-    """The whole-image pass at a low threshold makes loose boxes around real objects: they are suppressed as
-    duplicates, not merged in (which would inflate the tight box to the loose one's extent)."""
-    tight = det(100, 100, 120, 120, 0.9)
-    loose = det(60, 70, 190, 160, 0.05)
-    merged = slicing.merge(torch.tensor([tight, loose]), torch.tensor([0, 1]), 300, torch.tensor([False, False]))
-    assert merged[:, :4].tolist() == [[100, 100, 120, 120]]
+def test_a_small_box_inside_a_large_one_neither_cut_is_not_joined_to_it(tmp_path):
+    """A tight tile box and a loose, low-scoring whole-image box around it (the whole-image pass at conf 0.001
+    makes many): the tight box is not inflated, and the loose box stays as the whole-image pass alone would
+    leave it. The same rule keeps a large object's box when a smaller box inside it scores higher."""
+    boxes = {(0, 0, 400, 400): [det(100, 100, 120, 120, 0.9)], (0, 0, 720, 400): [det(60, 70, 190, 160, 0.05)]}
+    assert rounded(merged(tmp_path, 720, 400, settings(400), boxes)) == [[100, 100, 120, 120, 0.9, 0], [60, 70, 190, 160, 0.05, 0]]
+    same = {(0, 0, 400, 400): [det(100, 100, 120, 120, 0.9)], (0, 0, 720, 400): [det(99, 101, 121, 120, 0.3)]}
+    assert rounded(merged(tmp_path, 720, 400, settings(400), same)) == [[100, 100, 120, 120, 0.9, 0]], "one object, twice"
 
 
-def test_cut_by_window_flags_only_inner_tile_edges():
-    boxes = torch.tensor([det(0, 10, 30, 40, 0.9), det(370, 10, 400, 40, 0.9), det(100, 100, 120, 120, 0.9)])
-    assert slicing.cut_by_window(boxes, (0, 0, 400, 400), 720, 400).tolist() == [False, True, False]
-    assert slicing.cut_by_window(boxes, (0, 0, 720, 400), 720, 400).tolist() == [False, False, False]
+def test_cut_by_window_flags_only_the_sides_on_inner_tile_edges():
+    boxes = torch.tensor([det(0, 10, 30, 40, 0.9), det(370, 10, 400, 40, 0.9), det(100, 100, 120, 120, 0.9),
+                          det(330, 0, 400, 400, 0.9)])
+    assert slicing.cut_by_window(boxes, (0, 0, 400, 400), 720, 400).tolist() == [
+        [False] * 4, [False, False, True, False], [False] * 4, [False, False, True, False]]
+    assert slicing.cut_by_window(boxes, (320, 0, 720, 400), 720, 400)[3].tolist() == [False, False, False, False]
+    assert not slicing.cut_by_window(boxes, (0, 0, 720, 400), 720, 400).any(), "the whole image cuts nothing"
 
 
-def test_pieces_of_a_large_object_merge_into_the_whole_image_box():
-    """A box equal to the whole image survives slicing: the whole-image pass sees it, the tiles see pieces."""
-    whole = det(0, 0, 720, 400, 0.7)
-    pieces = [det(0, 0, 400, 400, 0.8), det(320, 0, 720, 400, 0.75)]
-    merged = slicing.merge(torch.tensor([*pieces, whole]), torch.tensor([0, 1, 2]), 300)
-    assert merged[:, :4].tolist() == [[0, 0, 720, 400]] and float(merged[0, 4]) == pytest.approx(0.8)
-
-
-def test_touching_objects_of_one_tile_stay_apart_and_classes_do_not_merge():
-    dets = torch.tensor([det(10, 10, 30, 30, 0.9), det(15, 15, 35, 35, 0.8), det(12, 12, 30, 30, 0.7, 1.0)])
-    assert len(slicing.merge(dets, torch.tensor([0, 0, 1]), 300)) == 3
-    assert len(slicing.merge(dets, torch.tensor([0, 1, 1]), 300)) == 2  # across tiles, same class: one object
-    assert len(slicing.merge(dets, torch.tensor([0, 1, 1]), 1)) == 1  # max_det holds after merging
+def test_touching_objects_of_one_tile_stay_apart_and_classes_do_not_merge(tmp_path):
+    a, b = (0, 0, 400, 400), (320, 0, 720, 400)
+    touching = [det(10, 10, 30, 30, 0.9), det(15, 15, 35, 35, 0.8)]
+    assert len(merged(tmp_path, 720, 400, settings(400, whole=False), {a: touching})) == 2
+    other_class = {a: [det(10, 10, 30, 30, 0.9)], b: [det(330, 10, 350, 30, 0.7, 1.0)],
+                   (0, 0, 720, 400): [det(12, 12, 30, 30, 0.7, 1.0), det(331, 11, 350, 30, 0.6, 1.0)]}
+    assert len(merged(tmp_path, 720, 400, settings(400), other_class)) == 3  # the whole pass's class-1 box joins b's
+    assert len(merged(tmp_path, 720, 400, settings(400), other_class, max_det=1)) == 1  # max_det holds after merging
 
 
 @pytest.mark.parametrize("key, value", [("slice_size", -1), ("slice_size", 16), ("slice_size", "big"),
@@ -196,8 +260,10 @@ def sliced_task(sample_root, trained, mosaics, tasks, extra):
 
 
 def test_sliced_infer_writes_every_candidate_with_boxes_in_the_image(sample_root, trained, mosaics):
-    rc, log = sliced_task(sample_root, trained, mosaics, ["infer"], {"slice_size": 128, "slice_overlap": 0.25})
+    rc, log = sliced_task(sample_root, trained, mosaics, ["infer"], {"slice_size": 128, "slice_overlap": 0.25,
+                                                                     "gpu_decode": True})
     assert rc == 0, log[-2000:]
+    assert "gpu_decode is ignored with slicing" in log
     result = check_infer_json(str(sample_root / "out" / "infer-result.json"), mosaics, NAMES, legacy=False)
     check_boxes_inside(result, {p.rsplit("/", 1)[-1]: Image.open(p).size for p in mosaics})
     assert sum(len(e["boxes"]) for n, e in result.items() if n.startswith("mosaic")), "boxes on the mosaics"
@@ -283,6 +349,65 @@ def test_conversion_with_slicing_writes_tiles_beside_the_whole_images(sample_roo
     assert all(len(box) == 5 for _, boxes in truth for box in boxes)
 
 
+def test_conversion_without_the_whole_image_trains_on_tiles_only(sample_root, tmp_path):
+    from executor import dataset
+
+    root = tmp_path / "yolo"
+    dataset.convert(str(sample_root / "in" / "train-index.tsv"), str(sample_root / "in" / "val-index.tsv"), root,
+                    "ark:raw", NAMES, settings(64, 0.25, whole=False))
+    listed = (root / "train.txt").read_text().split()
+    assert listed and all("/images/train-tiles/" in p for p in listed), "every sample image is larger than a tile"
+
+
+def test_tiles_never_take_an_assets_name_and_nothing_is_written_to_in(tmp_path):
+    """An asset named like another asset's tile (``x_tile0.jpg``): its link and the tile are different files, the
+    tile's labels are its own, and /in is byte for byte what it was, also after a second conversion into the
+    same folder (the old layout wrote the tile through the asset's link, into /in)."""
+    from conftest import snapshot
+    from executor import dataset
+
+    inside = tmp_path / "in"
+    inside.mkdir()
+    rng = np.random.default_rng(5)
+    for name in ("x_tile0", "x"):
+        Image.fromarray(rng.integers(0, 255, (200, 300, 3), dtype=np.uint8)).save(inside / f"{name}.jpg", quality=90)
+        (inside / f"{name}.txt").write_text("0,10,10,60,60\n1,200,100,280,190\n")
+    index = inside / "index.tsv"
+    index.write_text("".join(f"{inside / n}.jpg\t{inside / n}.txt\n" for n in ("x_tile0", "x")))
+    before = snapshot(inside)
+    for _ in range(2):
+        root = tmp_path / "out" / "yolo"
+        dataset.convert(str(index), str(index), root, "ark:raw", NAMES, settings(128, 0.25))
+        assert snapshot(inside) == before
+        link = root / "images" / "train" / "x_tile0.jpg"
+        assert link.is_symlink() and link.resolve() == (inside / "x_tile0.jpg").resolve()
+        tile = root / "images" / "train-tiles" / "x_tile0.jpg"
+        assert not tile.is_symlink() and Image.open(tile).size == (128, 128)
+        listed = (root / "train.txt").read_text().split()
+        assert str(link) in listed and str(tile) in listed
+        assert (root / "labels" / "train" / "x_tile0.txt").read_text() != (root / "labels" / "train-tiles" / "x_tile0.txt").read_text()
+
+
+def test_conversion_reports_its_progress_and_its_list_does_not_depend_on_threads(sample_root, tmp_path, monkeypatch, caplog):
+    import logging
+
+    from executor import dataset, runtime
+
+    lists = []
+    for threads in (1, 3):
+        monkeypatch.setattr(runtime, "usable_cpus", lambda threads=threads: threads)
+        seen: list[float] = []
+        root = tmp_path / f"yolo-{threads}"
+        with caplog.at_level(logging.INFO, logger="executor"):
+            dataset.convert(str(sample_root / "in" / "train-index.tsv"), str(sample_root / "in" / "val-index.tsv"), root,
+                            "ark:raw", NAMES, settings(64, 0.25), progress=seen.append)
+        assert seen == sorted(seen) and seen[-1] == 1.0 and len(seen) == 32 + 12, "one step per image, train and val"
+        lists.append([Path(p).relative_to(root).as_posix() for p in (root / "train.txt").read_text().split()])
+    assert lists[0] == lists[1]
+    conversion = [r.getMessage() for r in caplog.records if r.getMessage().startswith("dataset conversion:")]
+    assert len(conversion) == 2 * 10 and conversion[-1].startswith("dataset conversion: 44 of 44 images")
+
+
 def test_whole_image_map_scores_predictions_as_ultralytics_does():
     from executor import evaluate, ultra
 
@@ -310,7 +435,7 @@ def test_sliced_training_reports_whole_image_map_per_stage(sample_root, tmp_path
     rc, log = run_task(sample_root, ["training"], config)
     assert rc == 0, log[-3000:]
     check_result_yaml(str(sample_root / "out" / "models" / "result.yaml"), legacy=False)
-    assert "whole-image mAP@0.5" in log and "with tiles of 64 px" in log
+    assert "whole-image mAP@0.5" in log and "with tiles of 64 px" in log and "dataset conversion: 44 of 44 images" in log
     result = yaml.safe_load((sample_root / "out" / "models" / "result.yaml").read_text())
     truth = json.loads((sample_root / "out" / "yolo-dataset" / dataset.VAL_TRUTH).read_text())
     again = evaluate.sliced_map50(sample_root / "out" / "models" / "best.pt", truth, NAMES, 64, settings(64, 0.25),
@@ -354,7 +479,7 @@ def test_the_whole_image_map_of_a_real_model_on_its_own_boxes_is_one(trained, tm
     best = next(p for p in model_files(trained) if p.endswith("best.pt"))
     slices = settings(128, 0.25)
     engine = Engine(Path(best), "cpu", 64, False, NAMES, slices=slices)
-    merged, own = slicing_.ImageBoxes(evaluate.MAX_DET), {}
+    merged, own = slicing_.ImageBoxes(evaluate.MAX_DET, evaluate.IOU, slices), {}
     for inputs, metas, _ in engine.batches(mosaics, 4, 0):
         batch = engine.forward(engine.prepare(inputs), metas)
         for det, meta in zip(engine.image_detections(batch, evaluate.CONF, evaluate.IOU, evaluate.MAX_DET), metas, strict=True):
@@ -388,25 +513,31 @@ def sahi_merge(dets: torch.Tensor) -> list[list[float]]:
 
     keep = batched_greedy_nmm(dets.numpy(), match_metric="IOS", match_threshold=slicing.MERGE_IOS)
     out = []
-    for k, merged in keep.items():
-        group = dets[[k, *merged]]
+    for k, merged_into in keep.items():
+        group = dets[[k, *merged_into]]
         out.append([*group[:, :2].min(0).values.tolist(), *group[:, 2:4].max(0).values.tolist()])
     return sorted(out)
 
 
-def test_merging_agrees_with_sahi_on_boxes_tiles_cut_and_differs_where_said():
-    cut = torch.tensor([det(380, 50, 400, 90, 0.6), det(380, 50, 460, 90, 0.9), det(100, 100, 120, 120, 0.8),
-                        det(700, 300, 740, 330, 0.5, 1.0), det(700, 300, 720, 330, 0.45, 1.0)])
-    ours = slicing.merge(cut, torch.tensor([0, 1, 0, 1, 2]), 300)
-    assert sorted(ours[:, :4].tolist()) == sahi_merge(cut)
+def test_merging_agrees_with_sahi_on_boxes_tiles_cut_and_differs_where_said(tmp_path):
+    a, b, whole = (0, 0, 400, 400), (320, 0, 720, 400), (0, 0, 720, 400)
+    cut = {a: [det(380, 50, 400, 90, 0.6), det(100, 100, 120, 120, 0.8)],
+           b: [det(380, 50, 460, 90, 0.9), det(640, 300, 680, 330, 0.5, 1.0)]}
+    ours = merged(tmp_path, 720, 400, settings(400, whole=False), cut)
+    assert sorted(ours[:, :4].tolist()) == sahi_merge(torch.tensor([d for ds in cut.values() for d in ds]))
+    # a loose whole-image box around a tight tile box: SAHI grows the tight box to it, ours keeps it tight
+    loose = {a: [det(100, 100, 120, 120, 0.9)], whole: [det(60, 70, 190, 160, 0.05)]}
+    assert sahi_merge(torch.tensor([d for ds in loose.values() for d in ds])) == [[60, 70, 190, 160]]
+    assert merged(tmp_path, 720, 400, settings(400), loose)[0, :4].tolist() == [100, 100, 120, 120]
     # two pieces of a large object and the whole-image box: SAHI compares with the kept box only and leaves
-    # one piece beside the whole box; ours grows and looks again (see slicing.merge)
-    pieces = torch.tensor([det(0, 0, 400, 400, 0.8), det(320, 0, 720, 400, 0.75), det(0, 0, 720, 400, 0.7)])
-    assert sahi_merge(pieces) == [[0, 0, 720, 400], [320, 0, 720, 400]]
-    assert slicing.merge(pieces, torch.tensor([0, 1, 2]), 300)[:, :4].tolist() == [[0, 0, 720, 400]]
+    # one piece beside the whole box; ours keeps the whole-image box alone
+    pieces = {a: [det(0, 0, 400, 400, 0.8)], b: [det(320, 0, 720, 400, 0.75)], whole: [det(0, 0, 720, 400, 0.7)]}
+    assert sahi_merge(torch.tensor([d for ds in pieces.values() for d in ds])) == [[0, 0, 720, 400], [320, 0, 720, 400]]
+    assert merged(tmp_path, 720, 400, settings(400), pieces)[:, :4].tolist() == [[0, 0, 720, 400]]
     # touching objects of one tile: SAHI merges them (it looks at every box), ours keeps them apart
-    touching = torch.tensor([det(10, 10, 30, 30, 0.9), det(15, 15, 35, 35, 0.8)])
-    assert len(sahi_merge(touching)) == 1 and len(slicing.merge(touching, torch.tensor([0, 0]), 300)) == 2
+    touching = {a: [det(10, 10, 30, 30, 0.9), det(15, 15, 35, 35, 0.8)]}
+    assert len(sahi_merge(torch.tensor(touching[a]))) == 1
+    assert len(merged(tmp_path, 720, 400, settings(400, whole=False), touching)) == 2
 
 
 def test_the_readme_tile_count_for_a_4000x3000_photo():

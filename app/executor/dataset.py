@@ -19,8 +19,9 @@ import math
 import os
 import random
 import xml.etree.ElementTree as ET
-from collections import Counter
-from collections.abc import Sequence
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +29,7 @@ import cv2
 import yaml
 from PIL import Image, UnidentifiedImageError
 
-from executor import slicing, ultra
+from executor import runtime, slicing, ultra
 from executor.protocol import asset_id, dataset_error, read_index
 
 LOG = logging.getLogger("executor")
@@ -149,11 +150,20 @@ def tile_labels(boxes: Sequence[Box], window: slicing.Window) -> tuple[list[Box]
     return kept, cut
 
 
+def tile_dirs(image_dir: Path, label_dir: Path) -> tuple[Path, Path]:
+    """Where a split's tiles and their labels go: folders of their own beside the split's (``train-tiles``), so a
+    tile's name can never be an asset's (an asset named ``x_tile0.jpg`` has its link in the split's folder), and
+    no tile is ever written through an asset's link into /in. Ultralytics finds the labels by its own rule (the
+    last ``/images/`` of the path made ``/labels/``)."""
+    return image_dir.with_name(f"{image_dir.name}-tiles"), label_dir.with_name(f"{label_dir.name}-tiles")
+
+
 def write_tiles(image_path: str, boxes: list[Box], name: str, image_dir: Path, label_dir: Path,
                 slices: slicing.SliceSettings, stats: Counter) -> list[str]:
-    """An image's tiles as files of their own with their labels (``tile_labels``): every tile holding a box,
-    and ``NEGATIVE_SHARE`` as many without (at least one when there are any), drawn from the image's name.
-    Decoded once, as infer decodes it (EXIF orientation applied); tiles saved as JPEG quality 95."""
+    """An image's tiles as files of their own with their labels (``tile_labels``), in ``tile_dirs``: every tile
+    holding a box, and ``NEGATIVE_SHARE`` as many without (at least one when there are any), drawn from the
+    image's name. Decoded once, as infer decodes it (EXIF orientation applied); tiles saved as JPEG quality 95.
+    Runs in conversion's threads (OpenCV decodes and encodes without the GIL): ``stats`` is the caller's to add."""
     from executor.engine import read_image
 
     image, _ = read_image(image_path)
@@ -170,15 +180,62 @@ def write_tiles(image_path: str, boxes: list[Box], name: str, image_dir: Path, l
     kept_negatives = random.Random(name).sample(negatives, wanted)
     stats["negative tiles left out"] += len(negatives) - wanted
     out = []
+    tile_dir, tile_label_dir = tile_dirs(image_dir, label_dir)
     for k, (x1, y1, x2, y2), labels in sorted(positives + kept_negatives):
-        tile = image_dir / f"{name}_tile{k}.jpg"
+        tile = tile_dir / f"{name}_tile{k}.jpg"
+        tile.unlink(missing_ok=True)  # a re-run into the same /out: a new file, never a write through what is there
         if not cv2.imwrite(str(tile), image[y1:y2, x1:x2], [cv2.IMWRITE_JPEG_QUALITY, 95]):
             raise OSError(f"cannot write {tile}")
         lines = to_lines(labels, x2 - x1, y2 - y1)
-        (label_dir / f"{name}_tile{k}.txt").write_text("\n".join(lines) + ("\n" if lines else ""), encoding="utf-8")
+        (tile_label_dir / f"{name}_tile{k}.txt").write_text("\n".join(lines) + ("\n" if lines else ""), encoding="utf-8")
         out.append(str(tile))
     stats["tiles"] += len(out)
     return out
+
+
+class Tiler:
+    """Cuts the tiles of a split's images in threads, at most ``2 x threads`` images in flight, and gives each
+    image's list entries (its link, when listed whole, then its tiles) back in the order the images came, so
+    the training list does not depend on thread timing."""
+
+    def __init__(self, slices: slicing.SliceSettings | None, threads: int) -> None:
+        self.slices, self.threads = slices, max(1, threads)
+        self.pool = ThreadPoolExecutor(self.threads) if slices is not None else None
+        self.pending: deque[tuple[list[str], Future | None]] = deque()
+
+    def add(self, listed: list[str], tiles: tuple | None = None) -> list[tuple[list[str], Counter]]:
+        """Queue one image: ``listed`` (its link or nothing) and, with ``tiles`` (``write_tiles``' arguments before
+        ``slices``), its tiles to cut; returns the entries and counts of the images done meanwhile, in order."""
+        future = None
+        if tiles is not None:
+            assert self.pool is not None
+            future = self.pool.submit(self._one, *tiles)
+        self.pending.append((listed, future))
+        done = []
+        while self.pending and (len(self.pending) > 2 * self.threads or self.pending[0][1] is None
+                                or self.pending[0][1].done()):
+            done.append(self._take(*self.pending.popleft()))
+        return done
+
+    def _one(self, image: str, boxes: list[Box], name: str, image_dir: Path, label_dir: Path) -> tuple[list[str], Counter]:
+        counts: Counter = Counter()  # a Counter of its own: threads do not share the caller's
+        return write_tiles(image, boxes, name, image_dir, label_dir, self.slices, counts), counts
+
+    @staticmethod
+    def _take(listed: list[str], future: Future | None) -> tuple[list[str], Counter]:
+        if future is None:
+            return listed, Counter()
+        tiles, counts = future.result()
+        return listed + tiles, counts
+
+    def finish(self) -> list[tuple[list[str], Counter]]:
+        """Every image still queued, in order; then the threads end."""
+        try:
+            return [self._take(*entry) for entry in self.pending]
+        finally:
+            self.pending.clear()
+            if self.pool is not None:
+                self.pool.shutdown(cancel_futures=True)
 
 
 @dataclass
@@ -189,84 +246,128 @@ class SplitResult:
     truth: list[tuple[str, list[list[float]]]]  # validation with slicing: each image and its boxes, in its pixels
 
 
+class Progress:
+    """Conversion's share of the progress bar, image by image, and with slicing a log line about every 10 %
+    (cutting and encoding the tiles of a large training set takes minutes)."""
+
+    def __init__(self, total: int, report: Callable[[float], None] | None, sliced: bool) -> None:
+        self.total, self.report, self.sliced = max(total, 1), report, sliced
+        self.done, self.tiles, self.logged = 0, 0, 0
+
+    def image(self, tiles: int = 0) -> None:
+        self.done += 1
+        self.tiles += tiles
+        if self.report is not None:
+            self.report(min(self.done / self.total, 1.0))
+        tenth = 10 * self.done // self.total
+        if self.sliced and tenth > self.logged:
+            self.logged = tenth
+            LOG.info("dataset conversion: %d of %d images, %d tiles cut so far", self.done, self.total, self.tiles)
+
+
 def convert_split(
     index_file: str, split: str, root: Path, fmt: str, class_names: Sequence[str], stats: Counter,
-    slices: slicing.SliceSettings | None = None,
+    slices: slicing.SliceSettings | None = None, progress: Progress | None = None,
 ) -> SplitResult:
     """Convert one index file; streams line by line, holding only the image list. With ``slices`` (on; ``convert``
-    passes None when off), each image larger than one tile also brings its tiles (``write_tiles``)."""
+    passes None when off), each image larger than one tile also brings its tiles (``write_tiles``, in threads),
+    and is listed whole only with ``slices.whole_image``."""
     image_dir, label_dir = root / "images" / split, root / "labels" / split
-    image_dir.mkdir(parents=True, exist_ok=True)
-    label_dir.mkdir(parents=True, exist_ok=True)
+    for folder in (image_dir, label_dir, *(tile_dirs(image_dir, label_dir) if slices is not None else ())):
+        folder.mkdir(parents=True, exist_ok=True)
+    progress = progress or Progress(0, None, False)
     class_index = {name: i for i, name in enumerate(class_names)}
     used_names: set[str] = set()
     next_suffix: dict[str, int] = {}  # per stem, so that many repeats of one name stay linear
     images, boxes, truth = [], 0, []
-    for _, fields in read_index(index_file, 2):
-        image = fields[0]
-        annotation = fields[1] if len(fields) > 1 else ""
-        try:
-            width, height = image_size(image)
-        except (OSError, UnidentifiedImageError, ValueError, *ultra.NOT_AN_IMAGE_ERRORS):
-            stats["unreadable images skipped"] += 1
-            continue
-        if annotation and os.path.isfile(annotation):
-            found = read_ark(annotation, len(class_names), stats) if fmt == "ark" else read_voc(annotation, class_index, stats)
-        else:
-            stats["images without annotation file (negatives)"] += 1
-            found = []
-        clipped = clip_boxes(found, width, height, stats)
-        lines = to_lines(clipped, width, height)
-        if not lines:
-            stats[f"{split} images without objects"] += 1
-        stem, ext = asset_id(image), os.path.splitext(image)[1].lower() or ".jpg"
-        name = stem
-        if name in used_names:  # the same basename in two folders
-            stats["duplicate image names renamed"] += 1
-            n = next_suffix.get(stem, 1)
-            while f"{stem}_{n}" in used_names:
-                n += 1
-            name, next_suffix[stem] = f"{stem}_{n}", n + 1
-        used_names.add(name)
-        link = image_dir / f"{name}{ext}"
-        try:
-            os.symlink(os.path.abspath(image), link)
-        except FileExistsError:  # a re-run into the same /out
-            link.unlink()
-            os.symlink(os.path.abspath(image), link)
-        (label_dir / f"{name}.txt").write_text("\n".join(lines) + ("\n" if lines else ""), encoding="utf-8")
-        images.append(str(link))
-        boxes += len(lines)
-        if slices is not None:
-            if split == "val":
+    tiler = Tiler(slices, runtime.usable_cpus())
+
+    def take(done: list[tuple[list[str], Counter]]) -> None:
+        for entries, counts in done:
+            images.extend(entries)
+            stats.update(counts)
+            progress.image(counts["tiles"])
+
+    try:
+        for _, fields in read_index(index_file, 2):
+            image = fields[0]
+            annotation = fields[1] if len(fields) > 1 else ""
+            try:
+                width, height = image_size(image)
+            except (OSError, UnidentifiedImageError, ValueError, *ultra.NOT_AN_IMAGE_ERRORS):
+                stats["unreadable images skipped"] += 1
+                take(tiler.add([]))
+                continue
+            if annotation and os.path.isfile(annotation):
+                found = read_ark(annotation, len(class_names), stats) if fmt == "ark" else read_voc(annotation, class_index, stats)
+            else:
+                stats["images without annotation file (negatives)"] += 1
+                found = []
+            clipped = clip_boxes(found, width, height, stats)
+            lines = to_lines(clipped, width, height)
+            if not lines:
+                stats[f"{split} images without objects"] += 1
+            stem, ext = asset_id(image), os.path.splitext(image)[1].lower() or ".jpg"
+            name = stem
+            if name in used_names:  # the same basename in two folders
+                stats["duplicate image names renamed"] += 1
+                n = next_suffix.get(stem, 1)
+                while f"{stem}_{n}" in used_names:
+                    n += 1
+                name, next_suffix[stem] = f"{stem}_{n}", n + 1
+            used_names.add(name)
+            link = image_dir / f"{name}{ext}"
+            try:
+                os.symlink(os.path.abspath(image), link)
+            except FileExistsError:  # a re-run into the same /out
+                link.unlink()
+                os.symlink(os.path.abspath(image), link)
+            (label_dir / f"{name}.txt").write_text("\n".join(lines) + ("\n" if lines else ""), encoding="utf-8")
+            boxes += len(lines)
+            tiled = slices is not None and (width > slices.size or height > slices.size)
+            listed = [str(link)] if not tiled or slices.whole_image else []
+            if slices is not None and split == "val":
                 truth.append((os.path.abspath(image), [[float(v) for v in box] for box in clipped]))
-            if width > slices.size or height > slices.size:
-                images += write_tiles(image, clipped, name, image_dir, label_dir, slices, stats)
+            take(tiler.add(listed, (image, clipped, name, image_dir, label_dir) if tiled else None))
+    finally:
+        take(tiler.finish())
     list_file = root / f"{split}.txt"
     list_file.write_text("\n".join(images) + ("\n" if images else ""), encoding="utf-8")
     return SplitResult(str(list_file), len(images), boxes, truth)
 
 
+def index_lines(path: str) -> int:
+    """Lines of an index file (what conversion's progress counts against), 0 when it cannot be read."""
+    try:
+        with open(path, "rb") as fp:
+            return sum(1 for line in fp if line.strip())
+    except OSError:
+        return 0
+
+
 def convert(
     train_index: str, val_index: str, root: str | os.PathLike, export_format: str | None, class_names: Sequence[str],
-    slices: slicing.SliceSettings | None = None,
+    slices: slicing.SliceSettings | None = None, progress: Callable[[float], None] | None = None,
 ) -> str:
     """Build the YOLO dataset under ``root``; returns the path of its data.yaml. With ``slices`` on, both
-    splits hold each large image whole and as tiles (``write_tiles``), and ``VAL_TRUTH`` beside data.yaml
-    lists the validation images with their boxes, for the whole-image mAP (``evaluate``)."""
+    splits hold each large image as tiles (``write_tiles``) and, with ``slices.whole_image``, whole, and
+    ``VAL_TRUTH`` beside data.yaml lists the validation images with their boxes, for the whole-image mAP
+    (``evaluate``). ``progress`` gets the share of the index lines done."""
     fmt = annotation_format(export_format)
     root = Path(root).absolute()  # Ultralytics resolves relative dataset paths against its own folders
     stats: Counter = Counter()
     slices = slicing.SliceSettings.active(slices)
-    train = convert_split(train_index, "train", root, fmt, class_names, stats, slices)
-    val = convert_split(val_index, "val", root, fmt, class_names, stats, slices)
+    counter = Progress(index_lines(train_index) + index_lines(val_index), progress, slices is not None)
+    train = convert_split(train_index, "train", root, fmt, class_names, stats, slices, counter)
+    val = convert_split(val_index, "val", root, fmt, class_names, stats, slices, counter)
     if slices is not None:
         (root / VAL_TRUTH).write_text(json.dumps(val.truth), encoding="utf-8")
     summary = ", ".join(f"{k}: {v}" for k, v in sorted(stats.items()) if v) or "no defects"
     LOG.info(
         "dataset (%s): train %d images / %d boxes, val %d images / %d boxes%s; %s",
         fmt, train.images, train.boxes, val.images, val.boxes,
-        f" (with tiles of {slices.size} px, overlap {slices.overlap})" if slices is not None else "", summary,
+        f" (with tiles of {slices.size} px, overlap {slices.overlap}{'' if slices.whole_image else ', large images as tiles only'})"
+        if slices is not None else "", summary,
     )
     if train.images == 0 or train.boxes == 0:
         raise dataset_error(

@@ -155,7 +155,8 @@ def worker(rank: int, job: ScanJob, shards: list[list[str]], devices: list[str],
         scores: list[torch.Tensor] = []  # per pass, on the device until the shard ends
         indices: list[int] = []  # each input's candidate index, in pass order
         parts: list[int] = []  # each input's place among its image's inputs (slicing; 0 without)
-        sliced = slicing.ImageBoxes(job.infer.max_det if job.infer else 0)
+        covers: dict[int, float] = {}  # per sliced candidate, how often its windows cover a pixel (``slicing.coverage``)
+        sliced = slicing.ImageBoxes(job.infer.max_det if job.infer else 0, job.engine.iou, engine.slices)
         unreadable: list[str] = []
         problems: Counter = Counter()
         boxes = 0
@@ -187,6 +188,9 @@ def worker(rank: int, job: ScanJob, shards: list[list[str]], devices: list[str],
                         readable += [m.path for m in metas]
                         indices += [m.index for m in metas]
                         parts += [m.part for m in metas]
+                        for m in metas:
+                            if m.parts > 1 and m.index not in covers:
+                                covers[m.index] = slicing.coverage(m.width, m.height, engine.slices)
                     if infer_file is not None:
                         waiting = (engine.detections_to_host(batch, job.infer.conf, job.engine.iou,
                                                              job.infer.max_det), metas)
@@ -212,7 +216,9 @@ def worker(rank: int, job: ScanJob, shards: list[list[str]], devices: list[str],
         listed = []
         if miner is not None and scores:
             rows = torch.cat(scores)[order.to(scores[0].device)]
-            listed = to_list(per_image_scores(rows, counts.to(rows.device), miner.tile_reduce))
+            images = torch.tensor(indices, dtype=torch.long)[order][counts.cumsum(0) - 1].tolist()
+            coverage = torch.tensor([covers.get(i, 1.0) for i in images])
+            listed = to_list(per_image_scores(rows, counts.to(rows.device), miner.tile_reduce, coverage))
         problems[NOT_FINITE] += sum(s is None for s in listed)
         readable = [readable[int(order[i])] for i in first]
         state = miner.group_state(miner.state(order), counts) if miner is not None else None
@@ -269,6 +275,9 @@ def run(job: ScanJob, paths: list[str], devices: list[str], monitor: Monitor, in
     shard_dir.mkdir(parents=True)
     shards = split(paths, len(devices))
     settings = job.engine
+    if settings.gpu_decode and settings.slices.on:
+        LOG.info("gpu_decode is ignored with slicing (slice_size %d): each image is decoded once on the CPU, in the "
+                 "decoding workers, which cut its tiles from it", settings.slices.size)
     workers = decode_workers(settings.workers, len(devices))
     by_pipe = shared_memory_handover(workers, settings.batch_size, settings.img_size, processes=len(devices))
     job = dataclasses.replace(job, engine=dataclasses.replace(settings, workers=workers), by_pipe=by_pipe)

@@ -3,7 +3,7 @@
 A 4000x3000 photo at 640 px is shrunk about 6x, and a 20 px screw falls below the detection head's
 stride. With ``slice_size`` > 0, infer and mining run the model on tiles of ``slice_size`` pixels of the
 original image (each letterboxed to ``img_size`` as a whole image would be), then map the boxes back to
-the image and merge those that tiles cut or saw twice. The geometry and the merge live here; the engine
+the image and merge those of one object (``merge``). The geometry and the merge live here; the engine
 (``engine.CandidateTiles``) makes the tiles, ``scan`` merges each candidate's boxes once all its tiles
 are through.
 
@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torchvision.ops import box_iou
 
 from executor.protocol import Params, config_error
 
@@ -34,7 +35,7 @@ MERGE_IOS = 0.5  # boxes of two tiles overlapping by more than this share of the
 class SliceSettings:
     size: int  # tile side in original pixels; 0: off
     overlap: float  # share of the side neighbouring tiles have in common
-    whole_image: bool  # infer and mining: also run the whole image at img_size (large objects)
+    whole_image: bool  # also the whole image at img_size (objects larger than a tile): infer, mining, training
 
     @property
     def on(self) -> bool:
@@ -46,13 +47,13 @@ class SliceSettings:
         return slices if slices is not None and slices.on else None
 
     @classmethod
-    def read(cls, p: Params, whole_image: bool = True) -> SliceSettings:
-        """From the template's keys; training has no whole-image pass (``whole_image`` False)."""
+    def read(cls, p: Params) -> SliceSettings:
+        """From the template's keys (the same three in the training, mining and infer templates)."""
         size = p.int("slice_size", 0, 100000)
         if 0 < size < 32:
             raise config_error(f"config key 'slice_size' must be 0 (off) or at least 32 pixels, got {size}")
         overlap = p.float("slice_overlap", 0.0, 0.9)
-        return cls(size, overlap, p.bool("slice_whole_image") if whole_image else False)
+        return cls(size, overlap, p.bool("slice_whole_image"))
 
 
 def starts(length: int, size: int, overlap: float) -> list[int]:
@@ -81,6 +82,16 @@ def scan_windows(width: int, height: int, settings: SliceSettings) -> list[Windo
     return tiles
 
 
+def coverage(width: int, height: int, settings: SliceSettings | None) -> float:
+    """How many times, on average, an image's windows (``scan_windows``) cover each of its pixels: 1 unsliced
+    or with one tile, about 1.6 for a 4000x3000 photo in 640 px tiles at 0.2 overlap, plus 1 for the whole-image
+    pass. What an object's boxes summed over the windows count it, on average."""
+    if settings is None or not settings.on or width <= 0 or height <= 0:
+        return 1.0
+    area = sum((x2 - x1) * (y2 - y1) for x1, y1, x2, y2 in scan_windows(width, height, settings))
+    return area / (width * height)
+
+
 def intersection_over_smaller(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """(n, m): the area two boxes share over the smaller box's area (1 when one holds the other)."""
     lt = torch.maximum(a[:, None, :2], b[None, :, :2])
@@ -91,70 +102,124 @@ def intersection_over_smaller(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return inter / torch.minimum(area_a[:, None], area_b[None, :]).clamp_min(1e-9)
 
 
+SIDES = ("left", "top", "right", "bottom")  # the columns of ``cut_by_window``, in xyxy order
+
+
 def cut_by_window(dets: torch.Tensor, window: Window, width: int, height: int, margin: float = 2.0) -> torch.Tensor:
-    """Per box ``(n, >= 4)`` in image pixels, whether it touches an edge of its window that lies inside the image:
-    a box the tile cut, whose object may go on in a neighbouring tile."""
+    """Per box ``(n, >= 4)`` in image pixels and per side (``SIDES``), ``(n, 4)`` bool: whether that side lies on an
+    edge of the box's window that is inside the image. There the tile cut the object, which may go on beyond
+    it: the box's extent on that side is unknown, on the others the window saw where the object ends."""
     x1, y1, x2, y2 = window
-    cut = torch.zeros(len(dets), dtype=torch.bool)
+    cut = torch.zeros(len(dets), 4, dtype=torch.bool)
     if x1 > 0:
-        cut |= dets[:, 0] <= x1 + margin
+        cut[:, 0] = dets[:, 0] <= x1 + margin
     if y1 > 0:
-        cut |= dets[:, 1] <= y1 + margin
+        cut[:, 1] = dets[:, 1] <= y1 + margin
     if x2 < width:
-        cut |= dets[:, 2] >= x2 - margin
+        cut[:, 2] = dets[:, 2] >= x2 - margin
     if y2 < height:
-        cut |= dets[:, 3] >= y2 - margin
+        cut[:, 3] = dets[:, 3] >= y2 - margin
     return cut
 
 
-def merge(dets: torch.Tensor, window: torch.Tensor, max_det: int, cut: torch.Tensor | None = None) -> torch.Tensor:
-    """One image's boxes from all its windows, ``(n, 6)`` (x1 y1 x2 y2 score class, image pixels; ``window``
-    the index of the window each came from; ``cut`` whether a tile edge cut it, ``cut_by_window``), merged:
-    highest score first, each kept box absorbs the boxes of the same class from *other* windows that overlap
-    it by more than ``MERGE_IOS`` of the smaller one. It grows to hold the absorbed boxes that a tile edge
-    cut, and looks again with its grown extent until nothing more joins: the pieces of an object two tiles
-    cut become one box. Boxes no edge cut are duplicates and only suppressed: growing by them let a
-    low-scoring, loose box (the whole-image pass at conf 0.001 makes many) inflate a tight one. Boxes of the
-    kept box's own window went through that window's NMS together and are left alone, so touching objects
-    in one tile stay apart. SAHI's greedy NMM with IOS is the model; where ours differs (it grows by every
-    merged box, from the first box's extent only, and merges within a tile too) the tests say so. Returns
-    at most ``max_det`` boxes, by score."""
+def across_a_seam(box: torch.Tensor, cut: torch.Tensor, dets: torch.Tensor, cuts: torch.Tensor) -> torch.Tensor:
+    """Per box of ``dets``, whether it and ``box`` are two pieces of one object that two neighbouring tiles cut
+    apart: ``box`` is cut on one side, the other piece on the facing side, they overlap across the seam (each
+    reaches into the other's tile), the other goes on beyond ``box``, and along the seam they cover the same
+    span (overlap over the shorter above ``MERGE_IOS``). Intersection over the smaller alone misses them: two
+    pieces of an object wider than about three overlaps share only the overlap band."""
+    out = torch.zeros(len(dets), dtype=torch.bool)
+    for axis in (0, 1):  # 0: a vertical seam (pieces side by side), 1: a horizontal one
+        lo, hi, across_lo, across_hi = axis, axis + 2, 1 - axis, 3 - axis
+        span = (torch.minimum(box[across_hi], dets[:, across_hi]) - torch.maximum(box[across_lo], dets[:, across_lo])).clamp_min(0)
+        shorter = torch.minimum(box[across_hi] - box[across_lo], dets[:, across_hi] - dets[:, across_lo]).clamp_min(1e-9)
+        aligned = span / shorter > MERGE_IOS
+        after = cut[hi] & cuts[:, lo] & (dets[:, lo] < box[hi]) & (dets[:, hi] > box[hi])  # the other piece goes on after box
+        before = cut[lo] & cuts[:, hi] & (dets[:, hi] > box[lo]) & (dets[:, lo] < box[lo])
+        out |= aligned & (after | before)
+    return out
+
+
+def merge(dets: torch.Tensor, window: torch.Tensor, max_det: int, cut: torch.Tensor, iou: float) -> torch.Tensor:
+    """One image's boxes from all its windows, ``(n, 6)`` (x1 y1 x2 y2 score class, image pixels; ``window`` the
+    index of the window each came from; ``cut`` where a tile edge cut it, ``cut_by_window``), merged into one box
+    per object, greedily by score. Each kept box absorbs the boxes of its class from *other* windows that are
+
+    - the same object seen whole by another window: IoU above ``iou``, the task's NMS threshold (as one pass's
+      NMS would suppress them);
+    - a piece of it, or it a piece of them: a tile edge cut one of the two and it lies mostly inside the other
+      (intersection over the smaller above ``MERGE_IOS``), or they continue each other across a seam
+      (``across_a_seam``). Two boxes no edge cut are never joined by this rule: a small box inside a large one
+      is then another object or a fragment, and joining them cost the large object its box whenever the small
+      one scored higher (a whole-image model on tiles: large-object mAP@0.5 0.15 against 0.80 unsliced);
+
+    and looks again with its new extent until nothing more joins. It grows to the union of what it absorbed on
+    the sides a tile edge cut it, and only there (on an uncut side its window saw where the object ends); a
+    side that grows takes the flag of the box it grew to, so a piece grows to the next piece and on to the
+    object's far end. Boxes of the kept box's own window went through that window's NMS together and are left
+    alone, so touching objects in one tile stay apart. SAHI's greedy NMM (intersection over the smaller for
+    every pair, union on every side) is the model; docs/benchmarks.md, section 7, measures both.
+    Returns at most ``max_det`` boxes, by score, the score of each the highest of its group's."""
     if len(dets) <= 1:
         return dets[:max_det]
-    cut = torch.ones(len(dets), dtype=torch.bool) if cut is None else cut
     order = dets[:, 4].argsort(descending=True, stable=True)
     dets, window, cut = dets[order], window[order], cut[order]
+    pieces = cut.any(1)
     absorbed = torch.zeros(len(dets), dtype=torch.bool)
     kept = []
     for i in range(len(dets)):  # greedy over boxes by score, on the CPU (one image's boxes)
         if absorbed[i]:
             continue
         absorbed[i] = True
-        box = dets[i].clone()
+        box, open_sides = dets[i].clone(), cut[i].clone()
         joinable = ~absorbed & (dets[:, 5] == box[5]) & (window != window[i])
         while True:
-            group = joinable & (intersection_over_smaller(box[None, :4], dets[:, :4])[0] > MERGE_IOS)
+            same = box_iou(box[None, :4], dets[:, :4])[0] > iou
+            inside = intersection_over_smaller(box[None, :4], dets[:, :4])[0] > MERGE_IOS
+            group = joinable & (same | (inside & (pieces | bool(open_sides.any()))) | across_a_seam(box, open_sides, dets, cut))
             if not bool(group.any()):
                 break
             absorbed |= group
             joinable &= ~group
-            grow = group & cut
-            if bool(grow.any()):
-                box[0:2] = torch.minimum(box[0:2], dets[grow, 0:2].min(0).values)
-                box[2:4] = torch.maximum(box[2:4], dets[grow, 2:4].max(0).values)
+            members = dets[group]
+            for side in range(4):  # an open side grows to the furthest absorbed box, and takes its flag
+                if not bool(open_sides[side]):
+                    continue
+                values = members[:, side]
+                far = int(values.argmin() if side < 2 else values.argmax())
+                if (values[far] < box[side]) if side < 2 else (values[far] > box[side]):
+                    box[side] = values[far]
+                    open_sides[side] = cut[group][far, side]
         kept.append(box)
         if len(kept) == max_det:
             break
     return torch.stack(kept)
 
 
+def tile_limit(settings: SliceSettings) -> float:
+    """With the whole-image pass, the largest box (its longer side, image pixels) a tile answers for: the overlap
+    (``slice_overlap x slice_size``), the largest object some tile is sure to see whole wherever it lies. Larger
+    objects are the whole-image pass's, which sees every one of them whole; a tile may see one whole, cut, or
+    only a part that looks like an object (measured: tiles' boxes of large objects, mostly pieces of the wrong
+    class, outscored the whole-image boxes, and sliced large-object mAP@0.5 fell to a fifth of unsliced; with
+    this split it stayed within 5 %, docs/benchmarks.md, section 7). SNIP's valid ranges (Singh and Davis,
+    CVPR 2018) make the same split by scale. With ``slice_overlap`` 0 no object is sure to be whole in a tile,
+    and a tile answers for every box it sees whole."""
+    return settings.overlap * settings.size if settings.overlap > 0 else float(settings.size)
+
+
 class ImageBoxes:
     """Collects a sliced image's boxes input by input (passes leave in shape order, so an image's tiles may
-    come in several passes) and gives the image's merged boxes once all its inputs are in. Unsliced images
-    (one input) pass straight through. Inputs are ``engine.Meta``: ``index``, ``part`` and ``parts``."""
+    come in several passes) and gives the image's merged boxes once all its inputs are in: what infer, the
+    infer of a mining task and the stage evaluation write. Unsliced images (one input) pass straight through.
+    Inputs are ``engine.Meta``: ``index``, ``part``, ``parts`` and ``window``. Each window answers for the
+    objects it sees best: with the whole-image pass, a tile keeps only the boxes no tile edge cut and no
+    larger than ``tile_limit``, the whole image keeps all of its own; without it, the tiles keep all theirs and
+    ``merge`` joins the pieces."""
 
-    def __init__(self, max_det: int) -> None:
-        self.max_det = max_det
+    def __init__(self, max_det: int, iou: float, settings: SliceSettings | None) -> None:
+        self.max_det, self.iou = max_det, iou
+        self.limit = tile_limit(settings) if settings is not None and settings.on and settings.whole_image else None
         self.waiting: dict[int, list[tuple[torch.Tensor, int, torch.Tensor]]] = {}
 
     def add(self, det: torch.Tensor, meta) -> torch.Tensor | None:  # noqa: ANN001 - engine.Meta (engine imports us)
@@ -165,10 +230,15 @@ class ImageBoxes:
         det[:, [1, 3]] = det[:, [1, 3]].clamp(0, meta.height)
         if meta.parts == 1:
             return det
+        cut = cut_by_window(det, meta.window, meta.width, meta.height)
+        if self.limit is not None and tuple(meta.window) != (0, 0, meta.width, meta.height):  # a tile beside the whole
+            side = torch.maximum(det[:, 2] - det[:, 0], det[:, 3] - det[:, 1])
+            keep = ~cut.any(1) & (side <= self.limit)
+            det, cut = det[keep], cut[keep]
         got = self.waiting.setdefault(meta.index, [])
-        got.append((det, meta.part, cut_by_window(det, meta.window, meta.width, meta.height)))
+        got.append((det, meta.part, cut))
         if len(got) < meta.parts:
             return None
         del self.waiting[meta.index]
         window = torch.cat([torch.full((len(d),), part) for d, part, _ in got])
-        return merge(torch.cat([d for d, _, _ in got]), window, self.max_det, torch.cat([c for _, _, c in got]))
+        return merge(torch.cat([d for d, _, _ in got]), window, self.max_det, torch.cat([c for _, _, c in got]), self.iou)

@@ -35,7 +35,6 @@ from executor.protocol import (
     class_names,
     config_error,
     gpu_ids,
-    load_template,
     model_error,
     path_list,
 )
@@ -101,7 +100,7 @@ class TrainSettings:
             seed=p.int("seed", 0),
             close_mosaic=p.int("close_mosaic", 0),
             augment={k: p.float(k, 0.0, 360.0 if k == "degrees" else 1.0) for k in AUGMENTATIONS},
-            slices=slicing.SliceSettings.read(p, whole_image=False),
+            slices=slicing.SliceSettings.read(p),
         )
         settings.check_file_patterns(patterns_text)
         return settings
@@ -165,7 +164,7 @@ def run(cfg: EasyDict, monitor: Monitor) -> None:
     out_root = Path(cfg.ymir.output.root_dir).absolute()  # a relative project would land under ./runs
     data_yaml = dataset.convert(
         cfg.ymir.input.training_index_file, cfg.ymir.input.val_index_file, out_root / "yolo-dataset",
-        settings.export_format, names, settings.slices,
+        settings.export_format, names, settings.slices, lambda done: monitor.progress(callbacks.CONVERSION_SHARE * done),
     )
     monitor.progress(callbacks.CONVERSION_SHARE, force=True)
     Path(cfg.ymir.output.models_dir).mkdir(parents=True, exist_ok=True)
@@ -189,16 +188,14 @@ def run(cfg: EasyDict, monitor: Monitor) -> None:
 
 def stage_map(settings: TrainSettings, names: list[str], device: str, dataset_root: Path) -> Any:
     """With slicing, what a stage's mAP is: the whole-image mAP@0.5 of its weights on the validation images,
-    run as infer runs them (tiles and, as infer's template says by default, the whole image; ``evaluate``).
+    run as infer runs them (tiles and, with ``slice_whole_image``, the whole image; ``evaluate``).
     None without slicing: the stage's mAP is then Ultralytics' own validation mAP@0.5."""
     if not settings.slices.on:
         return None
     truth = json.loads((dataset_root / dataset.VAL_TRUTH).read_text())  # [image path, [[class, x1, y1, x2, y2]]]
-    slices = slicing.SliceSettings(settings.slices.size, settings.slices.overlap,
-                                   bool(load_template("infer")["slice_whole_image"]))
     # decoding workers as the scan caps them (the usable CPUs), as Ultralytics caps its own loaders' workers
     return functools.partial(evaluate.sliced_map50, images=truth, names=names, img_size=settings.img_size,
-                             slices=slices, device=device.split(",")[0], batch_size=settings.batch_size_per_gpu,
+                             slices=settings.slices, device=device.split(",")[0], batch_size=settings.batch_size_per_gpu,
                              workers=runtime.decode_workers(settings.num_workers_per_gpu, 1))
 
 
