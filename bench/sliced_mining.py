@@ -4,8 +4,8 @@ With slicing, ``ppal`` and ``diversity`` add up the uncertainty of an image's bo
 and the whole-image pass. An object in an overlap is counted 2 to 4 times, and an image's score grows with its
 tile count, so in a pool of mixed resolutions the larger images would come first for their size alone. This
 benchmark puts each scene into the pool twice, at full size and at half size (same objects, a quarter of the
-tiles), mines it with each way of combining the inputs' scores (``mining.base.TILE_REDUCTIONS``: sum, mean, max,
-and coverage, the sum over how often the windows cover a pixel), and measures:
+tiles), mines it with each way of combining the inputs' scores (``mining.base.TILE_REDUCTIONS``: sum, mean and
+max), and measures:
   - bias: the share of full-size images in the top half of the list (0.5 when size does not matter);
   - agreement: the rank correlation (Spearman) between a scene's score at full and at half size;
   - information: the rank correlation between an image's score and how many errors the model makes on it
@@ -17,7 +17,7 @@ Data: ``small_objects``' canvases (photos toned down, small and large shapes), 9
 ``img_size`` 160 with 160 px tiles; the model: (b) of ``small_objects --quick`` (``--model``), or one trained
 here by the same recipe.
 
-Usage: python bench/sliced_mining.py [--model best.pt] [--scenes 40] [--json FILE]
+Usage: python bench/sliced_mining.py [--model best.pt] [--scenes 40] [--seed 1000] [--json FILE]
 """
 
 from __future__ import annotations

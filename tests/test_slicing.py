@@ -542,3 +542,17 @@ def test_merging_agrees_with_sahi_on_boxes_tiles_cut_and_differs_where_said(tmp_
 
 def test_the_readme_tile_count_for_a_4000x3000_photo():
     assert len(slicing.windows(4000, 3000, 640, 0.2)) == 48
+
+
+def test_sliced_scores_combine_per_image_by_each_reduction():
+    """Inputs' scores (an image's tiles, one after another) per image: sum, mean or max; an unsliced image (one
+    input) keeps its score whatever the rule; NaN stays NaN."""
+    from executor.mining.base import TILE_REDUCTIONS, per_image_scores
+
+    scores = torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0, float("nan")])
+    counts = torch.tensor([3, 1, 2])
+    expected = {"sum": [6.0, 4.0], "mean": [2.0, 4.0], "amax": [3.0, 4.0]}
+    assert set(expected) == set(TILE_REDUCTIONS)
+    for reduction, values in expected.items():
+        out = per_image_scores(scores, counts, reduction)
+        assert out[:2].tolist() == values and torch.isnan(out[2]), reduction

@@ -155,7 +155,6 @@ def worker(rank: int, job: ScanJob, shards: list[list[str]], devices: list[str],
         scores: list[torch.Tensor] = []  # per pass, on the device until the shard ends
         indices: list[int] = []  # each input's candidate index, in pass order
         parts: list[int] = []  # each input's place among its image's inputs (slicing; 0 without)
-        covers: dict[int, float] = {}  # per sliced candidate, how often its windows cover a pixel (``slicing.coverage``)
         sliced = slicing.ImageBoxes(job.infer.max_det if job.infer else 0, job.engine.iou, engine.slices)
         unreadable: list[str] = []
         problems: Counter = Counter()
@@ -188,9 +187,6 @@ def worker(rank: int, job: ScanJob, shards: list[list[str]], devices: list[str],
                         readable += [m.path for m in metas]
                         indices += [m.index for m in metas]
                         parts += [m.part for m in metas]
-                        for m in metas:
-                            if m.parts > 1 and m.index not in covers:
-                                covers[m.index] = slicing.coverage(m.width, m.height, engine.slices)
                     if infer_file is not None:
                         waiting = (engine.detections_to_host(batch, job.infer.conf, job.engine.iou,
                                                              job.infer.max_det), metas)
@@ -216,9 +212,7 @@ def worker(rank: int, job: ScanJob, shards: list[list[str]], devices: list[str],
         listed = []
         if miner is not None and scores:
             rows = torch.cat(scores)[order.to(scores[0].device)]
-            images = torch.tensor(indices, dtype=torch.long)[order][counts.cumsum(0) - 1].tolist()
-            coverage = torch.tensor([covers.get(i, 1.0) for i in images])
-            listed = to_list(per_image_scores(rows, counts.to(rows.device), miner.tile_reduce, coverage))
+            listed = to_list(per_image_scores(rows, counts.to(rows.device), miner.tile_reduce))
         problems[NOT_FINITE] += sum(s is None for s in listed)
         readable = [readable[int(order[i])] for i in first]
         state = miner.group_state(miner.state(order), counts) if miner is not None else None

@@ -82,16 +82,6 @@ def scan_windows(width: int, height: int, settings: SliceSettings) -> list[Windo
     return tiles
 
 
-def coverage(width: int, height: int, settings: SliceSettings | None) -> float:
-    """How many times, on average, an image's windows (``scan_windows``) cover each of its pixels: 1 unsliced
-    or with one tile, about 1.6 for a 4000x3000 photo in 640 px tiles at 0.2 overlap, plus 1 for the whole-image
-    pass. What an object's boxes summed over the windows count it, on average."""
-    if settings is None or not settings.on or width <= 0 or height <= 0:
-        return 1.0
-    area = sum((x2 - x1) * (y2 - y1) for x1, y1, x2, y2 in scan_windows(width, height, settings))
-    return area / (width * height)
-
-
 def intersection_over_smaller(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """(n, m): the area two boxes share over the smaller box's area (1 when one holds the other)."""
     lt = torch.maximum(a[:, None, :2], b[None, :, :2])

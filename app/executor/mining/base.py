@@ -79,8 +79,8 @@ class Miner:
         return to_list(self.device_scores(batch))
 
     # How the scores of one image's inputs combine when it is sliced (``executor.slicing``; ``per_image_scores``):
-    # "amax" for algorithms that score an image by its most informative part, "coverage" for those that add up
-    # its boxes (measured against "sum" and "mean" on a pool of two resolutions: docs/benchmarks.md, section 7).
+    # "amax" for algorithms that score an image by its most informative part, "mean" for those that add up its
+    # boxes (their sum grows with the tile count; measured on a pool of two resolutions, bench/sliced_mining.py).
     tile_reduce = "amax"
 
     def finish(self, scores: list[float | None]) -> list[float | None]:
@@ -128,24 +128,17 @@ def group_rows(values: torch.Tensor, counts: torch.Tensor, reduce: str) -> torch
     return values.new_zeros((len(counts), *values.shape[1:])).scatter_reduce(0, owner, values, reduce, include_self=False)
 
 
-TILE_REDUCTIONS = ("sum", "mean", "amax", "coverage")
+TILE_REDUCTIONS = ("sum", "mean", "amax")
 
 
-def per_image_scores(scores: torch.Tensor, counts: torch.Tensor, reduce: str, coverage: torch.Tensor | None = None
-                     ) -> torch.Tensor:
+def per_image_scores(scores: torch.Tensor, counts: torch.Tensor, reduce: str) -> torch.Tensor:
     """Scores per input (tiles of images, ``counts[i]`` consecutive rows for image i) combined per image by
-    ``reduce`` (``TILE_REDUCTIONS``): "sum", "mean" or "amax" of its inputs' scores, or "coverage": their sum
-    over how many times the image's windows cover each of its pixels on average (``coverage[i]``,
-    ``slicing.coverage``), which counts an object that several windows see about once, whatever the tile
-    count. NaN for an image with any non-finite input (ranked last, counted)."""
+    ``reduce`` (``TILE_REDUCTIONS``: the sum, mean or max of its inputs' scores); NaN for an image with any
+    non-finite input (ranked last, counted)."""
     if bool((counts == 1).all()):
         return scores
     finite = torch.isfinite(scores)
-    kept = torch.where(finite, scores, 0.0)
-    out = group_rows(kept, counts, "sum" if reduce == "coverage" else reduce)
-    if reduce == "coverage":
-        assert coverage is not None, "coverage needs each image's window coverage"
-        out = out / coverage.to(out.device, out.dtype)
+    out = group_rows(torch.where(finite, scores, 0.0), counts, reduce)
     bad = group_rows((~finite).to(scores.dtype), counts, "amax") > 0
     return torch.where(bad, math.nan, out)
 

@@ -87,7 +87,7 @@ class Diversity(Miner):
     def merge_states(self, states: list[object]) -> None:
         self.features = [s for s in states if isinstance(s, torch.Tensor)]
 
-    tile_reduce = "sum"  # an image's uncertainty mass is that of all its tiles' boxes
+    tile_reduce = "mean"  # sliced: the mean of its inputs' uncertainty mass (the sum grows with the tile count; measured)
 
     def group_state(self, state: object, counts: torch.Tensor) -> object:
         """A sliced image's feature: the mean of its inputs' features, normalised again."""

@@ -139,7 +139,7 @@ class PPAL(Miner):
         features, classes = ragged_take([features, classes], counts, order)
         return {"features": features, "classes": classes, "counts": counts[order], "calibrated": self.calibrated}
 
-    tile_reduce = "sum"  # an image's uncertainty is that of all its tiles' boxes
+    tile_reduce = "mean"  # sliced: the mean of its inputs' uncertainty (the sum grows with the tile count; measured)
 
     def group_state(self, state: object, counts: torch.Tensor) -> object:
         """A sliced image's boxes are those of all its inputs (already one after another): only the counts
