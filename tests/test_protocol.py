@@ -310,12 +310,45 @@ def test_a_killed_worker_is_reported_as_memory_most_likely(words):
     assert code == 300103 and "most likely killed by the kernel for lack of memory" in message
 
 
+@pytest.mark.parametrize("form", ["EOFError", "ConnectionResetError"])
+def test_a_connection_to_a_worker_lost_under_the_main_process_is_reported_as_memory_most_likely(form):
+    """A killed worker can reach the main process as its end of the worker's connection failing inside
+    multiprocessing (``ConnectionResetError: [Errno 104]`` was seen on a clean clone, with a batch's file
+    descriptors in flight), not as DataLoader's RuntimeError. Made for real on a local socket pair: closed
+    (EOF) or reset (TCP with SO_LINGER 0). The same error raised outside multiprocessing is not a worker's."""
+    import socket
+    import struct
+    from multiprocessing.connection import Connection
+
+    if form == "EOFError":
+        ours, theirs = socket.socketpair()
+    else:
+        server = socket.create_server(("127.0.0.1", 0))
+        ours = socket.create_connection(server.getsockname())
+        theirs, _ = server.accept()
+        server.close()
+        theirs.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        theirs.sendall(b"\0\0\0\x10")  # a message header, then the peer dies mid-message
+    theirs.close()
+    connection = Connection(ours.detach())
+    with pytest.raises((EOFError, ConnectionResetError)) as info:
+        connection.recv()
+    connection.close()
+    assert type(info.value).__name__ == form
+    code, message = classify_exception(info.value)
+    assert code == 300103 and "most likely killed by the kernel for lack of memory" in message
+    assert classify_exception(ConnectionResetError(104, "Connection reset by peer"))[1].startswith("unexpected error")
+
+
 def test_a_dataloader_worker_killed_for_real_is_reported_as_memory_most_likely():
     """A worker SIGKILLs itself at its 10th item, as the kernel's out-of-memory killer would. In a subprocess:
-    torch's SIGCHLD handler raises in the main thread wherever it happens to be, pytest's own code included."""
+    torch's SIGCHLD handler raises in the main thread wherever it happens to be, pytest's own code included.
+    The loss reaches the main process as DataLoader's RuntimeError or as the worker's connection reset, and
+    the handler could raise a second time inside the classification (this test failed 1 run in 8 so)."""
     code = ("import os, signal, sys, torch\n"
             f"sys.path.insert(0, {str(ROOT / 'app')!r})\n"
             "from executor.protocol.errors import classify_exception\n"
+            "from executor.runtime import ignore_dead_workers\n"
             "class Dies(torch.utils.data.Dataset):\n"
             "    def __len__(self): return 64\n"
             "    def __getitem__(self, i):\n"
@@ -323,7 +356,8 @@ def test_a_dataloader_worker_killed_for_real_is_reported_as_memory_most_likely()
             "        return i\n"
             "try:\n"
             "    list(torch.utils.data.DataLoader(Dies(), batch_size=4, num_workers=1))\n"
-            "except RuntimeError as exc:\n"
+            "except Exception as exc:\n"  # whichever form the loss takes (timing decides it): see the test above
+            "    ignore_dead_workers()\n"  # as cli.main's failure path: the SIGCHLD handler may raise again
             "    print(*classify_exception(exc))\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.stdout.startswith("300103 a worker process died without an error of its own"), proc.stdout + proc.stderr[-2000:]

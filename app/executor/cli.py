@@ -70,6 +70,7 @@ def main(env_path: str | None = None) -> int:
         run(cfg, monitor)
         return 0
     except BaseException as exc:  # noqa: BLE001 - every failure must end in the monitor and a last line
+        runtime.ignore_dead_workers()
         code, message = classify_exception(exc)
         if not isinstance(exc, YmirError):
             traceback.print_exc(file=sys.stdout)

@@ -215,3 +215,22 @@ def decode_workers(asked: int, devices: int) -> int:
         return max(1, min(16, cpus // max(1, devices)))
     return min(asked, cpus)
 
+
+def ignore_dead_workers() -> None:
+    """On the failure path: no more errors from worker processes that die now. torch's SIGCHLD handler (set by
+    every DataLoader with workers) raises in the main thread wherever it lands when a worker has died, so a
+    killed worker whose loss first reached the main process another way (its connection reset) raised again
+    inside the error handling, and the task's last line and monitor.txt could be lost. A second raise while
+    turning it off is swallowed: the first error is the one reported."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "SIGCHLD"):
+        return
+    for _ in range(3):
+        try:
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            return
+        except Exception:  # noqa: BLE001 - the handler's own raise, landing here
+            continue
+

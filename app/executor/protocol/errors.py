@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import errno
+import os
 import re
+import traceback
 from enum import IntEnum
 
 
@@ -53,6 +55,17 @@ def model_error(message: str) -> YmirError:
     return YmirError(ErrorCode.MODEL, message)
 
 
+def lost_a_worker(exc: BaseException) -> bool:
+    """Whether ``exc`` is the main process's end of a pipe or socket to a child process (a DataLoader worker, a
+    scan shard) that closed under it: what a worker the kernel killed shows when the main process was reading
+    from it (a batch's file descriptors, its queue) instead of DataLoader's "worker killed" RuntimeError.
+    Only from multiprocessing's code: the executor opens no other connection."""
+    if not isinstance(exc, (ConnectionResetError, BrokenPipeError, EOFError)):
+        return False
+    return any(f"{os.sep}multiprocessing{os.sep}" in frame.f_code.co_filename  # no source read: no I/O here
+               for frame, _ in traceback.walk_tb(exc.__traceback__))
+
+
 def classify_exception(exc: BaseException) -> tuple[ErrorCode, str]:
     """Map any exception to the platform's error code and a plain message."""
     if isinstance(exc, YmirError):
@@ -65,7 +78,7 @@ def classify_exception(exc: BaseException) -> tuple[ErrorCode, str]:
             "the container's shared memory (/dev/shm) is full: give the task more (YMIR: shm_size in its config; "
             "docker run: --shm-size 8g), or lower num_workers_per_gpu or batch_size_per_gpu",
         )
-    if WORKER_KILLED.search(lowered):
+    if WORKER_KILLED.search(lowered) or lost_a_worker(exc):
         return (
             ErrorCode.OUT_OF_MEMORY,
             f"a worker process died without an error of its own ({text[:120]}), most likely killed by the kernel for "
