@@ -230,3 +230,21 @@ def test_true_positives_and_the_stage_map_are_the_validators():
     assert 0.1 < ours < 0.99 and ours == pytest.approx(validator_map50(images, names), abs=1e-9)
     by_iou_first = evaluate.map50([(pair, label), (boxes, labels)])
     assert by_iou_first == pytest.approx(validator_map50([(pair, label), (boxes, labels)], names), abs=1e-9)
+
+
+def test_nms_keeps_classes_apart_on_the_largest_inputs():
+    """At the largest img_size (8192), Ultralytics' default class offset (7680 px, added to every coordinate)
+    shifts a class-1 box at (40, 40) onto a class-0 box at (7720, 7720), and one suppressed the other;
+    ultra.nms's offset keeps both."""
+    from ultralytics.utils import nms as ultralytics_nms
+
+    decoded = torch.zeros(1, 6, 2)
+    decoded[0, :4, 0] = torch.tensor([7760.0, 7760.0, 80.0, 80.0])  # class 0, cx cy w h
+    decoded[0, 4, 0] = 0.9
+    decoded[0, :4, 1] = torch.tensor([80.0, 80.0, 80.0, 80.0])  # class 1
+    decoded[0, 5, 1] = 0.8
+    assert len(ultralytics_nms.non_max_suppression(decoded.clone(), 0.25, 0.45)[0]) == 1, "the default's flaw"
+    (det,) = ultra.nms(decoded, 0.25, 0.45, 300, end2end=False)
+    assert sorted(det[:, 5].tolist()) == [0.0, 1.0]
+    assert ultra.NMS_CLASS_OFFSET > ultra.MAX_IMG_SIZE
+    assert len(ultra.nms(decoded, 0.25, 0.45, 300, end2end=False, class_scores=2)[0]) == 2

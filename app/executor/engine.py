@@ -495,7 +495,7 @@ class EngineSettings:
     @classmethod
     def read(cls, p: Params) -> EngineSettings:
         return cls(
-            img_size=p.int("img_size", 32, 8192),
+            img_size=p.int("img_size", 32, ultra.MAX_IMG_SIZE),
             batch_size=p.int("batch_size_per_gpu", 1, 4096),
             workers=p.int("num_workers_per_gpu", -1, 64),
             half=p.bool("half"),

@@ -88,7 +88,7 @@ class TrainSettings:
             epochs=p.int("epochs", 1, 100000),
             batch_size_per_gpu=p.int("batch_size_per_gpu", 1, 4096),
             num_workers_per_gpu=p.int("num_workers_per_gpu", 0, 64),
-            img_size=p.int("img_size", 32, 8192),
+            img_size=p.int("img_size", 32, ultra.MAX_IMG_SIZE),
             optimizer=p.str("optimizer", OPTIMIZERS),
             lr0=p.float("lr0", 1e-8, 10.0),
             patience=p.int("patience", 0),

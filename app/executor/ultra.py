@@ -16,7 +16,11 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # no import of torch here: runtime.setup must run before it
     import torch
 
-MAP50 = "metrics/mAP50(B)"  # the detection validator's key for box mAP@0.5
+MAP50 = "metrics/mAP50(B)"
+MAX_IMG_SIZE = 8192  # the largest img_size the templates accept
+# Ultralytics' NMS keeps classes apart by shifting each class's boxes by class x max_wh pixels; its default,
+# 7680, is below the largest input (MAX_IMG_SIZE), where a box of one class would then suppress another's.
+NMS_CLASS_OFFSET = 2 * MAX_IMG_SIZE  # the detection validator's key for box mAP@0.5
 FONTS = ("Arial.ttf", "Arial.Unicode.ttf")  # plots download these into the settings folder unless present
 SETTINGS_SUBDIR = "Ultralytics"  # its settings folder is $YOLO_CONFIG_DIR/Ultralytics (settings.json, fonts)
 QUIET_SETTINGS = {"sync": False, "tensorboard": False, "wandb": False, "mlflow": False, "clearml": False,
@@ -92,7 +96,8 @@ def nms(decoded: torch.Tensor, conf: float, iou: float, max_det: int, end2end: b
     # No time limit: past Ultralytics' (2 s + 0.05 s per image) it warns and leaves the batch's remaining images
     # without boxes, which would be an infer result lost and a wrong mining score.
     def suppress(x: torch.Tensor, **kwargs: Any) -> list[torch.Tensor]:
-        return ultralytics_nms.non_max_suppression(x, conf, iou, max_det=max_det, max_time_img=math.inf, **kwargs)
+        return ultralytics_nms.non_max_suppression(x, conf, iou, max_det=max_det, max_time_img=math.inf,
+                                                   max_wh=NMS_CLASS_OFFSET, **kwargs)
 
     if not class_scores:
         return suppress(decoded, end2end=end2end)
