@@ -233,4 +233,3 @@ def ignore_dead_workers() -> None:
             return
         except Exception:  # noqa: BLE001 - the handler's own raise, landing here
             continue
-

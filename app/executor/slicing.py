@@ -92,13 +92,11 @@ def intersection_over_smaller(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return inter / torch.minimum(area_a[:, None], area_b[None, :]).clamp_min(1e-9)
 
 
-SIDES = ("left", "top", "right", "bottom")  # the columns of ``cut_by_window``, in xyxy order
-
-
 def cut_by_window(dets: torch.Tensor, window: Window, width: int, height: int, margin: float = 2.0) -> torch.Tensor:
-    """Per box ``(n, >= 4)`` in image pixels and per side (``SIDES``), ``(n, 4)`` bool: whether that side lies on an
-    edge of the box's window that is inside the image. There the tile cut the object, which may go on beyond
-    it: the box's extent on that side is unknown, on the others the window saw where the object ends."""
+    """Per box ``(n, >= 4)`` in image pixels and per side (columns left, top, right, bottom: xyxy's order),
+    ``(n, 4)`` bool: whether that side lies on an edge of the box's window that is inside the image. There the
+    tile cut the object, which may go on beyond it: the box's extent on that side is unknown, on the others the
+    window saw where the object ends."""
     x1, y1, x2, y2 = window
     cut = torch.zeros(len(dets), 4, dtype=torch.bool)
     if x1 > 0:
@@ -171,7 +169,7 @@ def merge(dets: torch.Tensor, window: torch.Tensor, max_det: int, cut: torch.Ten
                 break
             absorbed |= group
             joinable &= ~group
-            members = dets[group]
+            members, member_cuts = dets[group], cut[group]
             for side in range(4):  # an open side grows to the furthest absorbed box, and takes its flag
                 if not bool(open_sides[side]):
                     continue
@@ -179,7 +177,7 @@ def merge(dets: torch.Tensor, window: torch.Tensor, max_det: int, cut: torch.Ten
                 far = int(values.argmin() if side < 2 else values.argmax())
                 if (values[far] < box[side]) if side < 2 else (values[far] > box[side]):
                     box[side] = values[far]
-                    open_sides[side] = cut[group][far, side]
+                    open_sides[side] = member_cuts[far, side]
         kept.append(box)
         if len(kept) == max_det:
             break
