@@ -23,11 +23,15 @@ def last_line(log: str) -> str:
     return [line for line in log.splitlines() if line.strip()][-1]
 
 
-def test_gpu_requested_but_absent_runs_on_cpu(trained, sample_root):
-    rc, log = run_task(sample_root, ["infer"], {**TINY_INFER, "gpu_id": "0", "gpu_count": 1,
-                                                "model_params_path": model_files(trained)})
-    assert rc == 0, log[-2000:]
-    assert "running on CPU" in log
+def test_gpu_requested_but_absent_fails_instead_of_running_on_the_cpu(trained, tmp_path):
+    """This machine has no GPU: gpu_id '0' is 300102 with a last line saying what to change, not a task that runs
+    for days on the CPU. The driver-too-old case (300101): ``test_runtime``, with the probe faked."""
+    for task, values in (("infer", TINY_INFER), ("training", TINY_TRAINING)):
+        root = sample.generate(tmp_path / task, train=2, val=1, candidates=2)
+        rc, log = run_task(root, [task], {**values, "gpu_id": "0", "gpu_count": 1, "model_params_path": model_files(trained)})
+        assert rc != 0, log[-2000:]
+        message = check_monitor_error(str(root / "out" / "monitor.txt"), 300102)
+        assert "gpu_id '0'" in message and "gpu_id empty" in last_line(log), last_line(log)
 
 
 def test_no_writable_home_and_unknown_keys(trained, sample_root, tmp_path):

@@ -42,8 +42,26 @@ def test_decode_workers_share_the_cpus_among_the_gpus(monkeypatch, tmp_path):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)))
     assert runtime.decode_workers(-1, 8) == 8 and runtime.decode_workers(-1, 1) == 16 and runtime.decode_workers(-1, 0) == 16
     assert runtime.decode_workers(4, 8) == 4 and runtime.decode_workers(0, 1) == 0
+    assert runtime.decode_workers(16, 8) == 8  # a number asked for is shared among the GPUs too, as in training
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
     assert runtime.decode_workers(-1, 1) == 2 and runtime.decode_workers(-1, 8) == 1 and runtime.decode_workers(6, 1) == 2
+    assert runtime.decode_workers(6, 8) == 0  # fewer CPUs than GPUs: loading in the main process
+
+
+def test_training_mining_and_infer_share_one_worker_rule(monkeypatch, tmp_path):
+    """An explicit num_workers_per_gpu is capped by the same share of the CPUs in every task: training's loaders
+    (``train.loader_workers``) and the scan's (``scan.run`` takes ``runtime.decode_workers``), and -1 means the
+    same in the training template as in the others."""
+    from executor import protocol
+    from executor.train import TrainSettings, loader_workers
+
+    no_cgroup(monkeypatch, tmp_path)
+    monkeypatch.setattr(runtime, "shared_memory_free", lambda: 64 << 30)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(12)))
+    for asked in (-1, 0, 2, 5, 8, 40):
+        settings = TrainSettings.read(protocol.Params(protocol.load_template("training"), {"num_workers_per_gpu": asked}))
+        for gpus in (1, 2, 4):
+            assert loader_workers(settings, gpus) == runtime.decode_workers(asked, gpus), (asked, gpus)
 
 
 def test_workers_are_as_many_as_fit_in_shared_memory(caplog):
@@ -70,7 +88,7 @@ def test_training_counts_ultralytics_loaders_on_a_gpu_and_the_sliced_evaluation_
     monkeypatch.setattr(runtime, "usable_cpus", lambda: 64)  # a GPU node: the CPUs do not cap here
     monkeypatch.setattr(runtime, "shared_memory_free", lambda: 64 << 20)  # Docker's default
     assert loader_workers(template, gpus=1) == 0  # one worker alone holds 12 batches in Ultralytics' loaders
-    assert loader_workers(template, gpus=0) == template.num_workers_per_gpu  # its trainer starts none on the CPU
+    assert loader_workers(template, gpus=0) == template.num_workers_per_gpu  # no shared memory counted on the CPU
     assert loader_workers(settings(slice_size=640), gpus=0) == 0  # the stage evaluation's loader does
     monkeypatch.setattr(runtime, "shared_memory_free", lambda: 16 << 30)  # YMIR's default shm_size, one GPU
     assert loader_workers(template, gpus=1) == template.num_workers_per_gpu
@@ -110,11 +128,11 @@ def test_training_loaders_on_gpus_have_no_more_workers_than_the_containers_cpus(
     assert settings().num_workers_per_gpu == 8
     with caplog.at_level(logging.INFO, logger="executor"):
         assert loader_workers(settings(), gpus=1) == 6
-    assert "8: 6 data-loading workers per GPU, the CPUs this container may use (6) shared among 1 GPUs" in caplog.text
+    assert "8: 6 data-loading workers per device, the CPUs this container may use (6) shared among 1 device(s)" in caplog.text
     assert loader_workers(settings(), gpus=2) == 3
     assert loader_workers(settings(), gpus=8) == 0  # fewer CPUs than GPUs: loading in the main process, as Ultralytics does
     assert loader_workers(settings(num_workers_per_gpu=2), gpus=2) == 2  # what fits stays as asked
-    assert loader_workers(settings(), gpus=0) == 8  # on the CPU Ultralytics' trainer starts none anyway
+    assert loader_workers(settings(), gpus=0) == 6  # as the scan's rule (on the CPU Ultralytics' trainer starts none)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(128)))
     assert loader_workers(settings(), gpus=1) == 8
 
@@ -160,3 +178,35 @@ def test_cpu_training_epochs_run_at_the_engines_thread_count(monkeypatch):
         assert torch.get_num_threads() == 3
     finally:
         torch.set_num_threads(before)
+
+
+def probe(count=0, torch_cuda="13.0", driver="", driver_cuda="", said=""):
+    return runtime.GpuProbe(count, torch_cuda, driver, driver_cuda, said)
+
+
+def test_gpus_asked_for_and_not_usable_fail_with_what_was_seen_and_what_to_change():
+    """gpu_id asks for GPUs: a driver too old for the image's CUDA 13 is 300101 naming both versions, no GPU in the
+    container is 300102; neither runs on the CPU. An empty gpu_id is the CPU, without a probe."""
+    import pytest
+    from executor.protocol import ErrorCode, YmirError
+
+    assert runtime.select_device([], probe=None) == ("cpu", 0)
+    too_old = probe(driver="535.104.05", driver_cuda="12.2",
+                    said="CUDA initialization: The NVIDIA driver on your system is too old (found version 12020).")
+    with pytest.raises(YmirError) as info:
+        runtime.select_device([0], too_old)
+    assert info.value.code == ErrorCode.CUDA == 300101
+    for words in ("gpu_id '0'", "NVIDIA driver 535.104.05", "CUDA up to 12.2", "built for CUDA 13.0", "too old",
+                  "to 580.65 or newer", "gpu_id empty"):
+        assert words in info.value.message, words
+    with pytest.raises(YmirError) as info:
+        runtime.select_device([0, 1], probe())
+    assert info.value.code == ErrorCode.NO_GPU == 300102
+    assert "gpu_id '0,1'" in info.value.message and "none is visible" in info.value.message
+    assert runtime.select_device([0, 1], probe(count=2)) == ("0,1", 2)
+    assert runtime.select_device([0, 3], probe(count=2)) == ("0", 1)  # some of them: those, with a warning
+
+
+def test_the_probe_reads_this_machine_without_failing():
+    seen = runtime.probe_gpus()
+    assert seen.count >= 0 and isinstance(seen.driver, str) and isinstance(seen.driver_cuda, str)

@@ -12,9 +12,11 @@ import os
 import shutil
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from executor import ultra
+from executor.protocol import ErrorCode, YmirError
 
 LOG = logging.getLogger("executor")
 
@@ -108,22 +110,87 @@ def setup_logging() -> None:
     LOG.propagate = False
 
 
-def select_device(gpu_ids: list[int]) -> tuple[str, int]:
-    """The device string for torch/ultralytics and the number of GPUs used.
+CUDA_DRIVER_VERSION = "/proc/driver/nvidia/version"  # the kernel module's version line, where a driver is loaded
+CUDA_13_DRIVER = "580.65"  # the oldest Linux driver that runs CUDA 13.x (NVIDIA's CUDA compatibility table)
 
-    A GPU asked for but absent is a warning and CPU, not a crash.
-    """
+
+@dataclass
+class GpuProbe:
+    """What this process sees of the GPUs: how many CUDA can use, and the versions to name when it can use none."""
+
+    count: int
+    torch_cuda: str | None  # the CUDA runtime this image's torch is built for ('13.0'); None for a CPU-only build
+    driver: str  # the NVIDIA kernel module's version ('' when no driver is loaded in this container)
+    driver_cuda: str  # the newest CUDA the driver supports ('12.2'; '' when unknown)
+    said: str  # what torch warned while probing (its words for a driver too old), '' when nothing
+
+
+def _driver_versions() -> tuple[str, str]:
+    """(kernel module version, newest CUDA the driver supports), each '' when it cannot be read. From the
+    driver's own files, without initialising CUDA: libcuda's ``cuDriverGetVersion`` needs no context."""
+    import ctypes
+    import re
+
+    try:
+        found = re.search(r"Kernel Module\s+([\d.]+)", Path(CUDA_DRIVER_VERSION).read_text())
+        module = found.group(1) if found else ""
+    except OSError:
+        module = ""
+    try:
+        version = ctypes.c_int()
+        if ctypes.CDLL("libcuda.so.1").cuDriverGetVersion(ctypes.byref(version)) != 0:
+            return module, ""
+        return module, f"{version.value // 1000}.{version.value % 1000 // 10}"
+    except (OSError, AttributeError):
+        return module, ""
+
+
+def probe_gpus() -> GpuProbe:
+    import warnings
+
     import torch
 
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    driver, driver_cuda = _driver_versions() if count == 0 else ("", "")
+    words = " ".join(" ".join(str(w.message).split()) for w in said if "cuda" in str(w.message).lower())
+    return GpuProbe(count, torch.version.cuda, driver, driver_cuda, words[:300])
+
+
+def no_usable_gpu(gpu_ids: list[int], probe: GpuProbe) -> YmirError:
+    """The failure when ``gpu_id`` asks for GPUs and CUDA can use none: 300101 when a driver is there but CUDA
+    cannot run on it (in practice a driver older than the image's CUDA), 300102 when no GPU reached the
+    container at all; the message names what was seen and what to change. Why not the CPU: a YMIR task given
+    GPUs would train for days there, with one warning line in a long log."""
+    asked = ",".join(map(str, gpu_ids))
+    runtime = f"this image's torch is built for CUDA {probe.torch_cuda}" if probe.torch_cuda else "this image's torch has no CUDA"
+    cpu = "or set gpu_id empty (gpu_count 0) to run on the CPU, far slower"
+    if not probe.driver and not probe.driver_cuda:
+        return YmirError(ErrorCode.NO_GPU, f"gpu_id '{asked}' asks for GPUs but none is visible in the container (no "
+                         f"NVIDIA driver loaded; {runtime}): start it with the GPUs (nvidia-docker, docker run --gpus), "
+                         f"{cpu}")
+    seen = f"NVIDIA driver {probe.driver or 'of unknown version'}" + (
+        f" (supports CUDA up to {probe.driver_cuda})" if probe.driver_cuda else "")
+    fix = (f"update the node's NVIDIA driver to {CUDA_13_DRIVER} or newer" if (probe.torch_cuda or "").startswith("13.")
+           else "update the node's NVIDIA driver to one that supports it")
+    said = f"; torch said: {probe.said}" if probe.said else ""
+    return YmirError(ErrorCode.CUDA, f"gpu_id '{asked}' asks for GPUs but CUDA can use none: {seen}, {runtime}{said}; "
+                     f"{fix}, {cpu}")
+
+
+def select_device(gpu_ids: list[int], probe: GpuProbe | None = None) -> tuple[str, int]:
+    """The device string for torch/ultralytics and the number of GPUs used. An empty ``gpu_id`` is the CPU;
+    GPUs asked for of which CUDA can use none is a failure (``no_usable_gpu``), some of them a warning."""
     if not gpu_ids:
         return "cpu", 0
-    available = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    usable = [g for g in gpu_ids if g < available]
+    probe = probe_gpus() if probe is None else probe
+    usable = [g for g in gpu_ids if g < probe.count]
     if not usable:
-        LOG.warning("gpu_id asks for GPU %s but %d GPU(s) are visible: running on CPU", gpu_ids, available)
-        return "cpu", 0
+        raise no_usable_gpu(gpu_ids, probe)
     if len(usable) < len(gpu_ids):
-        LOG.warning("GPUs %s are not visible; using %s", sorted(set(gpu_ids) - set(usable)), usable)
+        LOG.warning("GPUs %s are not visible (%d visible); using %s", sorted(set(gpu_ids) - set(usable)), probe.count,
+                    usable)
     return ",".join(str(g) for g in usable), len(usable)
 
 
@@ -208,12 +275,18 @@ def workers_in_shared_memory(workers: int, per_worker: int, fixed: int, processe
 
 
 def decode_workers(asked: int, devices: int) -> int:
-    """Image-decoding processes per device: ``asked``, or with -1 the usable CPUs shared among the devices
-    (at most 16 each); never more than the usable CPUs."""
-    cpus = usable_cpus()
+    """Data-loading (image-decoding) processes per device, one rule for training, mining and infer: the CPUs this
+    container may use (``usable_cpus``) are shared among the ``devices`` (GPUs; the CPU counts as one); -1 takes
+    that share (at most 16), a number asks for that many, at most the share (0 with fewer CPUs than GPUs:
+    loading in the main process, as Ultralytics does). The log says when a number asked for is lowered."""
+    cpus, devices = usable_cpus(), max(1, devices)
     if asked < 0:
-        return max(1, min(16, cpus // max(1, devices)))
-    return min(asked, cpus)
+        return max(1, min(16, cpus // devices))
+    share = cpus // devices
+    if asked > share:
+        LOG.info("num_workers_per_gpu %d: %d data-loading workers per device, the CPUs this container may use (%d) "
+                 "shared among %d device(s)", asked, share, cpus, devices)
+    return min(asked, share)
 
 
 def ignore_dead_workers() -> None:

@@ -87,7 +87,7 @@ class TrainSettings:
             model=p.str("model", MODELS),
             epochs=p.int("epochs", 1, 100000),
             batch_size_per_gpu=p.int("batch_size_per_gpu", 1, 4096),
-            num_workers_per_gpu=p.int("num_workers_per_gpu", 0, 64),
+            num_workers_per_gpu=p.int("num_workers_per_gpu", -1, 64),
             img_size=p.int("img_size", 32, ultra.MAX_IMG_SIZE),
             optimizer=p.str("optimizer", OPTIMIZERS),
             lr0=p.float("lr0", 1e-8, 10.0),
@@ -200,17 +200,14 @@ def stage_map(settings: TrainSettings, names: list[str], device: str, dataset_ro
 
 
 def loader_workers(settings: TrainSettings, gpus: int) -> int:
-    """The data-loading workers per GPU: on GPUs at most the CPUs this container may use shared among them
-    (Ultralytics caps its loaders at ``os.cpu_count() // GPUs``, which counts the node's cores, not the
-    container's quota or affinity), and no more than fit in shared memory (``runtime.workers_in_shared_memory``):
-    Ultralytics' training and validation loaders on GPUs (on the CPU its trainer starts none) and, with
-    slicing, the stage evaluation's (``evaluate``), each GPU's loaders at once. An input is at most
-    img_size x img_size x 3 bytes (Ultralytics' mosaic and letterbox make squares or less)."""
-    workers, cpus = settings.num_workers_per_gpu, runtime.usable_cpus()
-    if gpus and workers > cpus // gpus:
-        workers = cpus // gpus
-        LOG.info("num_workers_per_gpu %d: %d data-loading workers per GPU, the CPUs this container may use (%d) "
-                 "shared among %d GPUs", settings.num_workers_per_gpu, workers, cpus, gpus)
+    """The data-loading workers per GPU: the rule mining and infer follow (``runtime.decode_workers``: the CPUs
+    this container may use shared among the GPUs; Ultralytics caps its loaders at ``os.cpu_count() // GPUs``,
+    which counts the node's cores, not the container's quota or affinity), and no more than fit in shared
+    memory (``runtime.workers_in_shared_memory``): Ultralytics' training and validation loaders on GPUs (on
+    the CPU its trainer starts none) and, with slicing, the stage evaluation's (``evaluate``), each GPU's
+    loaders at once. An input is at most img_size x img_size x 3 bytes (Ultralytics' mosaic and letterbox make
+    squares or less)."""
+    workers = runtime.decode_workers(settings.num_workers_per_gpu, gpus)
     batch = settings.batch_size_per_gpu * 3 * settings.img_size ** 2
     per_worker, fixed = (n * batch for n in ultra.TRAINING_LOADER_BATCHES) if gpus else (0, 0)
     if settings.slices.on:

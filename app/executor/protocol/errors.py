@@ -18,6 +18,7 @@ class ErrorCode(IntEnum):
     MODEL = 300004
     OBJECT_TYPE = 300005
     CUDA = 300101
+    NO_GPU = 300102
     OUT_OF_MEMORY = 300103
     NAN_LOSS = 300201
 
