@@ -101,10 +101,22 @@ def test_a_nan_ranks_its_image_last_and_leaves_the_others_alone(algorithm):
     clean_miner, clean_batch = miner_and_batch(algorithm, "cpu", torch.float16)
     miner, batch = miner_and_batch(algorithm, "cpu", torch.float16, poison=True)
     clean, scores = clean_miner.score(clean_batch), miner.score(batch)
+    if algorithm == "random":  # reads no model output: the image keeps its score (test_random_ignores_the_model)
+        assert scores == clean
+        return
     assert scores[1] is None
     assert scores[0] == pytest.approx(clean[0], abs=1e-6) and scores[2] == pytest.approx(clean[2], abs=1e-6)
     final = miner.finish(scores)
     assert final[1] is None and all(math.isfinite(final[i]) for i in (0, 2))
+
+
+def test_random_ignores_the_model_with_infer_as_without(tmp_path):
+    """One rule for random: an image ranks by its seeded value whatever the model's head makes of it (with infer
+    a forward pass runs and its features may overflow; without infer no model runs at all)."""
+    from executor.mining.random_score import random_value
+
+    miner, batch = miner_and_batch("random", "cpu", torch.float16, poison=True)
+    assert miner.score(batch) == [pytest.approx(random_value(0, m.path)) for m in batch.metas]
 
 
 def test_scan_counts_and_ranks_non_finite_scores_last(tmp_path):

@@ -60,6 +60,9 @@ class Miner:
     """Scores images; subclasses override ``image_scores`` and optionally ``finish``."""
 
     name = ""
+    # Whether the score comes from the model's outputs: only then do its head's non-finite features (an fp16
+    # overflow) make the score meaningless and rank the image last. ``random`` reads none, with infer or without.
+    reads_the_model = True
 
     def __init__(self, ctx: MinerContext) -> None:
         self.ctx = ctx
@@ -72,6 +75,8 @@ class Miner:
         """The batch's scores, ``(B,)`` float32 on its device, NaN for an image whose score or features are not
         finite: kept there until the shard ends (``to_list``), so scoring a pass waits for nothing."""
         values = self.image_scores(batch).detach().float()
+        if not self.reads_the_model:
+            return values
         return torch.where(torch.isfinite(values) & finite_features(batch), values, math.nan)
 
     def score(self, batch: Batch) -> list[float | None]:

@@ -16,6 +16,7 @@ def random_value(seed: int, path: str) -> float:
 
 class RandomScore(Miner):
     name = "random"
+    reads_the_model = False  # ranked as mining without infer ranks it, where no model runs
 
     def image_scores(self, batch) -> torch.Tensor:
         # Made on the CPU, then placed with the batch.
