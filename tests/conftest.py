@@ -36,14 +36,17 @@ def snapshot(directory: Path) -> dict[str, str]:
 
 
 def run_task(root: Path, tasks: list[str], config: dict, protocol_version: str | None = "1.1.0",
-             extra_env: dict | None = None) -> tuple[int, str]:
-    """Run app/start.py in a subprocess exactly as start.sh does, with a fresh /out."""
+             extra_env: dict | None = None, shell: str = "") -> tuple[int, str]:
+    """Run app/start.py in a subprocess exactly as start.sh does, with a fresh /out; ``shell``: bash commands
+    run first in the same process (``ulimit -n 96``)."""
     shutil.rmtree(root / "out", ignore_errors=True)
     env_path = sample.write_task(root, tasks, config, protocol_version)
     before = snapshot(root / "in")
     env = {**os.environ, "DEFAULT_ENV_FILE_PATH": str(env_path), **(extra_env or {})}
-    proc = subprocess.run([sys.executable, str(ROOT / "app" / "start.py")], env=env, capture_output=True, text=True,
-                          timeout=600)
+    command = [sys.executable, str(ROOT / "app" / "start.py")]
+    if shell:
+        command = ["bash", "-c", f'{shell}; exec "$0" "$1"', *command]
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert snapshot(root / "in") == before, "the run wrote under /in"
     return proc.returncode, proc.stdout + proc.stderr
 

@@ -361,3 +361,10 @@ def test_a_dataloader_worker_killed_for_real_is_reported_as_memory_most_likely()
             "    print(*classify_exception(exc))\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.stdout.startswith("300103 a worker process died without an error of its own"), proc.stdout + proc.stderr[-2000:]
+
+
+def test_too_many_open_files_says_which_limit_to_raise():
+    import errno
+
+    code, message = classify_exception(OSError(errno.EMFILE, "Too many open files"))
+    assert code == ErrorCode.MODEL and "--ulimit nofile" in message and "num_workers_per_gpu" in message

@@ -34,6 +34,27 @@ def test_gpu_requested_but_absent_fails_instead_of_running_on_the_cpu(trained, t
         assert "gpu_id '0'" in message and "gpu_id empty" in last_line(log), last_line(log)
 
 
+def test_mining_and_infer_at_batch_32_stay_within_a_low_open_file_limit(trained, tmp_path):
+    """Decoded images in transit are shared tensors; under torch's default sharing strategy the main process held
+    an open file per tensor (workers x 2 x batch plus its queues), and this run failed with "Too many open
+    files" at ``ulimit -n 96`` on 2 cores. The limit is scaled to the decoding workers the machine starts (each
+    is a few pipes of the main process's); plain and sliced, soft and hard limit alike (no raising helps)."""
+    from executor import runtime
+
+    workers = runtime.decode_workers(-1, 1)
+    limit = 64 + 16 * workers
+    root = sample.generate(tmp_path, train=1, val=1, candidates=200)
+    paths = [p for p in (root / "in" / "candidate-index.tsv").read_text().splitlines() if p]
+    for extra in ({}, {"slice_size": 48, "slice_overlap": 0.25}):
+        rc, log = run_task(root, ["mining", "infer"], {"img_size": 64, "batch_size_per_gpu": 32, "mining_algorithm": "entropy",
+                                                      "model_params_path": model_files(trained), **extra},
+                           shell=f"ulimit -n {limit}")
+        assert rc == 0, log[-3000:]
+        assert "Too many open files" not in log
+        check_mining_tsv(str(root / "out" / "result.tsv"), paths)
+        check_infer_json(str(root / "out" / "infer-result.json"), paths, sample.CLASS_NAMES, legacy=False)
+
+
 def test_no_writable_home_and_unknown_keys(trained, sample_root, tmp_path):
     home = tmp_path / "home"
     home.mkdir(mode=0o500)

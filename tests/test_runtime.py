@@ -210,3 +210,16 @@ def test_gpus_asked_for_and_not_usable_fail_with_what_was_seen_and_what_to_chang
 def test_the_probe_reads_this_machine_without_failing():
     seen = runtime.probe_gpus()
     assert seen.count >= 0 and isinstance(seen.driver, str) and isinstance(seen.driver_cuda, str)
+
+
+def test_the_soft_open_file_limit_is_raised_to_the_hard_one(caplog):
+    """In a child process (the limit is the process's): soft 256 under hard 4096 becomes 4096, logged."""
+    import subprocess
+    import sys
+
+    code = ("import logging, resource, sys; sys.path.insert(0, 'app'); from executor import runtime; "
+            "resource.setrlimit(resource.RLIMIT_NOFILE, (256, 4096)); runtime.setup_logging(); "
+            "runtime.raise_open_file_limit(); print(resource.getrlimit(resource.RLIMIT_NOFILE))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=runtime.Path(__file__).parents[1])
+    assert proc.returncode == 0, proc.stderr
+    assert "(4096, 4096)" in proc.stdout and "open-file limit raised from 256 to 4096" in proc.stdout

@@ -363,6 +363,7 @@ class Engine:
         shapes the candidates have. Passes leave in shape order, not candidate order: ``Meta.index`` says where
         each image belongs. Unreadable images come as soon as they are found, as metadata (images None).
         ``by_pipe``: the workers hand their inputs over without shared memory (``shared_memory_handover``)."""
+        runtime.share_memory_by_name()
         if self.slices is None:
             loader = torch.utils.data.DataLoader(
                 CandidateImages(paths, self.img_size, encoded=self.decode_on_device), batch_size=batch_size,

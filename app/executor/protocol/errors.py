@@ -91,6 +91,9 @@ def classify_exception(exc: BaseException) -> tuple[ErrorCode, str]:
             f"out of memory ({text[:200]}); lower batch_size_per_gpu or img_size, "
             "or num_workers_per_gpu",
         )
+    if isinstance(exc, OSError) and exc.errno == errno.EMFILE:
+        return (ErrorCode.MODEL, f"too many open files ({text[:160]}): raise the container's open-file limit (docker "
+                "run --ulimit nofile=65536:65536), or lower num_workers_per_gpu")
     if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
         return ErrorCode.MODEL, f"no space left on the output disk ({text[:200]}); free space where /out is mounted"
     if "cuda" in lowered or "cudnn" in lowered or "nccl" in lowered:
