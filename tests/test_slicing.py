@@ -101,7 +101,7 @@ def test_tiles_are_letterboxed_only_when_asked_for(tmp_path, monkeypatch):
     Image.fromarray(np.zeros((1000, 1000, 3), dtype=np.uint8)).save(tmp_path / "big.png")
     made = []
     real = engine.letterbox
-    monkeypatch.setattr(engine, "letterbox", lambda image, size: made.append(1) or real(image, size))
+    monkeypatch.setattr(engine, "letterbox", lambda image, size, stride: made.append(1) or real(image, size, stride))
     chunks = iter(CandidateTiles([str(tmp_path / "big.png")], 32, settings(64, 0.0), 4))
     assert len(next(chunks)) == 4 and len(made) == 4, "the first chunk needs its own four tiles only"
     assert sum(map(len, chunks)) == 16 * 16 + 1 - 4 and len(made) == 16 * 16 + 1

@@ -33,8 +33,6 @@ from executor.class_stats import ClassStats
 from executor.protocol import Params, model_error
 
 LOG = logging.getLogger("executor")
-PAD_VALUE = 114  # Ultralytics' letterbox grey
-STRIDE = 32  # the largest stride of the YOLO detection heads
 
 
 def read_image(path: str) -> tuple[np.ndarray | None, str]:
@@ -64,7 +62,7 @@ def why_unreadable(paths: list[str]) -> list[str]:
     return [read_image(path)[1] for path in paths]
 
 
-def letterbox(image: np.ndarray, size: int, stride: int = STRIDE) -> tuple[np.ndarray, tuple[float, float], tuple[float, float]]:
+def letterbox(image: np.ndarray, size: int, stride: int = ultra.MIN_STRIDE) -> tuple[np.ndarray, tuple[float, float], tuple[float, float]]:
     """Resize keeping the aspect ratio to fit ``size`` and pad, centred, to the smallest multiple
     of ``stride`` (Ultralytics' rectangular inference): no compute is spent on a square's padding.
     Returns the image, the scale of each axis (the resized sides are rounded, so x and y differ a little,
@@ -76,7 +74,7 @@ def letterbox(image: np.ndarray, size: int, stride: int = STRIDE) -> tuple[np.nd
     nw, nh, pw, ph, left, top = decode.letterbox_geometry(h, w, size, stride)
     if (nw, nh) != (w, h):
         image = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_LINEAR)
-    out = np.full((ph, pw, 3), PAD_VALUE, dtype=np.uint8)
+    out = np.full((ph, pw, 3), ultra.PAD_VALUE, dtype=np.uint8)
     out[top : top + nh, left : left + nw] = image
     return out, (nw / w, nh / h), (left, top)
 
@@ -103,10 +101,11 @@ class CandidateImages(torch.utils.data.Dataset):
     its one input. With ``encoded``, a JPEG the device decoder may take travels as its bytes
     (``decode.Encoded``) instead, for ``Engine`` to decode."""
 
-    def __init__(self, paths: Sequence[str], img_size: int, encoded: bool = False) -> None:
+    def __init__(self, paths: Sequence[str], img_size: int, encoded: bool = False, stride: int = ultra.MIN_STRIDE) -> None:
         self.paths = paths
         self.img_size = img_size
         self.encoded = encoded
+        self.stride = stride
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -115,7 +114,7 @@ class CandidateImages(torch.utils.data.Dataset):
         path = self.paths[index]
         if self.encoded and (data := decode.read_encoded(path)) is not None:
             return [(data, Meta(index, path))]
-        return [load(index, path, self.img_size)]
+        return [load(index, path, self.img_size, self.stride)]
 
 
 class CandidateTiles(torch.utils.data.IterableDataset):
@@ -126,15 +125,16 @@ class CandidateTiles(torch.utils.data.IterableDataset):
     queues at the same time. Streamed, what a worker holds is its decoded image and a few chunks, whatever
     the image's size (``bench/memory.py --large``)."""
 
-    def __init__(self, paths: Sequence[str], img_size: int, slices: slicing.SliceSettings, chunk: int) -> None:
-        self.paths, self.img_size, self.slices, self.chunk = paths, img_size, slices, max(1, chunk)
+    def __init__(self, paths: Sequence[str], img_size: int, slices: slicing.SliceSettings, chunk: int,
+                 stride: int = ultra.MIN_STRIDE) -> None:
+        self.paths, self.img_size, self.slices, self.chunk, self.stride = paths, img_size, slices, max(1, chunk), stride
 
     def __iter__(self) -> Iterator[list[tuple[torch.Tensor | None, Meta]]]:
         info = torch.utils.data.get_worker_info()
         first, step = (info.id, info.num_workers) if info is not None else (0, 1)
         for index in range(first, len(self.paths), step):
             chunk = []
-            for item in tile_inputs(index, self.paths[index], self.img_size, self.slices):
+            for item in tile_inputs(index, self.paths[index], self.img_size, self.slices, self.stride):
                 chunk.append(item)
                 if len(chunk) == self.chunk:
                     yield chunk
@@ -143,16 +143,17 @@ class CandidateTiles(torch.utils.data.IterableDataset):
                 yield chunk
 
 
-def load(index: int, path: str, img_size: int) -> tuple[torch.Tensor | None, Meta]:
+def load(index: int, path: str, img_size: int, stride: int = ultra.MIN_STRIDE) -> tuple[torch.Tensor | None, Meta]:
     """The CPU path: one image decoded, letterboxed, as an RGB CHW uint8 tensor (None when unreadable)."""
     image, problem = read_image(path)
     if image is None:
         return None, Meta(index, path, problem=problem)
-    boxed, ratio, pad = letterbox(image, img_size)
+    boxed, ratio, pad = letterbox(image, img_size, stride)
     return decode.to_tensor(boxed), Meta(index, path, image.shape[1], image.shape[0], ratio, pad)
 
 
-def tile_inputs(index: int, path: str, img_size: int, slices: slicing.SliceSettings) -> Iterator[tuple[torch.Tensor | None, Meta]]:
+def tile_inputs(index: int, path: str, img_size: int, slices: slicing.SliceSettings, stride: int = ultra.MIN_STRIDE
+                ) -> Iterator[tuple[torch.Tensor | None, Meta]]:
     """One image decoded once, then each of its windows (``slicing.scan_windows``) letterboxed from a view of
     it, one at a time as they are asked for: no copy of the image per tile, only each tile's model input."""
     image, problem = read_image(path)
@@ -162,7 +163,7 @@ def tile_inputs(index: int, path: str, img_size: int, slices: slicing.SliceSetti
     height, width = image.shape[:2]
     windows = slicing.scan_windows(width, height, slices)
     for part, (x1, y1, x2, y2) in enumerate(windows):
-        boxed, ratio, pad = letterbox(image[y1:y2, x1:x2], img_size)
+        boxed, ratio, pad = letterbox(image[y1:y2, x1:x2], img_size, stride)
         yield decode.to_tensor(boxed), Meta(index, path, width, height, ratio, pad, offset=(x1, y1),
                                             window=(x1, y1, x2, y2) if len(windows) > 1 else (0, 0, 0, 0),
                                             part=part, parts=len(windows))
@@ -339,8 +340,9 @@ class Engine:
             # count again in select_device. This engine bypasses that, so it sets the count itself.
             torch.set_num_threads(runtime.cpu_threads())
         self.img_size = img_size
-        self.end2end = bool(getattr(self.model, "end2end", False))
-        model_names = [str(n) for _, n in sorted(dict(getattr(self.model, "names", {})).items())]
+        self.stride = ultra.model_stride(self.model)  # inputs are padded to a multiple of it (``letterbox``)
+        self.end2end = ultra.model_end2end(self.model)
+        model_names = ultra.model_names(self.model)
         missing = [n for n in names if n not in model_names]
         if missing:
             raise model_error(
@@ -366,12 +368,13 @@ class Engine:
         runtime.share_memory_by_name()
         if self.slices is None:
             loader = torch.utils.data.DataLoader(
-                CandidateImages(paths, self.img_size, encoded=self.decode_on_device), batch_size=batch_size,
+                CandidateImages(paths, self.img_size, self.decode_on_device, self.stride), batch_size=batch_size,
                 shuffle=False, num_workers=workers, collate_fn=functools.partial(loaded, by_pipe=by_pipe),
                 persistent_workers=False, prefetch_factor=PREFETCH if workers else None)
         else:  # a candidate's tiles come in chunks of one pass at most (see CandidateTiles)
             loader = torch.utils.data.DataLoader(
-                CandidateTiles(paths, self.img_size, self.slices, batch_size), batch_size=None, num_workers=workers,
+                CandidateTiles(paths, self.img_size, self.slices, batch_size, self.stride), batch_size=None,
+                num_workers=workers,
                 collate_fn=functools.partial(loaded_chunk, by_pipe=by_pipe), persistent_workers=False,
                 prefetch_factor=PREFETCH if workers else None)
         queues: dict[tuple[int, ...], list[tuple[torch.Tensor, Meta]]] = {}
@@ -403,13 +406,13 @@ class Engine:
         bad = []
         for image, (_, meta) in zip(decode.decode([e for e, _ in encoded], self.device), encoded, strict=True):
             if image is None:
-                tensor, meta = load(meta.index, meta.path, self.img_size)
+                tensor, meta = load(meta.index, meta.path, self.img_size, self.stride)
                 if tensor is None:
                     bad.append(meta)
                 else:
                     out.append((tensor.to(self.device), meta))
                 continue
-            boxed, ratio, pad = decode.letterbox_tensor(image, self.img_size, STRIDE, PAD_VALUE)
+            boxed, ratio, pad = decode.letterbox_tensor(image, self.img_size, self.stride, ultra.PAD_VALUE)
             meta.width, meta.height, meta.ratio, meta.pad = image.shape[-1], image.shape[-2], ratio, pad
             out.append((boxed, meta))
         return out, bad

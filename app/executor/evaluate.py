@@ -22,7 +22,7 @@ import torch
 from executor import slicing, ultra
 from executor.engine import Engine
 
-CONF, IOU, MAX_DET = 0.001, 0.7, 300  # Ultralytics' validation settings
+CONF, IOU, MAX_DET = ultra.VAL_CONF, ultra.VAL_IOU, ultra.VAL_MAX_DET  # Ultralytics' validation settings
 MATCH_IOU = 0.5
 
 

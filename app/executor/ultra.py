@@ -16,11 +16,16 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # no import of torch here: runtime.setup must run before it
     import torch
 
-MAP50 = "metrics/mAP50(B)"
+MAP50 = "metrics/mAP50(B)"  # the detection validator's key for box mAP@0.5
 MAX_IMG_SIZE = 8192  # the largest img_size the templates accept
 # Ultralytics' NMS keeps classes apart by shifting each class's boxes by class x max_wh pixels; its default,
 # 7680, is below the largest input (MAX_IMG_SIZE), where a box of one class would then suppress another's.
-NMS_CLASS_OFFSET = 2 * MAX_IMG_SIZE  # the detection validator's key for box mAP@0.5
+NMS_CLASS_OFFSET = 2 * MAX_IMG_SIZE
+PAD_VALUE = 114  # the grey of Ultralytics' letterbox padding (``LetterBox``), also cald's canvas
+MIN_STRIDE = 32  # Ultralytics' predictor pads inputs to a multiple of max(the model's largest stride, 32)
+# Ultralytics' detection validation: conf 0.001 (its validator's default when none is given), the NMS IoU and
+# the boxes per image of its default.yaml (a test checks both against the installed Ultralytics)
+VAL_CONF, VAL_IOU, VAL_MAX_DET = 0.001, 0.7, 300
 FONTS = ("Arial.ttf", "Arial.Unicode.ttf")  # plots download these into the settings folder unless present
 SETTINGS_SUBDIR = "Ultralytics"  # its settings folder is $YOLO_CONFIG_DIR/Ultralytics (settings.json, fonts)
 QUIET_SETTINGS = {"sync": False, "tensorboard": False, "wandb": False, "mlflow": False, "clearml": False,
@@ -62,6 +67,23 @@ def load_detector(path: str | Path, device: torch.device) -> tuple[torch.nn.Modu
 
     model, checkpoint = load_checkpoint(str(path), device=device, fuse=True)
     return model, checkpoint if isinstance(checkpoint, dict) else {}
+
+
+def model_stride(model: torch.nn.Module) -> int:
+    """The multiple a model's input sides are padded to: its largest stride, at least ``MIN_STRIDE``, as
+    Ultralytics' ``AutoBackend`` takes it."""
+    stride = getattr(model, "stride", None)
+    return max(int(stride.max()) if stride is not None else MIN_STRIDE, MIN_STRIDE)
+
+
+def model_end2end(model: torch.nn.Module) -> bool:
+    """Whether the head outputs final boxes (yolo26, yolov10: no NMS, ``(B, max_det, 6)``)."""
+    return bool(getattr(model, "end2end", False))
+
+
+def model_names(model: torch.nn.Module) -> list[str]:
+    """The model's class names in its index order."""
+    return [str(n) for _, n in sorted(dict(getattr(model, "names", {})).items())]
 
 
 def cpu_threads() -> int:

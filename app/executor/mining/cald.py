@@ -42,6 +42,7 @@ from torchvision.ops import box_iou
 from torchvision.transforms.v2 import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
+from executor import ultra
 from executor.engine import owners
 from executor.mining.base import Miner, MinerContext, group_rows, image_seed
 from executor.mining.entropy import class_posterior
@@ -69,7 +70,7 @@ def _scale(images: torch.Tensor, boxes: torch.Tensor, seeds: list[int] | None = 
     h, w = images.shape[-2:]
     size = [max(1, int(h * SCALE)), max(1, int(w * SCALE))]
     small = TF.resize(images, size, interpolation=BILINEAR, antialias=False)
-    out = TF.pad(small, [0, 0, w - size[1], h - size[0]], fill=114 / 255)
+    out = TF.pad(small, [0, 0, w - size[1], h - size[0]], fill=ultra.PAD_VALUE / 255)
     return out, TF.resize(_boxes(boxes, images), size).as_subclass(torch.Tensor)
 
 
