@@ -45,6 +45,23 @@ def commit() -> str:
     return head + ("+" if dirty else "")
 
 
+RESULTS = ROOT / "bench" / "results"
+
+
+def save_result(name: str, payload: dict) -> Path:
+    """A benchmark's raw result as ``bench/results/<name>.json``: the machine, the commit, the command line and
+    ``payload`` (every run, not only the figure the docs quote), written atomically."""
+    record = {"benchmark": Path(sys.argv[0]).name, "argv": sys.argv[1:], "machine": machine(), "commit": commit(),
+              "date": time.strftime("%Y-%m-%d"), **payload}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record, indent=1) + "\n")
+    tmp.replace(path)
+    print(f"raw result: {path.relative_to(ROOT)}", flush=True)
+    return path
+
+
 def run_tasks(root: Path, tasks: list[str], config: dict) -> float:
     """Run the executor in this process (as app/start.py would); returns seconds."""
     from executor import cli

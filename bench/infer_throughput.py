@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 import photos
-from common import machine, require_boxes, run_tasks, sample, trained_model
+from common import machine, require_boxes, run_tasks, sample, save_result, trained_model
 
 FEED = 96  # images the input-pipeline arm (F) times; its seconds are scaled to the run's image count
 
@@ -41,6 +41,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--workers", type=int, default=-1, help="num_workers_per_gpu (-1: the template's automatic default)")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--json", default="", help="name of the raw result in bench/results (default: from the options)")
     args = parser.parse_args()
     images = args.images or ((480 if args.toy else 96) if args.quick else 2000)
     img_size = args.img_size or (320 if args.quick else 640)
@@ -115,6 +116,7 @@ def main() -> None:
         if gpu:
             arms.insert(1, ("A' executor infer task, gpu_decode: true", ours_gpu_decode))
         results: dict[str, float] = {}
+        runs: dict[str, list[float]] = {name: [] for name, _ in arms}
         for _, fn in arms:  # warm-up: first model load, allocator, caches (A's reads every file into the page cache)
             plain(paths[: 4 * args.batch]) if fn is plain else fn()  # B decodes in this process: the slowest by far
         # the instrument's check, on the last infer task's result: the model finds what users' models find, boxes
@@ -122,7 +124,8 @@ def main() -> None:
         print(f"boxes: {found:.2f} per candidate at conf 0.25", flush=True)
         for _ in range(args.repeats):  # arms alternated, round by round: a drifting machine moves them alike
             for name, fn in arms:
-                results[name] = min(results.get(name, float("inf")), fn())
+                runs[name].append(fn())
+                results[name] = min(runs[name])
                 print(f"arm {name}: {results[name]:.2f} s for {images} images", flush=True)  # a run cut short keeps it
         print(f"\nmachine: {machine()}; {images} images {img_size} px, batch {args.batch}, workers {args.workers}, "
               f"device {args.device}, best of {args.repeats}, arms alternated; "
@@ -133,6 +136,14 @@ def main() -> None:
         base, top = results["B plain YOLO.predict loop"], results["C bare forward (ceiling)"]
         for name, seconds in results.items():
             print(f"| {name} | {seconds:.2f} | {images / seconds:.1f} | {base / seconds:.2f}x | {top / seconds:.2f}x |")
+        name = args.json or (f"infer-throughput-{'toy' if args.toy else 'photos'}-{images}-{img_size}px-"
+                             f"{'cpu' if not gpu else 'gpu'}")
+        save_result(name, {"images": images, "img_size": img_size, "batch": args.batch, "workers": args.workers,
+                           "device": args.device, "boxes_per_candidate": {"A": found, "B": plain_boxes[-1] / len(paths)},
+                           "seconds": runs, "best": results,
+                           "speedup_vs_plain_best": {k: base / v for k, v in results.items()},
+                           "speedup_vs_plain_per_round": {k: [b / a for a, b in zip(v, runs["B plain YOLO.predict loop"],
+                                                                                   strict=True)] for k, v in runs.items()}})
 
 
 if __name__ == "__main__":
