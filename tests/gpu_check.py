@@ -308,7 +308,8 @@ class Check:
 
     def decode_hazard(self) -> str:
         """The Hopper nvJPEG hazard (pytorch/vision PR #9606): tensors freed while reductions over them are still
-        queued, then a batched decode. Our decoder drains the stream first and must corrupt nothing; the bare
+        queued, then a batched decode. Our decoder runs on a stream of its own (``decode.Decoder``: the freed blocks
+        belong to the caller's stream) and must corrupt nothing; the bare
         torchvision call is the positive control (it corrupts on GPUs with the hardware decoder)."""
         import torch
         from executor import decode
@@ -340,7 +341,7 @@ class Check:
             counts[name] = corrupted
         assert counts["ours"] == 0, f"the decoder corrupted queued work in {counts['ours']} of 30 rounds"
         control = counts["bare torchvision"]
-        return (f"0 of 30 rounds corrupted with the barrier; without it {control} of 30"
+        return (f"0 of 30 rounds corrupted on the decoder's own stream; on the caller's stream {control} of 30"
                 + ("" if control else " (the hazard did not show on this card: the control proves nothing here)"))
 
     def nan_first_epoch(self) -> str:

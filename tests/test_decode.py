@@ -128,3 +128,76 @@ def test_the_engine_decoding_on_its_device_gives_the_cpu_paths_inputs(trained, t
     for path in cpu:
         assert cpu[path][1] == dev[path][1], path
         assert int((cpu[path][0].int() - dev[path][0].int()).abs().max()) <= 2, path
+
+
+class StandInCuda:
+    """The torch.cuda calls ``decode.Decoder`` makes, recorded in order (no GPU here)."""
+
+    def __init__(self, log: list) -> None:
+        self.log, self.streams = log, 0
+
+    def Stream(self, device):  # noqa: N802 - torch.cuda's name
+        return self._stream("decoder")
+
+    def current_stream(self, device):
+        return self._stream("caller")
+
+    def _stream(self, name):
+        log = self.log
+
+        class S:
+            def wait_stream(self, other):
+                log.append(f"{name} waits for {other.name}")
+
+            def synchronize(self):
+                log.append(f"host waits for all of {name}")
+
+        s = S()
+        s.name = name
+        return s
+
+    def stream(self, s):
+        import contextlib
+
+        @contextlib.contextmanager
+        def on():
+            self.log.append(f"enter {s.name}")
+            yield
+            self.log.append(f"leave {s.name}")
+        return on()
+
+    def Event(self):  # noqa: N802
+        self.streams += 1
+        log, k = self.log, self.streams
+
+        class E:
+            def record(self, s):
+                log.append(f"event {k} recorded on {s.name}")
+
+            def synchronize(self):
+                log.append(f"host waits for event {k}")
+        return E()
+
+
+def test_the_device_decoder_waits_for_its_own_last_batch_not_for_the_forward_pass(tmp_path, monkeypatch):
+    """The order of the CUDA calls around two batches, with torch.cuda stood in: each batch is decoded on the
+    decoder's stream; before the second, the host waits for the first batch's event only, never for the caller's
+    stream (which holds the forward passes); the caller's stream waits for the decoder's, and each output is
+    marked as used on it."""
+    log: list[str] = []
+    image = torch.zeros(3, 4, 4, dtype=torch.uint8)
+    monkeypatch.setattr(torch.Tensor, "record_stream", lambda self, s: log.append(f"output used on {s.name}"))
+    monkeypatch.setattr(decode, "_decode", lambda data, device: log.append("decode") or [image.clone() for _ in data])
+    decoder = decode.Decoder(torch.device("cuda", 0), cuda=StandInCuda(log))
+    decoder([torch.zeros(1)] * 2)
+    decoder([torch.zeros(1)])
+    assert log == ["enter decoder", "decode", "event 1 recorded on decoder", "leave decoder", "caller waits for decoder",
+                   "output used on caller", "output used on caller",
+                   "host waits for event 1", "enter decoder", "decode", "event 2 recorded on decoder", "leave decoder",
+                   "caller waits for decoder", "output used on caller"]
+    assert not any("host waits for all" in line for line in log)
+
+
+def test_the_cpu_decoder_has_no_stream():
+    decoder = decode.Decoder(torch.device("cpu"))
+    assert decoder.stream is None

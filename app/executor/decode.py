@@ -95,29 +95,64 @@ def letterbox_tensor(image: torch.Tensor, size: int, stride: int, pad_value: int
 def _decode(data: list[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
     from torchvision.io import ImageReadMode, decode_jpeg
 
-    if device.type == "cuda":
-        # nvJPEG's hardware decoder (H100/H200 and later) writes its outputs before work already queued on the
-        # stream has run, and the caching allocator may hand it memory that work still reads: drain the stream
-        # first (pytorch/vision PR #9606; torchcodec PR #1634 adds the same barrier).
-        torch.cuda.current_stream(device).synchronize()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # torchvision 0.29: see the module's docstring
         return decode_jpeg(data, mode=ImageReadMode.RGB, device=device)
 
 
+class Decoder:
+    """Batched decoding on one device. On CUDA it runs on a stream of its own: nvJPEG's hardware decoder
+    (H100/H200 and later) writes its outputs before work already queued on its stream has run, and the caching
+    allocator may hand it memory that work still reads (pytorch/vision PR #9606; torchcodec PR #1634 adds a
+    barrier). The allocator keeps each stream's freed blocks for that stream, so the decoder, on its own stream,
+    never receives what the forward passes freed; what it may receive is only what its own previous batch freed,
+    and before each batch the host waits for that batch's event (its decoding, not the model's forward pass,
+    which the earlier barrier, a synchronisation of the whole stream, waited for every loaded batch). The
+    outputs are handed to the caller's stream: it waits for the decoder's work, and each output is marked as
+    used there (``record_stream``), so that its memory returns to the decoder only once that use is done.
+    ``cuda``: torch.cuda, or a stand-in for the CPU tests of this ordering."""
+
+    def __init__(self, device: torch.device, cuda: object = None) -> None:
+        self.device = device
+        self.cuda = cuda if cuda is not None else torch.cuda
+        self.stream = self.cuda.Stream(device) if device.type == "cuda" else None
+        self.done = None  # the previous batch's event, recorded on self.stream
+
+    def __call__(self, data: list[torch.Tensor]) -> list[torch.Tensor]:
+        if self.stream is None:
+            return _decode(data, self.device)
+        if self.done is not None:
+            self.done.synchronize()
+        caller = self.cuda.current_stream(self.device)  # no wait for it: the bytes come from the host
+        with self.cuda.stream(self.stream):
+            try:
+                images = _decode(data, self.device)
+            finally:
+                self.done = self.cuda.Event()
+                self.done.record(self.stream)
+        caller.wait_stream(self.stream)
+        for image in images:
+            image.record_stream(caller)
+        return images
+
+
+_DECODERS: dict[torch.device, Decoder] = {}
+
+
 def decode(encoded: list[Encoded], device: torch.device) -> list[torch.Tensor | None]:
     """RGB CHW uint8 images on ``device`` in the display frame, one per input; None for an image the decoder
     refuses. One batched call, and one call per image when the batch fails (a batch returns no partial
-    results), so that one bad file costs its batch-mates nothing."""
+    results), so that one bad file costs its batch-mates nothing. On the device's ``Decoder``."""
     if not encoded:
         return []
+    decoder = _DECODERS.get(device) or _DECODERS.setdefault(device, Decoder(device))
     try:
-        images: list[torch.Tensor | None] = list(_decode([e.data for e in encoded], device))
+        images: list[torch.Tensor | None] = list(decoder([e.data for e in encoded]))
     except RuntimeError:
         images = []
         for e in encoded:
             try:
-                images.append(_decode([e.data], device)[0])
+                images.append(decoder([e.data])[0])
             except RuntimeError:
                 images.append(None)
     return [None if im is None else orient(im, e.orientation) for im, e in zip(images, encoded, strict=True)]
