@@ -9,14 +9,12 @@ through a symlink of its own name, since YMIR names every asset by its content h
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "app"))
-
-from executor import dataset, sample  # noqa: E402
+from common import sample, save_result
+from executor import dataset
 
 
 def build(root: Path, fmt: str, lines: int, images: int) -> Path:
@@ -42,6 +40,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=200)
     args = parser.parse_args()
     print("| format | lines | seconds | lines/s |\n| --- | --- | --- | --- |")
+    seconds_by_format = {}
     for fmt in ("ark", "voc"):
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp)
@@ -52,6 +51,8 @@ def main() -> None:
             dataset.convert(str(index), str(val), root / "yolo", f"{fmt}:raw", sample.CLASS_NAMES)
             seconds = time.perf_counter() - start
             print(f"| {fmt} | {args.lines} | {seconds:.1f} | {args.lines / seconds:,.0f} |")
+            seconds_by_format[fmt] = seconds
+    save_result(f"conversion-{args.lines}", {"lines": args.lines, "images": args.images, "seconds": seconds_by_format})
 
 
 if __name__ == "__main__":

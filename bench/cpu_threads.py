@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 import photos
-from common import machine, require_boxes, run_tasks, sample, trained_model
+from common import machine, require_boxes, run_tasks, sample, save_result, trained_model
 from executor import runtime
 
 
@@ -67,6 +67,8 @@ def main() -> None:
     print("| torch threads | seconds (best) | mean | vs 1 thread |\n| --- | --- | --- | --- |")
     for n in arms:
         print(f"| {n} | {min(times[n]):.2f} | {sum(times[n]) / len(times[n]):.2f} | {min(times[n]) / min(times[1]):.2f}x |")
+    save_result(f"cpu-threads-{args.task}", {"where": where, "what": what, "seconds": {str(n): times[n] for n in arms},
+                                           "vs_1_thread_best": {str(n): min(times[n]) / min(times[1]) for n in arms}})
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import ROOT, machine, require_boxes, sample, trained_model
+from common import ROOT, machine, require_boxes, sample, save_result, trained_model
 
 
 def rss_mb(env_path: Path) -> tuple[float, float]:
@@ -132,6 +132,9 @@ def large(root: Path, model: Path) -> None:
     for megapixels, image_mb, (s_main, s_all, inputs), (p_main, p_all, _) in rows:
         print(f"| {megapixels} MP | {inputs} | {image_mb:.0f} | {inputs * 640 * 640 * 3 / 2**20:.0f} | {s_main:.0f} / {s_all:.0f} "
               f"| {p_main:.0f} / {p_all:.0f} |")
+    save_result("memory-large", {"pss_mb": [{"megapixels": mp, "decoded_mb": image_mb, "inputs": s[2], "sliced_main": s[0],
+                                             "sliced_all": s[1], "plain_main": p[0], "plain_all": p[1]}
+                                            for mp, image_mb, s, p in rows]})
 
 
 def main() -> None:
@@ -168,6 +171,9 @@ def main() -> None:
     print(f"| run | peak, {n} | peak, {n10} | growth | end, {n} | end, {n10} | growth |\n|---|---|---|---|---|---|---|")
     for name, (peak, end), (peak10, end10) in rows:
         print(f"| {name} | {peak:.0f} | {peak10:.0f} | {peak10 / peak:.2f}x | {end:.0f} | {end10:.0f} | {end10 / end:.2f}x |")
+    save_result(f"memory-{n}", {"candidates": [n, n10], "boxes_per_candidate": found,
+                               "rss_mb": [{"run": name, "peak": [peak, peak10], "end": [end, end10]}
+                                          for name, (peak, end), (peak10, end10) in rows]})
 
 
 if __name__ == "__main__":

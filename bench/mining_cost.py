@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 import photos
-from common import machine, require_boxes, run_tasks, sample, trained_model
+from common import machine, require_boxes, run_tasks, sample, save_result, trained_model
 
 ALGORITHMS = ("random", "entropy", "aldd", "cald", "diversity", "ppal")
 
@@ -57,7 +57,7 @@ def main() -> None:
 
         timed(["infer"])  # warm-up, and the instrument's check
         found = require_boxes(root / "out" / "infer-result.json")
-        rows = []
+        rows, raw = [], []
         for algorithm in algorithms:
             arms = ((f"mining {algorithm}", ["mining"]), (f"mining {algorithm} + infer", ["mining", "infer"]))
             for name, tasks in arms[1:] if args.joint_only else arms:
@@ -67,6 +67,7 @@ def main() -> None:
                 pairs = [(timed(["infer"]), timed(tasks, {"mining_algorithm": algorithm})) for _ in range(args.repeats)]
                 infer, arm = min(p[0] for p in pairs), min(p[1] for p in pairs)
                 rows.append((name, arm, infer))
+                raw.append({"arm": name, "pairs_infer_then_arm": pairs, "best": arm, "infer_best": infer})
                 print(f"arm {name}: {arm:.2f} s, infer alone beside it {infer:.2f} s: {arm / infer:.2f}x", flush=True)
     infers = [infer for _, _, infer in rows]
     print(f"\nmachine: {machine()}; {images} candidates at {img_size} px, batch 16, workers {args.workers}, device {args.device}, "
@@ -75,6 +76,9 @@ def main() -> None:
     print("| run | seconds | infer alone beside it | vs infer alone |\n| --- | --- | --- | --- |")
     for name, seconds, infer in rows:
         print(f"| {name} | {seconds:.2f} | {infer:.2f} | {seconds / infer:.2f}x |")
+    save_result(f"mining-cost-{'toy' if args.toy else 'photos'}-{images}-{img_size}px-{'gpu' if gpu else 'cpu'}",
+                {"images": images, "img_size": img_size, "workers": args.workers, "device": args.device,
+                 "boxes_per_candidate": found, "arms": raw, "vs_infer_alone": {n: s / i for n, s, i in rows}})
 
 
 if __name__ == "__main__":

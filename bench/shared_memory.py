@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import photos
-from common import ROOT, machine, require_boxes, sample, trained_model
+from common import ROOT, machine, require_boxes, sample, save_result, trained_model
 
 sys.path.insert(0, str(ROOT / "tests"))
 from small_shm import under_small_shm  # noqa: E402  (the tests' own mount-namespace wrapper)
@@ -60,6 +60,7 @@ def main() -> None:
         arms = [("A ample /dev/shm, workers -1", -1, None), (f"P {args.shm} /dev/shm, workers -1 (by pipe)", -1, args.shm),
                 (f"M {args.shm} /dev/shm, workers 0 (the fallback before the pipe)", 0, args.shm)]
         best: dict[str, float] = {}
+        runs: dict[str, list[float]] = {name: [] for name, _, _ in arms}
         for round_ in range(args.repeats + 1):  # the first round warms the page cache and is not counted
             for name, workers, shm in arms:
                 env_path = sample.write_task(root, ["infer"], {**base, "num_workers_per_gpu": workers})
@@ -67,6 +68,7 @@ def main() -> None:
                 found = require_boxes(root / "out" / "infer-result.json")
                 if round_:
                     best[name] = min(best.get(name, seconds), seconds)
+                    runs[name].append(seconds)
                     print(f"arm {name}: {seconds:.2f} s", flush=True)
         print(f"machine: {machine()}; {args.images} real-sized JPEGs, {args.img_size} px, batch 16, best of {args.repeats}; "
               f"{found:.2f} boxes per candidate")
@@ -74,6 +76,9 @@ def main() -> None:
         print("| --- | --- | --- |")
         for name, _, _ in arms:
             print(f"| {name} | {best[name]:.2f} | {best[arms[2][0]] / best[name]:.2f}x |")
+        save_result(f"shared-memory-{args.shm}-{args.img_size}px", {"images": args.images, "img_size": args.img_size,
+                    "shm": args.shm, "boxes_per_candidate": found, "seconds": runs,
+                    "vs_M_best": {n: best[arms[2][0]] / best[n] for n, _, _ in arms}})
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import machine, run_tasks, sample
+from common import machine, run_tasks, sample, save_result
 from executor import dataset
 
 
@@ -63,6 +63,9 @@ def main() -> None:
     print("| run | seconds | ratio |\n| --- | --- | --- |")
     print(f"| A executor training task | {min(a):.1f} | {min(a) / min(b):.3f}x |")
     print(f"| B conversion + Ultralytics model.train | {min(b):.1f} | 1.000x |")
+    save_result(f"training-overhead-{args.img_size}px-{args.epochs}ep-{'gpu' if gpu else 'cpu'}",
+                {"epochs": args.epochs, "img_size": args.img_size, "device": args.device, "seconds": {"A": a, "B": b},
+                 "ratio_best": min(a) / min(b), "ratio_per_run": [x / y for x, y in zip(a, b, strict=True)]})
 
 
 if __name__ == "__main__":
