@@ -49,16 +49,17 @@ RESULTS = ROOT / "bench" / "results"
 
 
 def save_result(name: str, payload: dict) -> Path:
-    """A benchmark's raw result as ``bench/results/<name>.json``: the machine, the commit, the command line and
+    """A benchmark's raw result as ``bench/results/<name>.json`` (``$BENCH_RESULTS/<name>.json`` when set): the machine, the commit, the command line and
     ``payload`` (every run, not only the figure the docs quote), written atomically."""
     record = {"benchmark": Path(sys.argv[0]).name, "argv": sys.argv[1:], "machine": machine(), "commit": commit(),
               "date": time.strftime("%Y-%m-%d"), **payload}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
+    folder = Path(os.environ.get("BENCH_RESULTS") or RESULTS)  # a device call packs them with its logs
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.json"
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(record, indent=1) + "\n")
     tmp.replace(path)
-    print(f"raw result: {path.relative_to(ROOT)}", flush=True)
+    print(f"raw result: {path}", flush=True)
     return path
 
 

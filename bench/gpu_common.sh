@@ -9,6 +9,7 @@ DEVICE=${DEVICE:-0}  # DEVICE=cpu rehearses the plumbing here (the steps run int
 mkdir -p "$DIR"
 LOGS=$(mktemp -d)
 export PYTHONUNBUFFERED=1
+export BENCH_RESULTS="$LOGS/results"  # each benchmark's raw JSON (common.save_result), packed with the logs
 WHEELS=${WHEELS:-.whl}
 if compgen -G "$WHEELS/*.whl" > /dev/null; then  # bench/gpu_prepare.sh, carried as ".whl"
   "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$LOGS/site" "$WHEELS"/*.whl \
@@ -19,7 +20,7 @@ if [ -d .bench-cache ] && [ -z "${BENCH_CACHE:-}" ]; then  # the benchmarks' mod
   export BENCH_CACHE="$PWD/.bench-cache"
 fi
 pack() { tar -czf "$DIR/logs.partial" -C "$LOGS" --exclude ./site . && mv "$DIR/logs.partial" "$DIR/logs.tar.gz"; }
-keep() { tee "$LOGS/$1.log" | grep --line-buffered -E '^(arm |boxes|model|machine|\||PASS|FAIL|gpu-check)' | tee "$DIR/$1.txt"; pack; }
+keep() { tee "$LOGS/$1.log" | grep --line-buffered -E '^(arm |boxes|model|machine|raw result|\||PASS|FAIL|gpu-check)' | tee "$DIR/$1.txt"; pack; }
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; git rev-parse HEAD; git status --short --untracked-files=no; nproc;
   "$PY" -c 'import sys, torch, torchvision, ultralytics; print(sys.version.split()[0], torch.__version__, torchvision.__version__, ultralytics.__version__)'; } > "$DIR/gpu.txt" 2>&1
 # mining cost's arms for a short loan: each algorithm's mining + infer (the GPU issue's target), the template's
