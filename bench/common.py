@@ -49,8 +49,8 @@ RESULTS = ROOT / "bench" / "results"
 
 
 def save_result(name: str, payload: dict) -> Path:
-    """A benchmark's raw result as ``bench/results/<name>.json`` (``$BENCH_RESULTS/<name>.json`` when set): the machine, the commit, the command line and
-    ``payload`` (every run, not only the figure the docs quote), written atomically."""
+    """A benchmark's raw result as ``bench/results/<name>.json`` (``$BENCH_RESULTS/<name>.json`` when set): the
+    machine, the commit, the command line and ``payload`` (every run, not only the figure the docs quote), written atomically."""
     record = {"benchmark": Path(sys.argv[0]).name, "argv": sys.argv[1:], "machine": machine(), "commit": commit(),
               "date": time.strftime("%Y-%m-%d"), **payload}
     folder = Path(os.environ.get("BENCH_RESULTS") or RESULTS)  # a device call packs them with its logs

@@ -1,0 +1,67 @@
+"""The figures the docs quote are those of the raw results in bench/results (``bench/common.save_result``):
+each figure below is recomputed from its JSON and must appear, so formatted, in the doc that quotes it; every raw
+result a benchmark saved is cited by the docs; every JSON there parses."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+DOCS = ("README.md", "README.zh-CN.md", "docs/benchmarks.md", "docs/robustness.md")
+
+
+def load(name: str) -> dict:
+    return json.loads((RESULTS / name).read_text())
+
+
+def infer_small(data: dict) -> list[str]:
+    rounds = data["speedup_vs_plain_per_round"]["A executor infer task"]
+    return [f"{statistics.median(rounds):.2f}x", f"{data['speedup_vs_plain_best']['A executor infer task']:.2f}x",
+            f"{len(rounds)} alternated rounds"]
+
+
+def training(data: dict) -> list[str]:
+    return [f"{data['ratio_best']:.3f}x", f"{min(data['ratio_per_run']):.3f}x-{max(data['ratio_per_run']):.3f}x"]
+
+
+def mining_cost(data: dict) -> list[str]:
+    joint = {k: v for k, v in data["vs_infer_alone"].items() if k.endswith("+ infer") and "cald" not in k}
+    return [f"{min(joint.values()):.2f}x to {max(joint.values()):.2f}x",
+            f"`cald` {data['vs_infer_alone']['mining cald + infer']:.1f}x"]
+
+
+def conversion(data: dict) -> list[str]:
+    return [f"{data['lines'] / data['seconds'][fmt]:,.0f} lines/s ({fmt})" for fmt in ("ark", "voc")]
+
+
+# (doc, raw result, the figures as the doc writes them)
+FIGURES = [
+    ("docs/benchmarks.md", "infer-small-305-96px-cpu.json", infer_small),
+    ("docs/benchmarks.md", "training-overhead-128px-3ep-cpu.json", training),
+    ("docs/benchmarks.md", "mining-cost-photos-96-320px-cpu.json", mining_cost),
+    ("docs/benchmarks.md", "conversion-100000.json", conversion),
+]
+
+
+@pytest.mark.parametrize(("doc", "name", "figures"), FIGURES, ids=[f[1] for f in FIGURES])
+def test_the_docs_quote_the_raw_results(doc, name, figures):
+    text = (ROOT / doc).read_text()
+    data = load(name)
+    assert name in text, f"{doc} does not cite bench/results/{name}"
+    for figure in figures(data):
+        assert figure in text, f"{doc} does not say {figure!r} (from bench/results/{name})"
+    assert data["commit"] in text, f"{doc} does not name the commit {data['commit']} that {name} measured"
+
+
+def test_every_saved_raw_result_is_cited_and_names_its_machine_and_commit():
+    docs = "".join((ROOT / doc).read_text() for doc in DOCS)
+    for path in sorted(RESULTS.glob("*.json")):
+        data = json.loads(path.read_text())  # every raw result parses
+        if isinstance(data, dict) and "benchmark" in data:  # written by common.save_result
+            assert data["machine"] and data["commit"], path.name
+            assert path.name in docs, f"no doc cites bench/results/{path.name}"
