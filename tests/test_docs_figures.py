@@ -39,12 +39,26 @@ def conversion(data: dict) -> list[str]:
     return [f"{data['lines'] / data['seconds'][fmt]:,.0f} lines/s ({fmt})" for fmt in ("ark", "voc")]
 
 
+def memory(data: dict) -> list[str]:
+    ends = [row["end"][1] / row["end"][0] for row in data["rss_mb"]]
+    peaks = [row["peak"][1] / row["peak"][0] for row in data["rss_mb"]]
+    return [f"{min(ends):.2f}x-{max(ends):.2f}x", f"{min(peaks):.2f}x-{max(peaks):.2f}x"]
+
+
+def memory_large(data: dict) -> list[str]:
+    rows = data["pss_mb"]
+    return [" / ".join(f"{row['sliced_main']:.0f}" for row in rows) + " MB",
+            " / ".join(f"{row['plain_main']:.0f}" for row in rows) + " MB"]
+
+
 # (doc, raw result, the figures as the doc writes them)
 FIGURES = [
     ("docs/benchmarks.md", "infer-small-305-96px-cpu.json", infer_small),
     ("docs/benchmarks.md", "training-overhead-128px-3ep-cpu.json", training),
     ("docs/benchmarks.md", "mining-cost-photos-96-320px-cpu.json", mining_cost),
     ("docs/benchmarks.md", "conversion-100000.json", conversion),
+    ("docs/benchmarks.md", "memory-200.json", memory),
+    ("docs/benchmarks.md", "memory-large.json", memory_large),
 ]
 
 

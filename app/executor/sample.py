@@ -191,7 +191,9 @@ def main() -> None:
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=YAML", help="config.yaml values for --task")
     args = parser.parse_args()
     if args.task:
-        config = {}
+        # the sample's annotation format (--format, as when it was generated): config.yaml without export_format
+        # means voc to YMIR's protocol, which an ark sample is not
+        config = {"export_format": f"{args.format}:raw"} if "training" in args.task else {}
         for item in args.set:
             key, _, value = item.partition("=")
             config[key] = yaml.safe_load(value)
