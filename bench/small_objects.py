@@ -49,6 +49,7 @@ import json
 import os
 import random
 import shutil
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -188,17 +189,24 @@ def speed_only(args: argparse.Namespace) -> None:
         shutil.copyfile(root / "out" / "models" / "best.pt", model)
         infer = {"img_size": img_size, "conf_thres": 0.25, "num_workers_per_gpu": 2, "gpu_id": gpu, "class_names": NAMES,
                  "gpu_count": 1 if gpu else 0, "model_params_path": [str(model)]}
-        for arm, slice_size in (("a", 0), ("b", img_size)):
-            seconds = run_tasks(root, ["infer"], {**infer, "slice_size": slice_size}) / len(truth)
-            results[arm] = {"infer_seconds_per_image": seconds}
-            print(f"arm ({arm}) slice_size {slice_size}: infer {seconds:.3f} s/image", flush=True)
-        _, seconds = sahi_arm(model, truth, img_size, overlap, img_size, args.device, score=False)
-        results["c"] = {"infer_seconds_per_image": seconds}
-        print(f"arm (c) SAHI: infer {seconds:.3f} s/image", flush=True)
+        runs: dict[str, list[float]] = {"a": [], "b": [], "c": []}
+        for round_ in range(args.repeats):  # the arms alternated, round by round: a drifting machine moves them alike
+            for arm, slice_size in (("a", 0), ("b", img_size)):
+                runs[arm].append(run_tasks(root, ["infer"], {**infer, "slice_size": slice_size}) / len(truth))
+                print(f"arm ({arm}) slice_size {slice_size}, round {round_ + 1}: infer {runs[arm][-1]:.3f} s/image",
+                      flush=True)
+            runs["c"].append(sahi_arm(model, truth, img_size, overlap, img_size, args.device, score=False)[1])
+            print(f"arm (c) SAHI, round {round_ + 1}: infer {runs['c'][-1]:.3f} s/image", flush=True)
+    for arm, seconds in runs.items():
+        results[arm] = {"infer_seconds_per_image": statistics.median(seconds), "runs": seconds}
     a, b, c = (results[k]["infer_seconds_per_image"] for k in ("a", "b", "c"))
     results["speed_b_over_c"], results["cost_b_over_a"] = c / b, b / a
-    print(f"\nmachine: {machine()}; 12 canvases of {width}x{height}, {img_size} px, tiles of {img_size} px: (b) runs "
-          f"{c / b:.2f}x (c)'s speed (target >= 1x) and costs {b / a:.1f}x (a)'s time")
+    results["speed_b_over_c_per_round"] = [y / x for x, y in zip(runs["b"], runs["c"], strict=True)]
+    results["commit"] = commit()
+    print(f"\nmachine: {machine()}; 12 canvases of {width}x{height}, {img_size} px, tiles of {img_size} px, medians of "
+          f"{args.repeats} alternated rounds: (b) runs {c / b:.2f}x (c)'s speed (target >= 1x; per round "
+          f"{min(results['speed_b_over_c_per_round']):.2f}x-{max(results['speed_b_over_c_per_round']):.2f}x) and "
+          f"costs {b / a:.1f}x (a)'s time")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
 
@@ -222,6 +230,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--train", type=int)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=3, help="--speed-only: alternated rounds of the three arms")
     parser.add_argument("--json", help="write the figures here")
     parser.add_argument("--arms", choices=("all", "whole", "sliced"), default="all",
                         help="whole: (a) and (a+) only; sliced: (b), (b0), (a+s) and (c), with (a) and (a+) from --reuse")
