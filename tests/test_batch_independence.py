@@ -1,6 +1,6 @@
 """An image's boxes and mining scores must not depend on its batch: batch size, batch-mates or GPU count.
 
-Each loaded batch runs as one forward pass per letterboxed shape (``engine.collate``), so no image is ever
+Each loaded batch runs as one forward pass per letterboxed shape (``Engine.batches``), so no image is ever
 padded to a batch-mate's shape. Checked with the real engine and a real (tiny) model on images of five
 shapes, scored one by one and all in one batch.
 """
@@ -15,6 +15,7 @@ from conftest import model_files
 from executor import weights
 from executor.engine import Engine
 from executor.mining import MinerContext, algorithms
+from executor.mining.base import to_list
 from PIL import Image
 
 SHAPES = [(160, 96), (96, 160), (128, 128), (200, 60), (64, 64), (160, 96)]
@@ -40,7 +41,7 @@ def scan(engine: Engine, paths: list[str], batch_size: int, algorithm: str):
     for images, metas, _ in engine.batches(paths, batch_size, 0):
         shapes.add(len({tuple(images.shape)}))
         batch = engine.forward(engine.prepare(images), metas)
-        scores += miner.score(batch)
+        scores += to_list(miner.device_scores(batch))
         boxes += engine.image_detections(batch, 0.001, 0.45, 300)
         order += [m.path for m in metas]
     by_path = {p: (s, b) for p, s, b in zip(order, scores, boxes, strict=True)}

@@ -14,6 +14,7 @@ import pytest
 import torch
 from executor.engine import Batch, Meta
 from executor.mining import MinerContext, algorithms
+from executor.mining.base import to_list
 from executor.mining.entropy import box_uncertainty
 
 NC, B = 2, 3
@@ -91,7 +92,7 @@ def test_scores_stay_on_the_engines_device_in_float32(algorithm, dtype):
 @pytest.mark.parametrize("algorithm", sorted(algorithms()))
 def test_float16_inputs_give_finite_scores(algorithm):
     miner, batch = miner_and_batch(algorithm, "cpu", torch.float16)
-    scores = miner.score(batch)
+    scores = to_list(miner.device_scores(batch))
     assert len(scores) == B and all(isinstance(s, float) and math.isfinite(s) for s in scores), scores
     assert all(s is not None for s in miner.finish(scores))
 
@@ -100,7 +101,7 @@ def test_float16_inputs_give_finite_scores(algorithm):
 def test_a_nan_ranks_its_image_last_and_leaves_the_others_alone(algorithm):
     clean_miner, clean_batch = miner_and_batch(algorithm, "cpu", torch.float16)
     miner, batch = miner_and_batch(algorithm, "cpu", torch.float16, poison=True)
-    clean, scores = clean_miner.score(clean_batch), miner.score(batch)
+    clean, scores = to_list(clean_miner.device_scores(clean_batch)), to_list(miner.device_scores(batch))
     if algorithm == "random":  # reads no model output: the image keeps its score (test_random_ignores_the_model)
         assert scores == clean
         return
@@ -116,7 +117,7 @@ def test_random_ignores_the_model_with_infer_as_without(tmp_path):
     from executor.mining.random_score import random_value
 
     miner, batch = miner_and_batch("random", "cpu", torch.float16, poison=True)
-    assert miner.score(batch) == [pytest.approx(random_value(0, m.path)) for m in batch.metas]
+    assert to_list(miner.device_scores(batch)) == [pytest.approx(random_value(0, m.path)) for m in batch.metas]
 
 
 def test_scan_counts_and_ranks_non_finite_scores_last(tmp_path):

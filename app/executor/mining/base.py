@@ -79,10 +79,6 @@ class Miner:
             return values
         return torch.where(torch.isfinite(values) & finite_features(batch), values, math.nan)
 
-    def score(self, batch: Batch) -> list[float | None]:
-        """The batch's scores on the CPU; ``None`` for an image whose score or features are not finite."""
-        return to_list(self.device_scores(batch))
-
     # How the scores of one image's inputs combine when it is sliced (``executor.slicing``; ``per_image_scores``):
     # "amax" for algorithms that score an image by its most informative part, "mean" for those that add up its
     # boxes (their sum grows with the tile count; measured on a pool of two resolutions, bench/sliced_mining.py).
