@@ -260,6 +260,18 @@ def test_validation_settings_are_ultralytics_defaults():
 
     assert (DEFAULT_CFG.iou, DEFAULT_CFG.max_det, DEFAULT_CFG.conf) == (ultra.VAL_IOU, ultra.VAL_MAX_DET, None)
     assert f"else {ultra.VAL_CONF}" in inspect.getsource(BaseValidator.__init__)
+    from ultralytics.models.yolo.detect.val import DetectionValidator
+
+    assert f"multi_label={ultra.VAL_MULTI_LABEL}," in inspect.getsource(DetectionValidator.postprocess)
+
+
+def test_multi_label_nms_keeps_a_box_once_per_class_above_conf():
+    decoded = torch.zeros(1, 4 + 3, 2)
+    decoded[0, :4, 0] = torch.tensor([50.0, 50.0, 20.0, 20.0])  # xywh
+    decoded[0, 4:, 0] = torch.tensor([0.6, 0.3, 0.0005])
+    (single,) = ultra.nms(decoded, 0.001, 0.7, 300, end2end=False)
+    (multi,) = ultra.nms(decoded, 0.001, 0.7, 300, end2end=False, multi_label=True)
+    assert single[:, 5].tolist() == [0.0] and sorted(multi[:, 5].tolist()) == [0.0, 1.0]
 
 
 def test_model_stride_end2end_and_names(tmp_path):

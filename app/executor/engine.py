@@ -447,23 +447,26 @@ class Engine:
                                                                self.nc)]
         return batch.nms[key]
 
-    def image_detections(self, batch: Batch, conf: float, iou: float, max_det: int) -> list[torch.Tensor]:
+    def image_detections(self, batch: Batch, conf: float, iou: float, max_det: int, multi_label: bool = False
+                         ) -> list[torch.Tensor]:
         """Post-NMS detections per image for results, ``(n, 6)`` float32 on the CPU, boxes in each original image's
         pixels (``detections_to_host``, waited for)."""
-        return self.detections_to_host(batch, conf, iou, max_det).get()
+        return self.detections_to_host(batch, conf, iou, max_det, multi_label).get()
 
-    def detections_to_host(self, batch: Batch, conf: float, iou: float, max_det: int) -> OnHost:
+    def detections_to_host(self, batch: Batch, conf: float, iou: float, max_det: int, multi_label: bool = False
+                           ) -> OnHost:
         """``image_detections`` on their way to the CPU: one copy from the device per pass, asynchronous on CUDA,
         so the caller can start the next pass before it waits (``OnHost.get``). When mining has run the NMS on
         this pass at a threshold no higher, the same IoU and at least as many boxes, infer's boxes are exactly
         its boxes scoring above ``conf``, the first ``max_det`` of them (greedy NMS keeps a box or not by
         higher-scoring boxes alone, and Ultralytics keeps scores above the threshold), so the pass runs one NMS
-        for both tasks."""
+        for both tasks. ``multi_label``: a box once per class above ``conf`` (Ultralytics' validation; never cached)."""
         source = next((key for key in batch.nms if key[0] <= conf and key[1] == iou and key[2] >= max_det), None)
-        if source is not None:
+        if source is not None and not multi_label:
             dets = [det[det[:, 4] > conf][:max_det, :6] for det in batch.nms[source]]
         else:
-            dets = [det[:, :6].float() for det in ultra.nms(batch.decoded.float(), conf, iou, max_det, self.end2end)]
+            dets = [det[:, :6].float() for det in ultra.nms(batch.decoded.float(), conf, iou, max_det, self.end2end,
+                                                             multi_label=multi_label)]
         counts = [len(d) for d in dets]
         flat = to_image_frame(torch.cat(dets) if dets else torch.zeros(0, 6, device=self.device), counts, batch.metas)
         if flat.device.type != "cuda":

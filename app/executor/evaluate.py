@@ -4,7 +4,8 @@ infer does with it (its tiles and the whole image through the engine, boxes mapp
 trained on tiles reports the number YMIR compares across stages, the detection mAP on whole images, and
 stages trained with and without slicing compare.
 
-Scoring: Ultralytics' validation settings (conf 0.001, NMS IoU 0.7, 300 boxes), its validator's own
+Scoring: Ultralytics' validation settings (conf 0.001, NMS IoU 0.7, 300 boxes, a box kept once per class above
+conf: its multi-label NMS), its validator's own
 matching (``ultra.true_positives``: predictions in descending confidence order, each taking the unclaimed
 label of its class it overlaps most at IoU >= 0.5) and its AP integration: one rule for the stages of
 training with and without slicing (a test compares this module with Ultralytics' validator on the same
@@ -48,7 +49,8 @@ def sliced_map50(weights: Path, images: Sequence[tuple[str, list[list[float]]]],
         if inputs is None:
             continue
         batch = engine.forward(engine.prepare(inputs), metas)
-        for det, meta in zip(engine.image_detections(batch, CONF, IOU, MAX_DET), metas, strict=True):
+        for det, meta in zip(engine.image_detections(batch, CONF, IOU, MAX_DET, ultra.VAL_MULTI_LABEL), metas,
+                             strict=True):
             boxes = merged.add(det, meta)
             if boxes is not None:
                 predictions[meta.index] = boxes

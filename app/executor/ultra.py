@@ -26,6 +26,7 @@ MIN_STRIDE = 32  # Ultralytics' predictor pads inputs to a multiple of max(the m
 # Ultralytics' detection validation: conf 0.001 (its validator's default when none is given), the NMS IoU and
 # the boxes per image of its default.yaml (a test checks both against the installed Ultralytics)
 VAL_CONF, VAL_IOU, VAL_MAX_DET = 0.001, 0.7, 300
+VAL_MULTI_LABEL = True  # its validator's NMS keeps a box once per class scoring above conf (a test reads it there)
 FONTS = ("Arial.ttf", "Arial.Unicode.ttf")  # plots download these into the settings folder unless present
 SETTINGS_SUBDIR = "Ultralytics"  # its settings folder is $YOLO_CONFIG_DIR/Ultralytics (settings.json, fonts)
 QUIET_SETTINGS = {"sync": False, "tensorboard": False, "wandb": False, "mlflow": False, "clearml": False,
@@ -111,11 +112,12 @@ def split_head_output(out: Any) -> tuple[torch.Tensor, torch.Tensor | None, list
 
 
 def nms(decoded: torch.Tensor, conf: float, iou: float, max_det: int, end2end: bool,
-        class_scores: int = 0) -> list[torch.Tensor]:
+        class_scores: int = 0, multi_label: bool = False) -> list[torch.Tensor]:
     """Per image ``(n, 6)``: x1 y1 x2 y2 score class, Ultralytics' own NMS (a no-op filter for end-to-end heads).
     With ``class_scores=nc`` ``(n, 6 + nc)``: each kept box's score for every class follows (for class-aware
     mining), carried through the NMS as Ultralytics' "extra" columns. End-to-end heads output the top
-    class only: its score stands in that class's column, the others are 0."""
+    class only: its score stands in that class's column, the others are 0. ``multi_label``: a box once per
+    class above ``conf``, as Ultralytics' validator keeps them (not with ``class_scores``)."""
     import torch
     from ultralytics.utils import nms as ultralytics_nms
 
@@ -126,7 +128,7 @@ def nms(decoded: torch.Tensor, conf: float, iou: float, max_det: int, end2end: b
                                                    max_wh=NMS_CLASS_OFFSET, **kwargs)
 
     if not class_scores:
-        return suppress(decoded, end2end=end2end)
+        return suppress(decoded, end2end=end2end, multi_label=multi_label)
     if end2end or decoded.shape[-1] == 6:
         out = []
         for det in suppress(decoded, end2end=True):
