@@ -145,7 +145,9 @@ def decode(encoded: list[Encoded], device: torch.device) -> list[torch.Tensor | 
     results), so that one bad file costs its batch-mates nothing. On the device's ``Decoder``."""
     if not encoded:
         return []
-    decoder = _DECODERS.get(device) or _DECODERS.setdefault(device, Decoder(device))
+    if device not in _DECODERS:
+        _DECODERS[device] = Decoder(device)  # one stream per device, for the process's life
+    decoder = _DECODERS[device]
     try:
         images: list[torch.Tensor | None] = list(decoder([e.data for e in encoded]))
     except RuntimeError:

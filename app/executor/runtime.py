@@ -165,18 +165,18 @@ def no_usable_gpu(gpu_ids: list[int], probe: GpuProbe) -> YmirError:
     container at all; the message names what was seen and what to change. Why not the CPU: a YMIR task given
     GPUs would train for days there, with one warning line in a long log."""
     asked = ",".join(map(str, gpu_ids))
-    runtime = f"this image's torch is built for CUDA {probe.torch_cuda}" if probe.torch_cuda else "this image's torch has no CUDA"
+    built = f"this image's torch is built for CUDA {probe.torch_cuda}" if probe.torch_cuda else "this image's torch has no CUDA"
     cpu = "or set gpu_id empty (gpu_count 0) to run on the CPU, far slower"
     if not probe.driver and not probe.driver_cuda:
         return YmirError(ErrorCode.NO_GPU, f"gpu_id '{asked}' asks for GPUs but none is visible in the container (no "
-                         f"NVIDIA driver loaded; {runtime}): start it with the GPUs (nvidia-docker, docker run --gpus), "
+                         f"NVIDIA driver loaded; {built}): start it with the GPUs (nvidia-docker, docker run --gpus), "
                          f"{cpu}")
     seen = f"NVIDIA driver {probe.driver or 'of unknown version'}" + (
         f" (supports CUDA up to {probe.driver_cuda})" if probe.driver_cuda else "")
     fix = (f"update the node's NVIDIA driver to {CUDA_13_DRIVER} or newer" if (probe.torch_cuda or "").startswith("13.")
            else "update the node's NVIDIA driver to one that supports it")
     said = f"; torch said: {probe.said}" if probe.said else ""
-    return YmirError(ErrorCode.CUDA, f"gpu_id '{asked}' asks for GPUs but CUDA can use none: {seen}, {runtime}{said}; "
+    return YmirError(ErrorCode.CUDA, f"gpu_id '{asked}' asks for GPUs but CUDA can use none: {seen}, {built}{said}; "
                      f"{fix}, {cpu}")
 
 
