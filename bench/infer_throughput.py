@@ -78,7 +78,8 @@ def main() -> None:
             plain_boxes.append(boxes)
             return time.perf_counter() - start
 
-        from executor.engine import CandidateImages, Engine
+        from executor.engine import Engine
+        from executor.inputs import CandidateImages
 
         engine = Engine(model_path, args.device if gpu else "cpu", img_size, True, sample.CLASS_NAMES)
         decoded = CandidateImages(paths, img_size)  # the engine's own decoding and letterbox, done up front

@@ -1,7 +1,7 @@
 """Infer with too little /dev/shm (Docker's default of 64 MB), side by side in one run.
 
 A: ample shared memory (this machine's /dev/shm): the decoding workers hand their inputs over in it;
-P: a 64 MB /dev/shm (or ``--shm``): the workers hand their inputs over by pipe (``engine.shared_memory_handover``);
+P: a 64 MB /dev/shm (or ``--shm``): the workers hand their inputs over by pipe (``inputs.shared_memory_handover``);
 M: a 64 MB /dev/shm with ``num_workers_per_gpu: 0``: decoding in the main process, what the executor did
    with too little shared memory before the pipe (the positive control: A must beat it, or workers buy
    nothing on this machine and the benchmark cannot show what the pipe keeps).

@@ -135,7 +135,8 @@ class Check:
         (Box counts are no test: a model trained for 3 epochs scores thousands of boxes near any threshold,
         and fp16 rounding moves many across it; on the H200, 1248 boxes in fp16 against 934 in fp32.)"""
         import torch
-        from executor.engine import CandidateImages, Engine, collate
+        from executor.engine import Engine
+        from executor.inputs import CandidateImages, collate
 
         best = Path(next(p for p in self.models if p.endswith("best.pt")))
         (images, metas), *_ = collate([CandidateImages(self.candidates[:16], SCAN["img_size"])[i][0] for i in range(16)])[0]

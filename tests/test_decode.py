@@ -9,7 +9,8 @@ import pytest
 import torch
 from conftest import model_files
 from executor import decode, weights
-from executor.engine import Engine, letterbox, read_image
+from executor.engine import Engine
+from executor.inputs import letterbox, read_image
 from executor.ultra import MIN_STRIDE as STRIDE
 from executor.ultra import PAD_VALUE
 from PIL import Image

@@ -51,8 +51,10 @@ def test_no_import_cycles():
 
 
 def test_the_layers_of_the_candidate_pass():
-    """engine -> scan -> the task modules; mining depends on the engine alone (and on nothing above it)."""
+    """inputs -> engine -> scan -> the task modules; mining depends on the engine alone (and on nothing above it)."""
     edges = graph()
+    assert "executor.inputs" in edges["executor.engine"]
+    assert not {"executor.engine", "executor.scan", "executor.mining"} & edges["executor.inputs"]
     assert "executor.engine" in edges["executor.scan"]
     assert {"executor.scan", "executor.engine"} >= edges["executor.infer"] - {"executor.protocol"}
     assert not {"executor.infer", "executor.mine", "executor.scan"} & edges["executor.engine"]

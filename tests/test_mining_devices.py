@@ -12,7 +12,8 @@ import math
 
 import pytest
 import torch
-from executor.engine import Batch, Meta
+from executor.engine import Batch
+from executor.inputs import Meta
 from executor.mining import MinerContext, algorithms
 from executor.mining.base import to_list
 from executor.mining.entropy import box_uncertainty

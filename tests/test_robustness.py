@@ -168,7 +168,7 @@ def _template_cases():
 def _read_all(task, values):
     from executor import protocol
     from executor.engine import EngineSettings, InferSettings
-    from executor.scan import MiningSettings
+    from executor.mining import MiningSettings
     from executor.train import TrainSettings
 
     p = protocol.Params(protocol.load_template(task), {**protocol.load_template(task), **values}, values)
@@ -297,10 +297,10 @@ def test_a_worker_that_finds_shared_memory_full_fails_the_loader_at_once(sample_
     memory itself, so the DataLoader raises in the main process, and the error names the fix. Before, the
     worker's queue thread failed, and the main process waited for the batch forever."""
     code = (f"import sys, glob; sys.path.insert(0, {str(ROOT / 'app')!r})\n"
-            "import torch\nfrom executor import engine\nfrom executor.protocol.errors import classify_exception\n"
+            "import torch\nfrom executor import inputs\nfrom executor.protocol.errors import classify_exception\n"
             f"paths = sorted(glob.glob({str(sample_root / 'in' / 'assets' / '*' / '*')!r}))[:8]\n"
-            "loader = torch.utils.data.DataLoader(engine.CandidateImages(paths, 640), batch_size=4, num_workers=1,\n"
-            "                                     collate_fn=engine.loaded)\n"
+            "loader = torch.utils.data.DataLoader(inputs.CandidateImages(paths, 640), batch_size=4, num_workers=1,\n"
+            "                                     collate_fn=inputs.loaded)\n"
             "try:\n    list(loader)\nexcept RuntimeError as exc:\n    print('raised', *classify_exception(exc))\n")
     proc = subprocess.run(under_small_shm([sys.executable, "-c", code]), capture_output=True, text=True, timeout=120)
     assert "raised 300103 the container's shared memory (/dev/shm) is full" in proc.stdout, proc.stderr[-2000:]

@@ -11,6 +11,7 @@ from conftest import TINY_INFER, model_files
 from contract import check_infer_json
 from executor import scan, weights
 from executor.engine import EngineSettings, InferSettings
+from executor.mining import MiningSettings
 from executor.protocol import ErrorCode, Monitor, Protocol, YmirError
 from executor.slicing import SliceSettings
 
@@ -25,7 +26,7 @@ def job_for(trained, tmp_path, algorithm):
     chosen = weights.choose(model_files(trained), str(tmp_path), "test")
     engine = EngineSettings(img_size=TINY_INFER["img_size"], batch_size=4, workers=0, half=False, iou=0.45, gpu_decode=False,
                             slices=SliceSettings(0, 0.2, True))
-    mining = scan.MiningSettings(algorithm, {"circle": 1.0, "square": 1.0}, 0.001, 100, 0)
+    mining = MiningSettings(algorithm, {"circle": 1.0, "square": 1.0}, 0.001, 100, 0)
     return scan.ScanJob(str(chosen), ["circle", "square"], engine, InferSettings(conf=0.001, max_det=300), mining,
                         str(tmp_path / ".shards"))
 
@@ -145,7 +146,7 @@ def test_sliced_progress_follows_images_not_tiles(trained, sample_root, tmp_path
 @pytest.mark.parametrize("mode", ["plain", "gpu_decode", "sliced"])
 def test_inputs_handed_over_by_pipe_are_those_handed_over_in_shared_memory(trained, tmp_path, mode):
     """With too little /dev/shm the decoding workers hand their inputs over as numpy arrays through their pipes
-    (``engine.shared_memory_handover``): the engine must see exactly the inputs it sees through shared memory,
+    (``inputs.shared_memory_handover``): the engine must see exactly the inputs it sees through shared memory,
     JPEG bytes for the device decoder and tiles included."""
     import numpy as np
     from executor.engine import Engine
@@ -179,13 +180,13 @@ def test_inputs_handed_over_by_pipe_are_those_handed_over_in_shared_memory(train
 
 
 def test_the_handover_goes_by_pipe_only_when_shared_memory_is_short(monkeypatch, caplog):
-    from executor import engine, runtime
+    from executor import inputs, runtime
 
     monkeypatch.setattr(runtime, "shared_memory_free", lambda: 16 << 30)
-    assert not engine.shared_memory_handover(16, 16, 640) and not caplog.records  # 16 workers: 0.75 GB of 12
+    assert not inputs.shared_memory_handover(16, 16, 640) and not caplog.records  # 16 workers: 0.75 GB of 12
     monkeypatch.setattr(runtime, "shared_memory_free", lambda: 64 << 20)  # Docker's default
-    assert engine.shared_memory_handover(1, 16, 640)  # one worker and the main process's queues: 157 MB
+    assert inputs.shared_memory_handover(1, 16, 640)  # one worker and the main process's queues: 157 MB
     assert "hand their images over by pipe" in caplog.text and "--shm-size" in caplog.text
-    assert not engine.shared_memory_handover(1, 1, 320)  # 1 input of 0.3 MB a batch: 2.4 MB
+    assert not inputs.shared_memory_handover(1, 1, 320)  # 1 input of 0.3 MB a batch: 2.4 MB
     monkeypatch.setattr(runtime, "shared_memory_free", lambda: 1 << 30)  # --shm-size 1g for 8 GPUs: 96 MB each
-    assert engine.shared_memory_handover(1, 16, 640) is False and engine.shared_memory_handover(8, 16, 640, processes=8)
+    assert inputs.shared_memory_handover(1, 16, 640) is False and inputs.shared_memory_handover(8, 16, 640, processes=8)

@@ -12,7 +12,7 @@ import torch
 from conftest import TINY_INFER, model_files, run_task
 from contract import check_boxes_inside, check_infer_json, check_mining_tsv, check_monitor_error
 from executor import protocol, slicing
-from executor.engine import CandidateImages, CandidateTiles, letterbox, loaded_chunk, read_image, tile_inputs
+from executor.inputs import CandidateImages, CandidateTiles, letterbox, loaded_chunk, read_image, tile_inputs
 from executor.mining import algorithms
 from PIL import Image
 
@@ -96,19 +96,19 @@ def test_tiles_stream_in_chunks_every_input_once(tmp_path, workers):
 
 def test_tiles_are_letterboxed_only_when_asked_for(tmp_path, monkeypatch):
     """A large image's tiles are made a chunk at a time, not all at once (what keeps memory flat on 100 MP)."""
-    from executor import engine
+    from executor import inputs
 
     Image.fromarray(np.zeros((1000, 1000, 3), dtype=np.uint8)).save(tmp_path / "big.png")
     made = []
-    real = engine.letterbox
-    monkeypatch.setattr(engine, "letterbox", lambda image, size, stride: made.append(1) or real(image, size, stride))
+    real = inputs.letterbox
+    monkeypatch.setattr(inputs, "letterbox", lambda image, size, stride: made.append(1) or real(image, size, stride))
     chunks = iter(CandidateTiles([str(tmp_path / "big.png")], 32, settings(64, 0.0), 4))
     assert len(next(chunks)) == 4 and len(made) == 4, "the first chunk needs its own four tiles only"
     assert sum(map(len, chunks)) == 16 * 16 + 1 - 4 and len(made) == 16 * 16 + 1
 
 
 def test_progress_counts_an_image_once_all_its_inputs_are_through():
-    from executor.engine import Meta
+    from executor.inputs import Meta
     from executor.scan import ImagesDone
 
     progress = ImagesDone()
@@ -134,7 +134,7 @@ def merged(tmp_path: Path, width: int, height: int, slices: slicing.SliceSetting
     collector, out = slicing.ImageBoxes(max_det, iou, slices), None
     for meta in metas:
         out = collector.add(torch.tensor(boxes.get(meta.window, []), dtype=torch.float32).reshape(-1, 6), meta)
-    assert out is not None and not collector.waiting
+    assert out is not None and not collector.parts.waiting
     return out
 
 

@@ -441,7 +441,8 @@ def test_letterbox_and_box_mapping_match_ultralytics(height, width):
     (A model trained for seconds draws whole-image boxes, so the comparison with `YOLO.predict` above cannot
     see a letterbox offset or a scale slip; these two checks can.)"""
     import torch
-    from executor.engine import Meta, letterbox, to_image_frame
+    from executor.engine import to_image_frame
+    from executor.inputs import Meta, letterbox
     from ultralytics.data.augment import LetterBox
     from ultralytics.utils import ops
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from executor import protocol
 from executor.engine import EngineSettings, InferSettings
-from executor.scan import MiningSettings
+from executor.mining import MiningSettings
 from executor.train import TrainSettings
 
 

@@ -278,19 +278,19 @@ def test_model_stride_end2end_and_names(tmp_path):
     """The padding multiple comes from the model: 32 for the P5 heads, 64 for a P6 model (stride 64), which the
     engine's letterbox then uses."""
     import numpy as np
-    from executor import engine
+    from executor import engine, inputs
 
     p5, p6 = ultra.new_model("yolo11n").model, ultra.new_model("yolov8n-p6").model
     assert ultra.model_stride(p5) == 32 and ultra.model_stride(p6) == 64
     assert ultra.model_end2end(p5) is False and p5.end2end is False  # the property Ultralytics defines
     assert ultra.model_names(p5) == [str(i) for i in range(80)]
-    boxed, _, _ = engine.letterbox(np.zeros((100, 150, 3), np.uint8), 96, ultra.model_stride(p6))
+    boxed, _, _ = inputs.letterbox(np.zeros((100, 150, 3), np.uint8), 96, ultra.model_stride(p6))
     assert boxed.shape[:2] == (64, 128)  # 96 x 64 resized, padded to multiples of 64
     torch.save({"model": p6}, tmp_path / "p6.pt")
     from PIL import Image
 
     Image.new("RGB", (150, 100)).save(tmp_path / "a.png")
     scan = engine.Engine(tmp_path / "p6.pt", "cpu", 96, False, ["0"])
-    assert scan.stride == 64
+    assert scan.inputs.stride == 64
     ((images, _, _),) = list(scan.batches([str(tmp_path / "a.png")], 1, 0))
     assert images.shape[-2:] == (64, 128)  # with the P5 constant 32 it was 64 x 96

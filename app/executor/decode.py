@@ -8,7 +8,7 @@ TorchCodec: a later switch changes this file alone.
 
 What goes down this path, and what does not: a file that starts as a JPEG and whose header PIL reads as RGB
 or grayscale. Anything else (PNG, CMYK or YCCK JPEGs, a header PIL cannot parse) takes the CPU path of
-``engine.read_image``, as does any image the device decoder refuses (a truncated file, a progressive oddity):
+``inputs.read_image``, as does any image the device decoder refuses (a truncated file, a progressive oddity):
 nothing that decodes today is lost. Pixels: torchvision's decoder and OpenCV's give the same values on the
 CPU (both libjpeg-turbo; a test checks it); nvJPEG's IDCT may differ by a grey level or so.
 """
@@ -78,7 +78,7 @@ def letterbox_geometry(h: int, w: int, size: int, stride: int) -> tuple[int, int
 
 def letterbox_tensor(image: torch.Tensor, size: int, stride: int, pad_value: int
                      ) -> tuple[torch.Tensor, tuple[float, float], tuple[float, float]]:
-    """``engine.letterbox`` on a CHW uint8 tensor, on its device: bilinear without antialiasing, as OpenCV's
+    """``inputs.letterbox`` on a CHW uint8 tensor, on its device: bilinear without antialiasing, as OpenCV's
     ``INTER_LINEAR`` resizes (within 2 grey levels of it, a test checks), into one padded canvas."""
     h, w = image.shape[-2:]
     nw, nh, pw, ph, left, top = letterbox_geometry(h, w, size, stride)

@@ -13,6 +13,7 @@ from easydict import EasyDict
 
 from executor import scan
 from executor.engine import EngineSettings, InferSettings
+from executor.mining import MiningSettings
 from executor.mining.random_score import random_value
 from executor.protocol import Monitor, Params, Protocol, class_names, write_mining_result
 
@@ -21,7 +22,7 @@ LOG = logging.getLogger("executor")
 
 def run(cfg: EasyDict, monitor: Monitor, with_infer: bool = False) -> None:
     params = Params(cfg.defaults, cfg.param, cfg.config)
-    settings = scan.MiningSettings.read(params, class_names(cfg.param))
+    settings = MiningSettings.read(params, class_names(cfg.param))
     engine_settings = EngineSettings.read(params)
     infer_settings = InferSettings.read(params) if with_infer else None
     paths = scan.candidates(cfg)

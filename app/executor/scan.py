@@ -25,14 +25,14 @@ import torch
 from easydict import EasyDict
 
 from executor import slicing, weights
-from executor.engine import Engine, EngineSettings, InferSettings, Meta, OnHost, shared_memory_handover, why_unreadable
-from executor.mining import MinerContext, algorithms
+from executor.engine import Engine, EngineSettings, InferSettings, OnHost
+from executor.inputs import Meta, shared_memory_handover, why_unreadable
+from executor.mining import MinerContext, MiningSettings, algorithms
 from executor.mining.base import per_image_scores, to_list
 from executor.protocol import (
     ErrorCode,
     InferResultWriter,
     Monitor,
-    Params,
     Protocol,
     YmirError,
     class_names,
@@ -49,28 +49,6 @@ NOT_FINITE = "images with a NaN/Inf score or features, ranked last (with half: t
 
 
 @dataclass
-class MiningSettings:
-    """The mining template's own keys (the engine's are in ``EngineSettings``)."""
-
-    algorithm: str
-    class_weights: dict[str, float]  # by task class name
-    min_score: float
-    budget: int
-    seed: int
-
-    @classmethod
-    def read(cls, p: Params, names: list[str]) -> MiningSettings:
-        weights_in_order = p.floats("class_distribution_scores", len(names))
-        return cls(
-            algorithm=p.str("mining_algorithm", sorted(algorithms())),
-            class_weights=dict(zip(names, weights_in_order, strict=True)),
-            min_score=p.float("mining_min_score", 0.0, 1.0),
-            budget=p.int("mining_budget", 0),
-            seed=p.int("seed", 0),
-        )
-
-
-@dataclass
 class ScanJob:
     """Everything a worker needs (picklable: workers may be spawned)."""
 
@@ -80,7 +58,7 @@ class ScanJob:
     infer: InferSettings | None
     mining: MiningSettings | None
     shard_dir: str
-    by_pipe: bool = False  # decoded inputs handed over without shared memory (``engine.shared_memory_handover``)
+    by_pipe: bool = False  # decoded inputs handed over without shared memory (``inputs.shared_memory_handover``)
 
 
 @dataclass
@@ -117,15 +95,10 @@ class ImagesDone:
 
     def __init__(self) -> None:
         self.done = 0
-        self.seen: Counter = Counter()  # inputs through, per image still waiting for some
+        self.parts = slicing.ImageParts()
 
     def add(self, metas: list[Meta], bad: list[Meta]) -> int:
-        self.done += len(bad)
-        for meta in metas:
-            self.seen[meta.index] += 1
-            if self.seen[meta.index] == meta.parts:
-                del self.seen[meta.index]
-                self.done += 1
+        self.done += len(bad) + sum(self.parts.add(meta) is not None for meta in metas)
         return self.done
 
 
@@ -201,8 +174,8 @@ def worker(rank: int, job: ScanJob, shards: list[list[str]], devices: list[str],
         finally:
             if infer_file is not None:
                 infer_file.close()
-        if in_order.waiting or sliced.waiting:  # every candidate is a readable pass member or unreadable: none may wait
-            raise RuntimeError(f"infer lines of candidates {sorted(in_order.waiting or sliced.waiting)[:5]} were never written")
+        if in_order.waiting or sliced.parts.waiting:  # every candidate is a readable pass member or unreadable: none may wait
+            raise RuntimeError(f"infer lines of candidates {sorted(in_order.waiting or sliced.parts.waiting)[:5]} were never written")
         # Back to candidate order (passes are grouped by letterboxed shape): what finish sees, and so every
         # tie in result.tsv, is then the same for any batch size and GPU count. A sliced image's inputs are
         # then one after another (in part order), and combine into the image's one score and state.

@@ -4,7 +4,7 @@ A 4000x3000 photo at 640 px is shrunk about 6x, and a 20 px screw falls below th
 stride. With ``slice_size`` > 0, infer and mining run the model on tiles of ``slice_size`` pixels of the
 original image (each letterboxed to ``img_size`` as a whole image would be), then map the boxes back to
 the image and merge those of one object (``merge``). The geometry and the merge live here; the engine
-(``engine.CandidateTiles``) makes the tiles, ``scan`` merges each candidate's boxes once all its tiles
+(``inputs.CandidateTiles``) makes the tiles, ``scan`` merges each candidate's boxes once all its tiles
 are through.
 
 Tiles: a regular grid with ``slice_overlap`` of the side shared between neighbours; the last tile of
@@ -196,11 +196,29 @@ def tile_limit(settings: SliceSettings) -> float:
     return settings.overlap * settings.size if settings.overlap > 0 else float(settings.size)
 
 
+class ImageParts:
+    """What each of an image's inputs brings, held until all of them are in: passes leave in shape order, so a
+    sliced image's tiles may come in several passes. The one tracker of "all of an image's inputs are in",
+    for the progress bar (``scan.ImagesDone``) and the merged boxes (``ImageBoxes``). Inputs are
+    ``inputs.Meta``: ``index`` and ``parts``."""
+
+    def __init__(self) -> None:
+        self.waiting: dict[int, list] = {}  # per image still waiting for some of its inputs
+
+    def add(self, meta, item: object = None) -> list | None:  # noqa: ANN001 - inputs.Meta (inputs imports us)
+        """Everything ``meta``'s image brought, in the order it came, when ``meta`` was its last input; else None."""
+        if meta.parts == 1:
+            return [item]
+        got = self.waiting.setdefault(meta.index, [])
+        got.append(item)
+        return self.waiting.pop(meta.index) if len(got) == meta.parts else None
+
+
 class ImageBoxes:
     """Collects a sliced image's boxes input by input (passes leave in shape order, so an image's tiles may
     come in several passes) and gives the image's merged boxes once all its inputs are in: what infer, the
     infer of a mining task and the stage evaluation write. Unsliced images (one input) pass straight through.
-    Inputs are ``engine.Meta``: ``index``, ``part``, ``parts`` and ``window``. Each window answers for the
+    Inputs are ``inputs.Meta``: ``index``, ``part``, ``parts`` and ``window``. Each window answers for the
     objects it sees best: with the whole-image pass, a tile keeps only the boxes no tile edge cut and no
     larger than ``tile_limit``, the whole image keeps all of its own; without it, the tiles keep all theirs and
     ``merge`` joins the pieces."""
@@ -208,9 +226,9 @@ class ImageBoxes:
     def __init__(self, max_det: int, iou: float, settings: SliceSettings | None) -> None:
         self.max_det, self.iou = max_det, iou
         self.limit = tile_limit(settings) if settings is not None and settings.on and settings.whole_image else None
-        self.waiting: dict[int, list[tuple[torch.Tensor, int, torch.Tensor]]] = {}
+        self.parts = ImageParts()  # per input: (boxes, part, cut)
 
-    def add(self, det: torch.Tensor, meta) -> torch.Tensor | None:  # noqa: ANN001 - engine.Meta (engine imports us)
+    def add(self, det: torch.Tensor, meta) -> torch.Tensor | None:  # noqa: ANN001 - inputs.Meta (inputs imports us)
         """The image's boxes ``(n, 6)`` in its pixels, clipped to it, when ``meta`` was its last input, else None.
         Clipped before merging: a tile's box reaching far outside the image would otherwise grow the merged box."""
         det = det.clone()
@@ -223,10 +241,8 @@ class ImageBoxes:
             side = torch.maximum(det[:, 2] - det[:, 0], det[:, 3] - det[:, 1])
             keep = ~cut.any(1) & (side <= self.limit)
             det, cut = det[keep], cut[keep]
-        got = self.waiting.setdefault(meta.index, [])
-        got.append((det, meta.part, cut))
-        if len(got) < meta.parts:
+        got = self.parts.add(meta, (det, meta.part, cut))
+        if got is None:
             return None
-        del self.waiting[meta.index]
         window = torch.cat([torch.full((len(d),), part) for d, part, _ in got])
         return merge(torch.cat([d for d, _, _ in got]), window, self.max_det, torch.cat([c for _, _, c in got]), self.iou)

@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 from easydict import EasyDict
 
-from executor import callbacks, dataset, engine, evaluate, runtime, slicing, ultra, weights
+from executor import callbacks, dataset, evaluate, inputs, runtime, slicing, ultra, weights
 from executor.protocol import (
     ErrorCode,
     Monitor,
@@ -211,7 +211,7 @@ def loader_workers(settings: TrainSettings, gpus: int) -> int:
     batch = settings.batch_size_per_gpu * 3 * settings.img_size ** 2
     per_worker, fixed = (n * batch for n in ultra.TRAINING_LOADER_BATCHES) if gpus else (0, 0)
     if settings.slices.on:
-        evaluation = engine.loader_shared_memory(settings.batch_size_per_gpu, settings.img_size)
+        evaluation = inputs.loader_shared_memory(settings.batch_size_per_gpu, settings.img_size)
         per_worker, fixed = per_worker + evaluation[0], fixed + evaluation[1]
     return runtime.workers_in_shared_memory(workers, per_worker, fixed, processes=max(gpus, 1))
 
