@@ -229,6 +229,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--train", type=int)
+    parser.add_argument("--sliced-epochs", type=int, help="(b)'s epochs, when not --epochs (a pilot at another compute)")
+    parser.add_argument("--score-only", action="store_true", help="--arms sliced: (b)'s model from --models, not trained again")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=3, help="--speed-only: alternated rounds of the three arms")
     parser.add_argument("--json", help="write the figures here")
@@ -285,8 +287,10 @@ def main() -> None:
             return {**found, "infer_seconds_per_image": seconds}
 
         trained = (("a", 0, epochs), ("a+", 0, plus_epochs)) if args.arms in ("all", "whole") else ()
-        if args.arms in ("all", "sliced"):
-            trained += (("b", img_size, epochs),)
+        if args.arms in ("all", "sliced") and not args.score_only:
+            trained += (("b", img_size, args.sliced_epochs or epochs),)
+        elif args.score_only:
+            results["b"] = {**score("b", models / "model-b.pt", img_size), "trained_earlier": True}
         for arm, slice_size, arm_epochs in trained:
             began = time.perf_counter()
             run_tasks(root, ["training"], {**recipe, "epochs": arm_epochs, "slice_size": slice_size, "slice_overlap": overlap})

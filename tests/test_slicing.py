@@ -334,7 +334,12 @@ def test_conversion_with_slicing_writes_tiles_beside_the_whole_images(sample_roo
     listed = (root / "train.txt").read_text().split()
     tiles = [p for p in listed if "_tile" in p]
     wholes = [p for p in listed if "_tile" not in p]
-    assert len(wholes) == len((sample_root / "in" / "train-index.tsv").read_text().split("\n")) - 1
+    assert len(set(wholes)) == len((sample_root / "in" / "train-index.tsv").read_text().split("\n")) - 1
+    for whole in set(wholes):  # listed once per WHOLE_EVERY of its windows: 4 to 9 here, so once or twice
+        width, height = Image.open(whole).size
+        views = round(len(slicing.windows(width, height, 64, 0.25)) / dataset.WHOLE_EVERY)
+        assert wholes.count(whole) == dataset.whole_views(width, height, settings(64, 0.25)) == max(1, views)
+    assert {wholes.count(w) for w in wholes} == {1, 2}, "the sample has images of 4 and of 9 windows"
     assert tiles, "the sample's images (96-160 px) are larger than 64 px tiles"
     for tile in tiles:
         image = Image.open(tile)

@@ -39,6 +39,7 @@ _VOC = {"voc", "det-voc"}
 Box = tuple[int, float, float, float, float]  # class id, x1, y1, x2, y2 in pixels
 MIN_VISIBLE = 0.3  # a box a tile cuts stays in the tile's labels when this share of its area is inside
 NEGATIVE_SHARE = 0.2  # tiles without a box kept per tile with one (at least one per image that has any)
+WHOLE_EVERY = 4  # sliced training lists a tiled image whole once per this many of its windows
 VAL_TRUTH = "val-whole-images.json"  # with slicing: validation images and their boxes, for ``evaluate``
 
 
@@ -150,6 +151,16 @@ def tile_labels(boxes: Sequence[Box], window: slicing.Window) -> tuple[list[Box]
     return kept, cut
 
 
+def whole_views(width: int, height: int, slices: slicing.SliceSettings) -> int:
+    """How often sliced training lists a tiled image whole: once per ``WHOLE_EVERY`` of its windows (0 without
+    ``slice_whole_image``). Listed once, the whole view was one entry in 30-50 (a 960x720 image in 160 px
+    tiles), and the whole-image pass, which answers for every object larger than the overlap, learnt large
+    objects from that alone."""
+    if not slices.whole_image:
+        return 0
+    return max(1, round(len(slicing.windows(width, height, slices.size, slices.overlap)) / WHOLE_EVERY))
+
+
 def tile_dirs(image_dir: Path, label_dir: Path) -> tuple[Path, Path]:
     """Where a split's tiles and their labels go: folders of their own beside the split's (``train-tiles``), so a
     tile's name can never be an asset's (an asset named ``x_tile0.jpg`` has its link in the split's folder), and
@@ -164,7 +175,7 @@ def write_tiles(image_path: str, boxes: list[Box], name: str, image_dir: Path, l
     holding a box, and ``NEGATIVE_SHARE`` as many without (at least one when there are any), drawn from the
     image's name. Decoded once, as infer decodes it (EXIF orientation applied); tiles saved as JPEG quality 95.
     Runs in conversion's threads (OpenCV decodes and encodes without the GIL): ``stats`` is the caller's to add."""
-    from executor.engine import read_image
+    from executor.inputs import read_image
 
     image, _ = read_image(image_path)
     if image is None:
@@ -325,7 +336,8 @@ def convert_split(
             (label_dir / f"{name}.txt").write_text("\n".join(lines) + ("\n" if lines else ""), encoding="utf-8")
             boxes += len(lines)
             tiled = slices is not None and (width > slices.size or height > slices.size)
-            listed = [str(link)] if not tiled or slices.whole_image else []
+            listed = [str(link)] if not tiled else [str(link)] * whole_views(width, height, slices) if split == "train" \
+                else [str(link)] if slices.whole_image else []
             if slices is not None and split == "val":
                 truth.append((os.path.abspath(image), [[float(v) for v in box] for box in clipped]))
             take(tiler.add(listed, (image, clipped, name, image_dir, label_dir) if tiled else None))
