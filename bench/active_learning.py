@@ -31,13 +31,14 @@ import json
 import random
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import digits
 import yaml
-from common import machine, run_tasks, sample
+from common import commit, machine, run_tasks, sample
 
 # Two sizes of one design: "cpu" fits this project's 2-core machine, "gpu" a bigger pool and budget. The cpu
 # size is set so that picks matter: a seed model that finds digits (test mAP@0.5 >= 0.30 needs about 120 epochs
@@ -267,9 +268,11 @@ def run_seed(seed: int, arms: list[str], gpu: str, data_file: str | None, finetu
         return result
 
 
-def composition(picked: list[str], facts: dict, errors: dict[str, int]) -> dict[str, int]:
-    return {"errors": sum(errors[line] for line in picked),
-            "with_errors": sum(errors[line] > 0 for line in picked),
+def composition(picked: list[str], facts: dict, errors: dict[str, int] | None) -> dict[str, int]:
+    """What a top-B holds; the model's errors in it only where they were computed (``errors``)."""
+    found = {} if errors is None else {"errors": sum(errors[line] for line in picked),
+                                       "with_errors": sum(errors[line] > 0 for line in picked)}
+    return {**found,
             "duplicates": sum(facts[line].kind == "duplicate" for line in picked),
             "empty": sum(facts[line].kind == "empty" for line in picked),
             "digits": sum(len(facts[line].boxes) for line in picked),
@@ -279,6 +282,209 @@ def composition(picked: list[str], facts: dict, errors: dict[str, int]) -> dict[
 def describe(c: dict[str, int]) -> str:
     return (f"{c['errors']} model errors in {c['with_errors']} images; {c['duplicates']} near-duplicates, "
             f"{c['empty']} empty, {c['digits']} digits ({c['rare']} rare)")
+
+
+# ---------------------------------------------------------------- several rounds, as YMIR iterates (issue 35)
+
+ROUND_SEED = 100  # round r mines with seed + ROUND_SEED x (r - 1): round 1 is the one-round benchmark's pick
+
+
+def arm_rounds(arm: str, rounds: int, seed_model: Path, seed_lines: list[str], pool: list[str], rank, fit,
+               deadline: float = float("inf")):
+    """One arm over ``rounds`` rounds of YMIR's loop: the model of the round before ranks what is left of the
+    pool (``rank(arm, pool, model, r)``), its top-B joins the labelled set, and the next model is fine-tuned
+    from the one before on everything labelled so far (``fit(labelled, start)`` returns the weights). Yields
+    ``(round, picked, labelled, model)`` after each round; no round starts after ``deadline`` (epoch s)."""
+    model, labelled, left = seed_model, list(seed_lines), list(pool)
+    for r in range(1, rounds + 1):
+        if time.time() > deadline:
+            print(f"{arm}: deadline reached before round {r}", flush=True)
+            return
+        picked = rank(arm, left, model, r)[:BUDGET]
+        chosen = set(picked)
+        left = [line for line in left if line not in chosen]
+        labelled = labelled + picked
+        model = fit(labelled, model)
+        yield r, picked, labelled, model
+
+
+def run_rounds(seed: int, arms: list[str], rounds: int, gpu: str, data_file: str | None, deadline: float,
+               save=lambda result: None) -> dict:
+    """One benchmark seed over ``rounds`` rounds: every arm from the same seed model (as ``run_seed``), each
+    round's test mAP@0.5 against the labelled count; ``save`` gets the result after every round."""
+    started = time.time()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        splits = digits.build(seed, SIZES, data_file)
+        lines = {name: write_split(root, name, scenes) for name, scenes in splits.items() if name != "test"}
+        facts = {line: scene for line, scene in zip(lines["pool"], splits["pool"], strict=True)}
+        test = write_yolo_set(root, splits["test"])
+        seed_model = cached_seed_model(seed, lambda: train(root, lines["seed"], lines["val"], None, SEED_EPOCHS, gpu))
+        seed_map, seed_ap = evaluate(seed_model, test, gpu)
+        print(f"seed {seed}: seed model test mAP@0.5 {seed_map:.3f} ({time.time() - started:.0f} s)", flush=True)
+        result = {"seed": seed, "seed_map": seed_map, "seed_ap": seed_ap, "labelled": len(lines["seed"]),
+                  "rounds": {}}
+        errors: dict[str, int] = {}
+
+        def rank(arm: str, left: list[str], model: Path, r: int) -> list[str]:
+            round_seed = seed + ROUND_SEED * (r - 1)
+            errors.clear()  # the model's errors on what is left: computed for the oracle alone
+            if arm != "oracle":
+                return mine(root, left, model, arm, round_seed, gpu)
+            errors.update(model_errors(root, left, model, gpu))
+            return oracle(left, errors, facts, round_seed)
+
+        def fit(labelled: list[str], start: Path) -> Path:
+            return train(root, labelled, lines["val"], start, ARM_EPOCHS, gpu)
+
+        for arm in arms:
+            history = result["rounds"].setdefault(arm, [])
+            for r, picked, labelled, model in arm_rounds(arm, rounds, seed_model, lines["seed"], lines["pool"], rank,
+                                                         fit, deadline):
+                mAP, ap = evaluate(model, test, gpu)
+                history.append({"round": r, "labelled": len(labelled), "map50": mAP, "ap50": ap,
+                                "picks": composition(picked, facts, errors or None)})
+                print(f"seed {seed} {arm:10s} round {r}: {len(labelled)} labelled, test mAP@0.5 {mAP:.4f} "
+                      f"({describe_picks(history[-1]['picks'])}; {time.time() - started:.0f} s)", flush=True)
+                result["seconds"] = time.time() - started
+                save(result)
+        result["seconds"] = time.time() - started
+        return result
+
+
+def describe_picks(c: dict[str, int]) -> str:
+    found = f"{c['errors']} model errors, " if "errors" in c else ""
+    return f"{found}{c['duplicates']} near-duplicates, {c['empty']} empty, {c['digits']} digits ({c['rare']} rare)"
+
+
+def curves(results: list[dict]) -> tuple[list[int], dict[str, list[list[float]]]]:
+    """The labelled counts (seed set, then after each round) and per arm, per seed, test mAP@0.5 at each count
+    (the seed model's first); ``random`` is the mean of the two random draws. Only seeds and rounds every
+    arm completed."""
+    arms = [a for a in results[0]["rounds"] if a != "random:1"]
+    done = min(len(r["rounds"][a]) for r in results for a in r["rounds"])
+    counts = [results[0]["labelled"]] + [results[0]["rounds"][arms[0]][i]["labelled"] for i in range(done)]
+    out: dict[str, list[list[float]]] = {}
+    for arm in arms:
+        out[arm] = []
+        for r in results:
+            if arm == "random" and "random:1" in r["rounds"]:
+                maps = [(a["map50"] + b["map50"]) / 2 for a, b in zip(r["rounds"]["random"], r["rounds"]["random:1"], strict=False)]
+            else:
+                maps = [h["map50"] for h in r["rounds"][arm]]
+            out[arm].append([r["seed_map"]] + maps[:done])
+    return counts, out
+
+
+def labels_to_reach(counts: list[int], curve: list[float], target: float) -> float | None:
+    """Labelled images at which ``curve`` (mAP at ``counts``) first reaches ``target``, linear between rounds;
+    None when it never does."""
+    for i, value in enumerate(curve):
+        if value >= target:
+            if i == 0:
+                return float(counts[0])
+            before = curve[i - 1]
+            return counts[i - 1] + (target - before) / (value - before) * (counts[i] - counts[i - 1])
+    return None
+
+
+def label_savings(counts: list[int], arm_curve: list[float], random_curve: list[float]) -> float | None:
+    """The share of random's mined labels an arm does without: it reaches random's final mAP with
+    ``labels_to_reach - seed set`` mined images where random mined ``counts[-1] - seed set``. None when it
+    never reaches it."""
+    reached = labels_to_reach(counts, arm_curve, random_curve[-1])
+    return None if reached is None else 1 - (reached - counts[0]) / (counts[-1] - counts[0])
+
+
+def mean_curve(per_seed: list[list[float]]) -> list[float]:
+    return [statistics.mean(column) for column in zip(*per_seed, strict=True)]
+
+
+def savings_interval(counts: list[int], arm: list[list[float]], rand: list[list[float]], draws: int = 10000,
+                     level: float = 0.9) -> tuple[float, float]:
+    """A percentile bootstrap over seeds of ``label_savings`` on the mean curves (a draw whose arm never
+    reaches random's final mAP counts as 0 saved)."""
+    rng = random.Random(0)
+    n, values = len(arm), []
+    for _ in range(draws):
+        pick = [rng.randrange(n) for _ in range(n)]
+        saved = label_savings(counts, mean_curve([arm[i] for i in pick]), mean_curve([rand[i] for i in pick]))
+        values.append(0.0 if saved is None else saved)
+    values.sort()
+    return values[int((1 - level) / 2 * draws)], values[int((1 + level) / 2 * draws) - 1]
+
+
+def report_rounds(results: list[dict], default: str = "ppal", png: str | None = None) -> dict:
+    """Per round, each arm's mean test mAP@0.5 and its gain over the random mean (seeds ahead), the noise floor
+    and the oracle's headroom in floors; which arms fall below random by more than the floor in any round; the
+    label savings of each arm on the mean curves, with a bootstrap interval; the budget curve as a PNG."""
+    results = sorted(results, key=lambda r: r["seed"])
+    counts, per_arm = curves(results)
+    floors = [statistics.mean(abs(r["rounds"]["random"][i]["map50"] - r["rounds"]["random:1"][i]["map50"]) for r in results)
+              for i in range(len(counts) - 1)]  # per round
+    rand = per_arm["random"]
+    print(f"\nSeeds {', '.join(str(r['seed']) for r in results)}; B = {BUDGET} per round\n")
+    print("| arm | " + " | ".join(f"{n} labelled" for n in counts) + " |")
+    print("|---|" + "---|" * len(counts))
+    summary: dict = {"counts": counts, "floors": floors, "arms": {}}
+    for arm, curve in per_arm.items():
+        cells = []
+        below = []
+        for i in range(len(counts)):
+            m = statistics.mean(c[i] for c in curve)
+            if i == 0 or arm == "random":
+                cells.append(f"{m:.4f}")
+                continue
+            gains = [c[i] - b[i] for c, b in zip(curve, rand, strict=True)]
+            cells.append(f"{m:.4f} ({statistics.mean(gains):+.4f}, {sum(g > 0 for g in gains)}/{len(gains)})")
+            if statistics.mean(gains) < -floors[i - 1]:
+                below.append(i)
+        saved = None if arm == "random" else label_savings(counts, mean_curve(curve), mean_curve(rand))
+        interval = None if arm == "random" else savings_interval(counts, curve, rand)
+        summary["arms"][arm] = {"mean": mean_curve(curve), "per_seed": curve, "below_random_in_rounds": below,
+                                "label_savings": saved, "savings_interval_90": interval}
+        print(f"| {arm}{' (default)' if arm == default else ''} | " + " | ".join(cells) + " |")
+    print("\nnoise floor |random - random:1| per round: " + ", ".join(f"{f:.4f}" for f in floors))
+    if "oracle" in per_arm:
+        headroom = [statistics.mean(c[i + 1] - b[i + 1] for c, b in zip(per_arm["oracle"], rand, strict=True))
+                    for i in range(len(floors))]
+        summary["oracle_headroom_in_floors"] = [h / max(f, 1e-9) for h, f in zip(headroom, floors, strict=True)]
+        print("oracle over the random mean, in noise floors, per round: "
+              + ", ".join(f"{h:.1f}x" for h in summary["oracle_headroom_in_floors"]))
+    for arm, found in summary["arms"].items():
+        if arm == "random":
+            continue
+        saved, (low, high) = found["label_savings"], found["savings_interval_90"]
+        shown = "never reaches it" if saved is None else f"{saved:.0%} fewer mined labels"
+        print(f"{arm}: random's final mAP@0.5 ({mean_curve(rand)[-1]:.4f} at {counts[-1]}): {shown} "
+              f"(90 % bootstrap over seeds: {low:.0%} to {high:.0%}); below random in rounds: {found['below_random_in_rounds'] or 'none'}")
+    if png:
+        plot_curves(counts, per_arm, png, len(results))
+    return summary
+
+
+def plot_curves(counts: list[int], per_arm: dict[str, list[list[float]]], png: str, seeds: int) -> None:
+    """Test mAP@0.5 against labelled images, per arm: the mean over seeds and the band of one standard error."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    for arm, curve in per_arm.items():
+        mean = mean_curve(curve)
+        error = [statistics.stdev(col) / len(col) ** 0.5 if len(col) > 1 else 0.0 for col in zip(*curve, strict=True)]
+        label = "random (mean of 2 draws)" if arm == "random" else arm
+        line, = ax.plot(counts, mean, marker="o", label=label, linestyle="--" if arm in ("random", "oracle") else "-")
+        ax.fill_between(counts, [m - e for m, e in zip(mean, error, strict=True)],
+                        [m + e for m, e in zip(mean, error, strict=True)], color=line.get_color(), alpha=0.15)
+    ax.set_xlabel("labelled images (seed set, then B per round)")
+    ax.set_ylabel("test mAP@0.5")
+    ax.set_title(f"Active learning over rounds ({seeds} seeds; band: ±1 standard error)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(png)
 
 
 # ---------------------------------------------------------------- statistics and the table
@@ -392,6 +598,10 @@ def main() -> None:
     parser.add_argument("--report", nargs="+", metavar="JSON", help="only print the tables from earlier --json files")
     parser.add_argument("--primary", help="the arm named before the run as the primary comparison")
     parser.add_argument("--save-data", metavar="NPZ", help="write the glyphs and photos to this file and stop")
+    parser.add_argument("--rounds", type=int, default=1, help="rounds of YMIR's loop per arm (issue 35; 1: the one-round "
+                        "benchmark with tier 0)")
+    parser.add_argument("--curve", metavar="PNG", help="with --report of --rounds results: the budget curve here")
+    parser.add_argument("--default", default="ppal", help="the arm the README's savings figure is about")
     args = parser.parse_args()
     if args.save_data:
         digits.save_source_data(args.save_data)
@@ -401,7 +611,11 @@ def main() -> None:
     mode = MODES[args.mode]
     SIZES, BUDGET, SEED_EPOCHS, ARM_EPOCHS = mode["sizes"], mode["budget"], mode["seed_epochs"], mode["arm_epochs"]
     if args.report:
-        results = merge([r for path in args.report for r in json.loads(Path(path).read_text())["results"]])
+        loaded = [r for path in args.report for r in json.loads(Path(path).read_text())["results"]]
+        if loaded and "rounds" in loaded[0]:
+            report_rounds(loaded, args.default, args.curve)
+            return
+        results = merge(loaded)
         report(sorted(results, key=lambda r: r["seed"]), args.primary)
         return
     results: list[dict] = []
@@ -411,15 +625,22 @@ def main() -> None:
     def save(result: dict) -> None:
         if args.json:
             done = [r for r in results if r["seed"] != result["seed"]] + [result]
-            Path(args.json).write_text(json.dumps({"machine": machine(), "mode": args.mode, "sizes": SIZES,
-                                                   "budget": BUDGET, "results": done}, indent=1))
+            Path(args.json).write_text(json.dumps({"machine": machine(), "commit": commit(), "argv": sys.argv[1:],
+                                                   "mode": args.mode, "sizes": SIZES, "budget": BUDGET,
+                                                   "rounds": args.rounds, "results": done}, indent=1))
 
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         arms = args.arms.split(",")
+        if args.rounds > 1:
+            results.append(run_rounds(seed, arms, args.rounds, args.gpu, args.data, deadline, save))
+            continue
         finetune = [] if args.tier0_only else args.finetune.split(",") if args.finetune else arms
         results.append(run_seed(seed, arms, args.gpu, args.data, finetune, deadline, save))
     print(f"\nmachine: {machine()}; {time.time() - started:.0f} s")
-    report(results, args.primary)
+    if args.rounds > 1:
+        report_rounds(results, args.default, args.curve)
+    else:
+        report(results, args.primary)
 
 
 if __name__ == "__main__":

@@ -35,3 +35,72 @@ def test_arm_names_say_algorithm_draw_and_budget():
     assert parse_arm("ppal") == ("ppal", 0, False)
     assert parse_arm("ppal+b") == ("ppal", 0, True)
     assert parse_arm("random:1") == ("random", 1, False)
+
+
+# ---------------------------------------------------------------- several rounds (issue 35)
+
+def test_each_round_ranks_what_is_left_with_the_model_of_the_round_before(monkeypatch):
+    import active_learning as al
+
+    monkeypatch.setattr(al, "BUDGET", 2)
+    seen = []
+
+    def rank(arm, left, model, r):
+        seen.append((r, model, list(left)))
+        return sorted(left, reverse=True)  # any order: the top B are taken
+
+    def fit(labelled, start):
+        return f"model-{len(labelled)}-from-{start}"
+
+    pool = [f"p{i}" for i in range(7)]
+    done = list(al.arm_rounds("ppal", 3, "seed-model", ["s0", "s1"], pool, rank, fit))
+    assert [r for r, *_ in done] == [1, 2, 3]
+    assert [model for *_, model in done] == ["model-4-from-seed-model", "model-6-from-model-4-from-seed-model",
+                                             "model-8-from-model-6-from-model-4-from-seed-model"]
+    assert [m for _, m, _ in seen] == ["seed-model", done[0][3], done[1][3]]  # each round mines with the last model
+    assert [len(left) for *_, left in seen] == [7, 5, 3]  # the pool shrinks by B: nothing is picked twice
+    picked = [p for _, ps, _, _ in done for p in ps]
+    assert len(set(picked)) == 6 and done[-1][2] == ["s0", "s1", *picked]
+    assert list(al.arm_rounds("ppal", 3, "m", [], pool, rank, fit, deadline=0)) == []  # past the deadline: no round
+
+
+def test_label_savings_read_the_labels_an_arm_needs_to_reach_randoms_final_map():
+    from active_learning import label_savings, labels_to_reach
+
+    counts = [50, 150, 250, 350, 450]
+    rand = [0.30, 0.40, 0.45, 0.50, 0.55]
+    assert label_savings(counts, [0.30, 0.50, 0.55, 0.60, 0.62], rand) == pytest.approx(0.5)  # 200 of 400 mined
+    assert labels_to_reach(counts, [0.30, 0.45, 0.65, 0.7, 0.7], 0.55) == pytest.approx(200)  # between rounds
+    assert label_savings(counts, [0.30, 0.45, 0.65, 0.7, 0.7], rand) == pytest.approx(0.625)
+    assert label_savings(counts, rand, rand) == pytest.approx(0.0)  # random itself saves nothing
+    assert label_savings(counts, [0.30, 0.35, 0.40, 0.45, 0.50], rand) is None  # never reaches it
+
+
+def fake_results(gains: dict[str, list[float]], seeds: int = 4) -> list[dict]:
+    """Results of ``run_rounds``' shape: random at 0.30 + 0.05 per round (random:1 0.01 above), each arm that
+    plus its gain per round."""
+    out = []
+    for seed in range(seeds):
+        base = [0.30 + 0.05 * r + 0.001 * seed for r in range(1, 5)]
+        rounds = {"random": [{"labelled": 50 + 100 * r, "map50": m} for r, m in enumerate(base, 1)],
+                  "random:1": [{"labelled": 50 + 100 * r, "map50": m + 0.01} for r, m in enumerate(base, 1)]}
+        for arm, g in gains.items():
+            rounds[arm] = [{"labelled": 50 + 100 * r, "map50": m + 0.005 + g[r - 1]} for r, m in enumerate(base, 1)]
+        out.append({"seed": seed, "seed_map": 0.30, "labelled": 50, "rounds": rounds})
+    return out
+
+
+def test_the_rounds_report_names_an_arm_below_random_and_draws_the_curve(tmp_path):
+    from active_learning import report_rounds
+
+    png = tmp_path / "curve.png"
+    summary = report_rounds(fake_results({"ppal": [0.1, 0.1, 0.1, 0.1], "fading": [0.05, 0.0, -0.03, -0.05]}),
+                            png=str(png))
+    assert summary["counts"] == [50, 150, 250, 350, 450] and summary["floors"] == pytest.approx([0.01] * 4)
+    assert summary["arms"]["ppal"]["below_random_in_rounds"] == []
+    assert summary["arms"]["fading"]["below_random_in_rounds"] == [3, 4]  # more than the floor below in rounds 3, 4
+    saved = summary["arms"]["ppal"]["label_savings"]  # +0.1 is two rounds ahead: random's final mAP at about 250
+    assert saved == pytest.approx(0.5, abs=0.02)
+    low, high = summary["arms"]["ppal"]["savings_interval_90"]
+    assert low <= saved <= high and high - low < 0.02  # seeds that agree: a narrow interval
+    assert png.stat().st_size > 10_000
