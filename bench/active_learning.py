@@ -48,6 +48,9 @@ MODES = {
             "budget": 100, "seed_epochs": 120, "arm_epochs": 20},
     "gpu": {"sizes": {"seed": 200, "scenes": 8, "duplicates": 200, "empty": 80, "pool": 800, "val": 50, "test": 700},
             "budget": 100, "seed_epochs": 80, "arm_epochs": 20},
+    # the instrument end to end in a few minutes, no figure: one epoch per model
+    "smoke": {"sizes": {"seed": 10, "scenes": 2, "duplicates": 6, "empty": 6, "pool": 30, "val": 6, "test": 30},
+              "budget": 5, "seed_epochs": 1, "arm_epochs": 1},
 }
 SIZES, BUDGET, SEED_EPOCHS, ARM_EPOCHS = MODES["cpu"]["sizes"], MODES["cpu"]["budget"], 120, 20
 IMG = 128
