@@ -57,6 +57,16 @@ def sliced_speed(data: dict) -> list[str]:
             f"{data['cost_b_over_a']:.1f}x whole-image infer", f"**{data['b']['infer_seconds_per_image']:.2f}"]
 
 
+def mixed_sizes_ratio(data: dict) -> list[str]:
+    return [f"{data['large_ratio_b_over_a+']:.2f}x"]
+
+
+def mixed_sizes(data: dict) -> list[str]:
+    return [*mixed_sizes_ratio(data), f"{data['large_ratio_b_over_b0']:.2f}x", f"{data['b']['large']:.3f}", f"{data['b']['small']:.3f}",
+            f"{data['c']['large']:.3f}", f"{data['sliced_training_images']} / " if data["seed"] == 0 else
+            f"/ {data['sliced_training_images']} entries"]
+
+
 # (doc, raw result, the figures as the doc writes them)
 FIGURES = [
     ("docs/benchmarks.md", "infer-small-305-96px-cpu.json", infer_small),
@@ -66,6 +76,8 @@ FIGURES = [
     ("docs/benchmarks.md", "memory-200.json", memory),
     ("docs/benchmarks.md", "memory-large.json", memory_large),
     ("docs/benchmarks.md", "small-objects-speed-full.json", sliced_speed),
+    *[(doc, f"small-objects-mixed-whole-views-seed-{seed}.json", figures) for seed in (0, 1)
+      for doc, figures in (("docs/benchmarks.md", mixed_sizes), ("README.md", mixed_sizes_ratio))],
 ]
 
 
