@@ -25,6 +25,15 @@ def infer_small(data: dict) -> list[str]:
             f"{len(rounds)} alternated rounds"]
 
 
+def infer_photos(data: dict) -> list[str]:
+    rounds = data["speedup_vs_plain_per_round"]["A executor infer task"]
+    return [f"**{data['speedup_vs_plain_best']['A executor infer task']:.2f}x**", f"{min(rounds):.2f}x-{max(rounds):.2f}x"]
+
+
+def infer_photos_readme(data: dict) -> list[str]:
+    return [f"{data['speedup_vs_plain_best']['A executor infer task']:.2f}x"]
+
+
 def training(data: dict) -> list[str]:
     return [f"{data['ratio_best']:.3f}x", f"{min(data['ratio_per_run']):.3f}x-{max(data['ratio_per_run']):.3f}x"]
 
@@ -70,6 +79,8 @@ def mixed_sizes(data: dict) -> list[str]:
 # (doc, raw result, the figures as the doc writes them)
 FIGURES = [
     ("docs/benchmarks.md", "infer-small-305-96px-cpu.json", infer_small),
+    ("docs/benchmarks.md", "infer-throughput-photos-96-320px-cpu.json", infer_photos),
+    ("README.md", "infer-throughput-photos-96-320px-cpu.json", infer_photos_readme),
     ("docs/benchmarks.md", "training-overhead-128px-3ep-cpu.json", training),
     ("docs/benchmarks.md", "mining-cost-photos-96-320px-cpu.json", mining_cost),
     ("docs/benchmarks.md", "conversion-100000.json", conversion),
