@@ -136,10 +136,10 @@ class Check:
         and fp16 rounding moves many across it; on the H200, 1248 boxes in fp16 against 934 in fp32.)"""
         import torch
         from executor.engine import Engine
-        from executor.inputs import CandidateImages, collate
 
         best = Path(next(p for p in self.models if p.endswith("best.pt")))
-        (images, metas), *_ = collate([CandidateImages(self.candidates[:16], SCAN["img_size"])[i][0] for i in range(16)])[0]
+        passes = Engine(best, "cpu", SCAN["img_size"], False, sample.CLASS_NAMES).batches(self.candidates[:16], 16, 0)
+        images, metas, _ = next(p for p in passes if p[0] is not None)  # the first pass, as the engine makes it
         outputs = []
         for half in (False, True):
             engine = Engine(best, self.gpu or "cpu", SCAN["img_size"], half, sample.CLASS_NAMES)

@@ -176,19 +176,6 @@ def tile_inputs(index: int, path: str, img_size: int, slices: slicing.SliceSetti
                                             part=part, parts=len(windows))
 
 
-def collate(items: list[tuple[torch.Tensor | None, Meta]]) -> tuple[list[tuple[torch.Tensor, list[Meta]]], list[Meta]]:
-    """Stack the readable images in groups of one letterboxed shape (first-seen order); unreadable ones travel
-    as metadata only. Never padded to a batch-mate's shape: an image's input, and so its boxes and every
-    mining score, must not depend on which images share its batch (or on the batch size, or the GPU count).
-    For the benchmarks' forward-only ceilings; ``Engine.batches`` fills its passes across loaded batches."""
-    groups: dict[tuple[int, ...], list[tuple[torch.Tensor, Meta]]] = {}
-    for tensor, meta in items:
-        if tensor is not None:
-            groups.setdefault(tuple(tensor.shape), []).append((tensor, meta))
-    bad = [m for t, m in items if t is None]
-    return [(torch.stack([t for t, _ in group]), [m for _, m in group]) for group in groups.values()], bad
-
-
 def loaded(items: list[list[tuple[torch.Tensor | None, Meta]]], by_pipe: bool = False
            ) -> tuple[list[tuple[torch.Tensor, Meta]], list[Meta]]:
     """A DataLoader ``collate_fn``: the readable inputs (unstacked; several per image with slicing) and the
@@ -263,9 +250,10 @@ def passes(spec: InputSpec, paths: Sequence[str], batch_size: int, workers: int,
        ) -> Iterator[tuple[torch.Tensor | None, list[Meta], list[Meta]]]:
     """``(images, metas, unreadable)`` per forward pass. Decoded images wait in one queue per letterboxed
     shape and run when their queue holds ``batch_size`` images, so every pass is full but the last of each
-    shape, and no image is padded to a batch-mate's shape (see ``collate``). At most ``HOLD_PASSES x
-    batch_size`` images wait in all (then the fullest queue runs early), which bounds memory however many
-    shapes the candidates have. Passes leave in shape order, not candidate order: ``Meta.index`` says where
+    shape, and no image is padded to a batch-mate's shape: an image's input, and so its boxes and every
+    mining score, must not depend on which images share its pass (or on the batch size, or the GPU count).
+    At most ``HOLD_PASSES x batch_size`` images wait in all (then the fullest queue runs early), which bounds
+    memory however many shapes the candidates have. Passes leave in shape order, not candidate order: ``Meta.index`` says where
     each image belongs. Unreadable images come as soon as they are found, as metadata (images None).
     ``by_pipe``: the workers hand their inputs over without shared memory (``shared_memory_handover``)."""
     runtime.share_memory_by_name()
