@@ -109,3 +109,23 @@ def test_every_saved_raw_result_is_cited_and_names_its_machine_and_commit():
         if isinstance(data, dict) and "benchmark" in data:  # written by common.save_result
             assert data["machine"] and data["commit"], path.name
             assert path.name in docs, f"no doc cites bench/results/{path.name}"
+
+
+def test_the_rounds_pilot_figures_are_those_of_its_raw_results():
+    """The label savings and the control of the active-learning rounds pilot, recomputed from its two JSONs."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from active_learning import report_rounds
+
+    results = [r for s in (400, 401) for r in load(f"rounds-pilot-{s}.json")["results"]]
+    summary = report_rounds(results)
+    bench, readme = (ROOT / "docs/benchmarks.md").read_text(), (ROOT / "README.md").read_text()
+    saved = f"{summary['arms']['ppal']['label_savings']:.0%}".replace("%", " %")
+    assert f"**{saved}** fewer mined labels" in bench and f"{saved} fewer mined labels" in readme
+    assert f"{summary['arms']['diversity']['label_savings']:.0%}".replace("%", " %") in bench
+    floors = summary["floors"]
+    oracle = statistics.mean(summary["arms"]["oracle"]["mean"][1:]) - statistics.mean(summary["arms"]["random"]["mean"][1:])
+    assert f"**{oracle / statistics.mean(floors):.1f}x**" in bench and f"+{oracle:.4f}" in bench
+    assert all(not a["below_random_in_rounds"] for a in summary["arms"].values())
+    assert "rounds-pilot-400.json" in bench and "active-learning-rounds-pilot.png" in bench
