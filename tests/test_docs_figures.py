@@ -76,6 +76,16 @@ def mixed_sizes(data: dict) -> list[str]:
             f"/ {data['sliced_training_images']} entries"]
 
 
+def cpu_threads(data: dict) -> list[str]:
+    best = {n: min(runs) for n, runs in data["seconds"].items()}
+    return [f"**{data['vs_1_thread_best']['8']:.2f}x**", f"{best['1']:.2f} s", f"{best['8']:.2f} s"]
+
+
+def shared_memory(data: dict) -> list[str]:
+    ratio = data["vs_M_best"]
+    return [f"A **{ratio['A ample /dev/shm, workers -1']:.2f}x** M", f"P **{ratio['P 64m /dev/shm, workers -1 (by pipe)']:.2f}x** M"]
+
+
 # (doc, raw result, the figures as the doc writes them)
 FIGURES = [
     ("docs/benchmarks.md", "infer-small-305-96px-cpu.json", infer_small),
@@ -87,6 +97,9 @@ FIGURES = [
     ("docs/benchmarks.md", "memory-200.json", memory),
     ("docs/benchmarks.md", "memory-large.json", memory_large),
     ("docs/benchmarks.md", "small-objects-speed-full.json", sliced_speed),
+    ("docs/benchmarks.md", "cpu-threads-infer.json", cpu_threads),
+    ("docs/benchmarks.md", "shared-memory-64m-640px.json", shared_memory),
+    ("docs/benchmarks.md", "cpu-threads-training.json", cpu_threads),
     *[(doc, f"small-objects-mixed-whole-views-seed-{seed}.json", figures) for seed in (0, 1)
       for doc, figures in (("docs/benchmarks.md", mixed_sizes), ("README.md", mixed_sizes_ratio))],
 ]

@@ -75,7 +75,7 @@ on_pretrain_routine_end = on_pretrain_routine_start  # rank 0 runs the first eve
 def container_threads(trainer_or_validator: Any) -> None:
     """On the CPU, torch's threads are Ultralytics' count of the CPUs this container may use
     (``runtime.cpu_threads``): its ``select_device``, run by the trainer and by the final validation of
-    best.pt, counts the node's cores (under a 1-CPU quota 8 threads made training 2.4x slower)."""
+    best.pt, counts the node's cores (under a 1-CPU quota 8 threads made training 2.68x slower)."""
     if ultra.trainer_device(trainer_or_validator).type == "cpu":
         import torch
 

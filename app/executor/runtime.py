@@ -228,7 +228,7 @@ def usable_cpus() -> int:
 def cpu_threads() -> int:
     """torch's CPU threads for the forward pass: Ultralytics' predictor's count, min(8, CPUs - 1), of the CPUs
     this container may use. Ultralytics counts the node's cores: under a 1-CPU quota its 8 threads ran infer
-    1.17x slower than 1 (``bench/cpu_threads.py``, docs/benchmarks.md, section 1)."""
+    1.15x slower than 1 (``bench/cpu_threads.py``, docs/benchmarks.md, section 1)."""
     return min(ultra.cpu_threads(), max(1, usable_cpus() - 1))
 
 
