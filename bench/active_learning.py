@@ -226,6 +226,19 @@ def cached_seed_model(seed: int, make) -> Path:
     return kept
 
 
+def seed_setup(root: Path, seed: int, gpu: str, data_file: str | None, started: float):
+    """One benchmark seed's data under ``root`` (index lines per split, the pool's scenes by line, the test set)
+    and its seed model with that model's test mAP@0.5 and per-class AP: what every arm starts from."""
+    splits = digits.build(seed, SIZES, data_file)
+    lines = {name: write_split(root, name, scenes) for name, scenes in splits.items() if name != "test"}
+    facts = {line: scene for line, scene in zip(lines["pool"], splits["pool"], strict=True)}
+    test = write_yolo_set(root, splits["test"])
+    seed_model = cached_seed_model(seed, lambda: train(root, lines["seed"], lines["val"], None, SEED_EPOCHS, gpu))
+    seed_map, seed_ap = evaluate(seed_model, test, gpu)
+    print(f"seed {seed}: seed model test mAP@0.5 {seed_map:.3f} ({time.time() - started:.0f} s)", flush=True)
+    return lines, facts, test, seed_model, seed_map, seed_ap
+
+
 def run_seed(seed: int, arms: list[str], gpu: str, data_file: str | None, finetune: list[str], deadline: float,
              save=lambda result: None) -> dict:
     """One benchmark seed: tier 0 for ``arms``, then fine-tuning for those of them in ``finetune``; ``save`` gets
@@ -233,13 +246,7 @@ def run_seed(seed: int, arms: list[str], gpu: str, data_file: str | None, finetu
     started = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        splits = digits.build(seed, SIZES, data_file)
-        lines = {name: write_split(root, name, scenes) for name, scenes in splits.items() if name != "test"}
-        facts = {line: scene for line, scene in zip(lines["pool"], splits["pool"], strict=True)}
-        test = write_yolo_set(root, splits["test"])
-        seed_model = cached_seed_model(seed, lambda: train(root, lines["seed"], lines["val"], None, SEED_EPOCHS, gpu))
-        seed_map, seed_ap = evaluate(seed_model, test, gpu)
-        print(f"seed {seed}: seed model test mAP@0.5 {seed_map:.3f} ({time.time() - started:.0f} s)", flush=True)
+        lines, facts, test, seed_model, seed_map, seed_ap = seed_setup(root, seed, gpu, data_file, started)
         errors = model_errors(root, lines["pool"], seed_model, gpu)
         picks, tier0 = {}, {}
         for arm in arms:
@@ -283,8 +290,9 @@ def composition(picked: list[str], facts: dict, errors: dict[str, int] | None) -
 
 
 def describe(c: dict[str, int]) -> str:
-    return (f"{c['errors']} model errors in {c['with_errors']} images; {c['duplicates']} near-duplicates, "
-            f"{c['empty']} empty, {c['digits']} digits ({c['rare']} rare)")
+    """A top-B's ``composition``; the model's errors where they were computed."""
+    found = f"{c['errors']} model errors in {c['with_errors']} images; " if "errors" in c else ""
+    return f"{found}{c['duplicates']} near-duplicates, {c['empty']} empty, {c['digits']} digits ({c['rare']} rare)"
 
 
 # ---------------------------------------------------------------- several rounds, as YMIR iterates (issue 35)
@@ -318,13 +326,7 @@ def run_rounds(seed: int, arms: list[str], rounds: int, gpu: str, data_file: str
     started = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        splits = digits.build(seed, SIZES, data_file)
-        lines = {name: write_split(root, name, scenes) for name, scenes in splits.items() if name != "test"}
-        facts = {line: scene for line, scene in zip(lines["pool"], splits["pool"], strict=True)}
-        test = write_yolo_set(root, splits["test"])
-        seed_model = cached_seed_model(seed, lambda: train(root, lines["seed"], lines["val"], None, SEED_EPOCHS, gpu))
-        seed_map, seed_ap = evaluate(seed_model, test, gpu)
-        print(f"seed {seed}: seed model test mAP@0.5 {seed_map:.3f} ({time.time() - started:.0f} s)", flush=True)
+        lines, facts, test, seed_model, seed_map, seed_ap = seed_setup(root, seed, gpu, data_file, started)
         result = {"seed": seed, "seed_map": seed_map, "seed_ap": seed_ap, "labelled": len(lines["seed"]),
                   "rounds": {}}
         errors: dict[str, int] = {}
@@ -348,16 +350,11 @@ def run_rounds(seed: int, arms: list[str], rounds: int, gpu: str, data_file: str
                 history.append({"round": r, "labelled": len(labelled), "map50": mAP, "ap50": ap,
                                 "picks": composition(picked, facts, errors or None)})
                 print(f"seed {seed} {arm:10s} round {r}: {len(labelled)} labelled, test mAP@0.5 {mAP:.4f} "
-                      f"({describe_picks(history[-1]['picks'])}; {time.time() - started:.0f} s)", flush=True)
+                      f"({describe(history[-1]['picks'])}; {time.time() - started:.0f} s)", flush=True)
                 result["seconds"] = time.time() - started
                 save(result)
         result["seconds"] = time.time() - started
         return result
-
-
-def describe_picks(c: dict[str, int]) -> str:
-    found = f"{c['errors']} model errors, " if "errors" in c else ""
-    return f"{found}{c['duplicates']} near-duplicates, {c['empty']} empty, {c['digits']} digits ({c['rare']} rare)"
 
 
 def curves(results: list[dict]) -> tuple[list[int], dict[str, list[list[float]]]]:

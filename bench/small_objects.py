@@ -287,10 +287,11 @@ def main() -> None:
             return {**found, "infer_seconds_per_image": seconds}
 
         trained = (("a", 0, epochs), ("a+", 0, plus_epochs)) if args.arms in ("all", "whole") else ()
-        if args.arms in ("all", "sliced") and not args.score_only:
-            trained += (("b", img_size, args.sliced_epochs or epochs),)
-        elif args.score_only:
-            results["b"] = {**score("b", models / "model-b.pt", img_size), "trained_earlier": True}
+        if args.arms in ("all", "sliced"):
+            if args.score_only:
+                results["b"] = {**score("b", models / "model-b.pt", img_size), "trained_earlier": True}
+            else:
+                trained += (("b", img_size, args.sliced_epochs or epochs),)
         for arm, slice_size, arm_epochs in trained:
             began = time.perf_counter()
             run_tasks(root, ["training"], {**recipe, "epochs": arm_epochs, "slice_size": slice_size, "slice_overlap": overlap})

@@ -336,8 +336,12 @@ def convert_split(
             (label_dir / f"{name}.txt").write_text("\n".join(lines) + ("\n" if lines else ""), encoding="utf-8")
             boxes += len(lines)
             tiled = slices is not None and (width > slices.size or height > slices.size)
-            listed = [str(link)] if not tiled else [str(link)] * whole_views(width, height, slices) if split == "train" \
-                else [str(link)] if slices.whole_image else []
+            if not tiled:
+                listed = [str(link)]
+            elif split == "train":
+                listed = [str(link)] * whole_views(width, height, slices)
+            else:
+                listed = [str(link)] if slices.whole_image else []
             if slices is not None and split == "val":
                 truth.append((os.path.abspath(image), [[float(v) for v in box] for box in clipped]))
             take(tiler.add(listed, (image, clipped, name, image_dir, label_dir) if tiled else None))

@@ -88,7 +88,7 @@ class Engine:
                  decode_on_device: bool = False, slices: slicing.SliceSettings | None = None) -> None:
         first = device.split(",")[0]
         self.device = torch.device("cpu" if first == "cpu" else f"cuda:{first}")
-        self.slices = slicing.SliceSettings.active(slices)  # tiles per image (``slicing``)
+        slices = slicing.SliceSettings.active(slices)
         if self.device.type == "cuda":
             # The current device of this process (a scan shard): otherwise its CUDA context and its DataLoader's
             # pin-memory thread land on GPU 0, whichever GPU the shard computes on.
@@ -107,8 +107,8 @@ class Engine:
             # Importing ultralytics sets OMP_NUM_THREADS=1 before torch starts; its own predictor raises the
             # count again in select_device. This engine bypasses that, so it sets the count itself.
             torch.set_num_threads(runtime.cpu_threads())
-        self.inputs = InputSpec(img_size, ultra.model_stride(self.model), self.device, self.slices,
-                                decode_on_device and self.slices is None)
+        self.inputs = InputSpec(img_size, ultra.model_stride(self.model), self.device, slices,
+                                decode_on_device and slices is None)
         self.end2end = ultra.model_end2end(self.model)
         model_names = ultra.model_names(self.model)
         missing = [n for n in names if n not in model_names]
@@ -123,6 +123,11 @@ class Engine:
         stats = ClassStats.from_checkpoint(checkpoint)
         self.class_stats = stats if stats is not None and stats.names == model_names else None  # model class order
         LOG.info("model %s on %s (%s)", weights_path.name, self.device, "float16" if self.half else "float32")
+
+    @property
+    def slices(self) -> slicing.SliceSettings | None:
+        """Tiles per image (``slicing``), None when off: the inputs' setting."""
+        return self.inputs.slices
 
     def batches(self, paths: Sequence[str], batch_size: int, workers: int, by_pipe: bool = False
                 ) -> Iterator[tuple[torch.Tensor | None, list[Meta], list[Meta]]]:
