@@ -451,6 +451,13 @@ def report_rounds(results: list[dict], default: str = "ppal", png: str | None = 
         summary["oracle_headroom_in_floors"] = [h / max(f, 1e-9) for h, f in zip(headroom, floors, strict=True)]
         print("oracle over the random mean, in noise floors, per round: "
               + ", ".join(f"{h:.1f}x" for h in summary["oracle_headroom_in_floors"]))
+        if default in per_arm:  # the plan's fading rule: a round's share of the oracle's gain below half round 1's
+            gain = [d - b for d, b in zip(mean_curve(per_arm[default]), mean_curve(rand), strict=True)][1:]
+            shares = [g / h if h > 0 else float("nan") for g, h in zip(gain, headroom, strict=True)]
+            summary["default_share_of_oracle"] = shares
+            summary["default_fades"] = any(s < shares[0] / 2 for s in shares[1:])
+            print(f"{default}'s gain as a share of the oracle's, per round: " + ", ".join(f"{s:.2f}" for s in shares)
+                  + (" (fades)" if summary["default_fades"] else " (does not fade)"))
     for arm, found in summary["arms"].items():
         if arm == "random":
             continue

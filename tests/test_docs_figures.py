@@ -124,21 +124,62 @@ def test_every_saved_raw_result_is_cited_and_names_its_machine_and_commit():
             assert path.name in docs, f"no doc cites bench/results/{path.name}"
 
 
-def test_the_rounds_pilot_figures_are_those_of_its_raw_results():
-    """The label savings and the control of the active-learning rounds pilot, recomputed from its two JSONs."""
+def rounds_summary(names: list[str]) -> dict:
+    """``report_rounds`` (bench/active_learning.py) over the seeds of these raw results."""
     import sys
 
     sys.path.insert(0, str(ROOT / "bench"))
     from active_learning import report_rounds
 
-    results = [r for s in (400, 401) for r in load(f"rounds-pilot-{s}.json")["results"]]
-    summary = report_rounds(results)
-    bench, readme = (ROOT / "docs/benchmarks.md").read_text(), (ROOT / "README.md").read_text()
-    saved = f"{summary['arms']['ppal']['label_savings']:.0%}".replace("%", " %")
-    assert f"**{saved}** fewer mined labels" in bench and f"{saved} fewer mined labels" in readme
+    return report_rounds([r for name in names for r in load(name)["results"]])
+
+
+def percent(share: float) -> str:
+    return f"{share:.0%}".replace("%", " %")
+
+
+def test_the_rounds_pilot_figures_are_those_of_its_raw_results():
+    """The label savings and the control of the active-learning rounds pilot, recomputed from its two JSONs."""
+    summary = rounds_summary([f"rounds-pilot-{s}.json" for s in (400, 401)])
+    bench = (ROOT / "docs/benchmarks.md").read_text()
+    saved = percent(summary["arms"]["ppal"]["label_savings"])
+    assert f"**{saved}** fewer mined labels" in bench
     assert f"{summary['arms']['diversity']['label_savings']:.0%}".replace("%", " %") in bench
     floors = summary["floors"]
     oracle = statistics.mean(summary["arms"]["oracle"]["mean"][1:]) - statistics.mean(summary["arms"]["random"]["mean"][1:])
     assert f"**{oracle / statistics.mean(floors):.1f}x**" in bench and f"+{oracle:.4f}" in bench
     assert all(not a["below_random_in_rounds"] for a in summary["arms"].values())
     assert "rounds-pilot-400.json" in bench and "active-learning-rounds-pilot.png" in bench
+
+
+ROUNDS_FULL = ["rounds-pilot-400.json", "rounds-pilot-401.json", "rounds-full-402-403.json", "rounds-full-404-405.json"]
+
+
+def test_the_rounds_full_run_figures_are_those_of_its_raw_results():
+    """Issue 35's full run (seeds 400-405): the README's label savings of the default with its bootstrap interval,
+    the arms it names as below random, the oracle's control and the budget curve, recomputed from the JSONs."""
+    summary = rounds_summary(ROUNDS_FULL)
+    bench, readme = (ROOT / "docs/benchmarks.md").read_text(), (ROOT / "README.md").read_text()
+    assert len(summary["arms"]["ppal"]["per_seed"]) == 6 and summary["counts"] == [50, 150, 250, 350, 450]
+    for arm in ("ppal", "diversity", "oracle"):
+        found = summary["arms"][arm]
+        low, high = (percent(v) for v in found["savings_interval_90"])
+        saved = percent(found["label_savings"])
+        assert f"**{saved}** fewer mined labels (90 % bootstrap over seeds: {low} to {high})" in bench, arm
+    ppal = summary["arms"]["ppal"]
+    low, high = (percent(v) for v in ppal["savings_interval_90"])
+    assert f"{percent(ppal['label_savings'])} fewer mined labels (90 % interval over seeds: {low} to {high})" in readme
+    below = [arm for arm, found in summary["arms"].items() if found["below_random_in_rounds"]]
+    for arm in below:
+        assert f"`{arm}` falls below random" in readme, arm
+    if not below:
+        assert "no arm below random in any round" in readme
+    shares = ", ".join(f"{s:.2f}" for s in summary["default_share_of_oracle"][:-1]) + " and "
+    shares += f"{summary['default_share_of_oracle'][-1]:.2f} of the oracle's"
+    assert shares in bench and summary["default_fades"] == ("lead does not\nfade" not in readme), shares
+    floors = summary["floors"]
+    oracle = statistics.mean(summary["arms"]["oracle"]["mean"][1:]) - statistics.mean(summary["arms"]["random"]["mean"][1:])
+    assert f"**{oracle / statistics.mean(floors):.1f}x**" in bench and f"+{oracle:.4f}" in bench
+    for name in ROUNDS_FULL[2:]:
+        assert name in bench and load(name)["commit"] in bench
+    assert "active-learning-rounds.png" in bench and (ROOT / "docs/active-learning-rounds.png").exists()
