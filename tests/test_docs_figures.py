@@ -54,6 +54,13 @@ def memory(data: dict) -> list[str]:
     return [f"{min(ends):.2f}x-{max(ends):.2f}x", f"{min(peaks):.2f}x-{max(peaks):.2f}x"]
 
 
+def memory_runs(data: dict) -> list[str]:
+    """Each run's end-of-run growth, named as the docs name it ("`ppal` 1.00x", "infer 1.01x")."""
+    names = {"infer": "infer", "mining (entropy)": "`entropy`", "mining (diversity)": "`diversity`",
+             "mining (ppal)": "`ppal`", "mining + infer (aldd)": "`aldd` mining + infer"}
+    return [f"{names[row['run']]} {row['end'][1] / row['end'][0]:.2f}x" for row in data["rss_mb"]]
+
+
 def memory_large(data: dict) -> list[str]:
     rows = data["pss_mb"]
     return [" / ".join(f"{row['sliced_main']:.0f}" for row in rows) + " MB",
@@ -95,6 +102,7 @@ FIGURES = [
     ("docs/benchmarks.md", "mining-cost-photos-96-320px-cpu.json", mining_cost),
     ("docs/benchmarks.md", "conversion-100000.json", conversion),
     ("docs/benchmarks.md", "memory-200.json", memory),
+    ("docs/benchmarks.md", "memory-2000.json", lambda data: memory(data) + memory_runs(data)),
     ("docs/benchmarks.md", "memory-large.json", memory_large),
     ("docs/benchmarks.md", "small-objects-speed-full.json", sliced_speed),
     ("docs/benchmarks.md", "cpu-threads-infer.json", cpu_threads),
