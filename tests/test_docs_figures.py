@@ -100,6 +100,7 @@ FIGURES = [
     ("README.md", "infer-throughput-photos-96-320px-cpu.json", infer_photos_readme),
     ("docs/benchmarks.md", "training-overhead-128px-3ep-cpu.json", training),
     ("docs/benchmarks.md", "mining-cost-photos-96-320px-cpu.json", mining_cost),
+    ("docs/benchmarks.md", "mining-cost-photos-96-640px-cpu.json", mining_cost),
     ("docs/benchmarks.md", "conversion-100000.json", conversion),
     ("docs/benchmarks.md", "memory-200.json", memory),
     ("docs/benchmarks.md", "memory-2000.json", lambda data: memory(data) + memory_runs(data)),
