@@ -19,6 +19,11 @@ def load(name: str) -> dict:
     return json.loads((RESULTS / name).read_text())
 
 
+def read_doc(doc: str) -> str:
+    """A doc as it reads: its lines joined, so that a figure matches wherever the doc's lines wrap."""
+    return " ".join((ROOT / doc).read_text().split())
+
+
 def infer_small(data: dict) -> list[str]:
     rounds = data["speedup_vs_plain_per_round"]["A executor infer task"]
     return [f"{statistics.median(rounds):.2f}x", f"{data['speedup_vs_plain_best']['A executor infer task']:.2f}x",
@@ -116,7 +121,7 @@ FIGURES = [
 
 @pytest.mark.parametrize(("doc", "name", "figures"), FIGURES, ids=[f[1] for f in FIGURES])
 def test_the_docs_quote_the_raw_results(doc, name, figures):
-    text = (ROOT / doc).read_text()
+    text = read_doc(doc)
     data = load(name)
     assert name in text, f"{doc} does not cite bench/results/{name}"
     for figure in figures(data):
@@ -125,7 +130,7 @@ def test_the_docs_quote_the_raw_results(doc, name, figures):
 
 
 def test_every_saved_raw_result_is_cited_and_names_its_machine_and_commit():
-    docs = "".join((ROOT / doc).read_text() for doc in DOCS)
+    docs = " ".join(read_doc(doc) for doc in DOCS)
     for path in sorted(RESULTS.glob("*.json")):
         data = json.loads(path.read_text())  # every raw result parses
         if isinstance(data, dict) and "benchmark" in data:  # written by common.save_result
@@ -150,7 +155,7 @@ def percent(share: float) -> str:
 def test_the_rounds_pilot_figures_are_those_of_its_raw_results():
     """The label savings and the control of the active-learning rounds pilot, recomputed from its two JSONs."""
     summary = rounds_summary([f"rounds-pilot-{s}.json" for s in (400, 401)])
-    bench = (ROOT / "docs/benchmarks.md").read_text()
+    bench = read_doc("docs/benchmarks.md")
     saved = percent(summary["arms"]["ppal"]["label_savings"])
     assert f"**{saved}** fewer mined labels" in bench
     assert f"{summary['arms']['diversity']['label_savings']:.0%}".replace("%", " %") in bench
@@ -168,8 +173,7 @@ def test_the_rounds_full_run_figures_are_those_of_its_raw_results():
     """Issue 35's full run (seeds 400-405): the README's label savings of the default with its bootstrap interval,
     the arms it names as below random, the oracle's control and the budget curve, recomputed from the JSONs."""
     summary = rounds_summary(ROUNDS_FULL)
-    bench = (ROOT / "docs/benchmarks.md").read_text()
-    readme = " ".join((ROOT / "README.md").read_text().split())  # as it reads, wherever its lines wrap
+    bench, readme = read_doc("docs/benchmarks.md"), read_doc("README.md")
     assert len(summary["arms"]["ppal"]["per_seed"]) == 6 and summary["counts"] == [50, 150, 250, 350, 450]
     for arm in ("ppal", "diversity", "oracle"):
         found = summary["arms"][arm]
