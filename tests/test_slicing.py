@@ -122,16 +122,23 @@ def det(x1, y1, x2, y2, score, cls=0.0):
     return [x1, y1, x2, y2, score, cls]
 
 
+_METAS: dict[tuple, list] = {}  # per image size and slicing: the engine's Meta of each window
+
+
 def merged(tmp_path: Path, width: int, height: int, slices: slicing.SliceSettings, boxes: dict, max_det: int = 300,
-           iou: float = 0.45) -> torch.Tensor:
+           iou: float = 0.45, img_size: int | None = None) -> torch.Tensor:
     """An image's boxes merged exactly as infer, mining's infer and the stage evaluation merge them: each window's
     boxes (``boxes[window]``, image pixels) into ``slicing.ImageBoxes`` with the ``Meta`` the engine makes for that
-    window (``tile_inputs`` of a real image of that size)."""
-    path = tmp_path / f"{width}x{height}.png"
-    Image.new("RGB", (width, height)).save(path)
-    metas = [meta for _, meta in tile_inputs(0, str(path), 32, slices)]
+    window (``tile_inputs`` of a real image of that size). ``img_size`` is the model's input (the tile size unless
+    given, as the templates have it)."""
+    key = (width, height, slices.size, slices.overlap, slices.whole_image)
+    if key not in _METAS:  # a 12000x8000 image takes seconds to write and cut
+        path = tmp_path / f"{width}x{height}.png"
+        Image.new("RGB", (width, height)).save(path)
+        _METAS[key] = [meta for _, meta in tile_inputs(0, str(path), 32, slices)]
+    metas = _METAS[key]
     assert set(boxes) <= {meta.window for meta in metas}, "boxes for a window the image does not have"
-    collector, out = slicing.ImageBoxes(max_det, iou, slices), None
+    collector, out = slicing.ImageBoxes(max_det, iou, slices, img_size or slices.size), None
     for meta in metas:
         out = collector.add(torch.tensor(boxes.get(meta.window, []), dtype=torch.float32).reshape(-1, 6), meta)
     assert out is not None and not collector.parts.waiting
@@ -184,6 +191,50 @@ def test_beside_the_whole_image_a_tile_answers_for_objects_no_larger_than_the_ov
              whole: [det(500, 200, 600, 300, 0.5)]}
     assert rounded(merged(tmp_path, 720, 400, settings(400), boxes)) == [[10, 10, 60, 60, 0.8, 0], [500, 200, 600, 300, 0.5, 0]]
     assert len(merged(tmp_path, 720, 400, settings(400, whole=False), {tile: boxes[tile]})) == 3
+
+
+def test_on_a_12000x8000_photo_a_mid_size_object_a_tile_saw_whole_keeps_its_box(tmp_path):
+    """Issue 42's example: 12000x8000 at img_size 640, 640 px tiles. The whole-image pass shrinks the photo 18.75x:
+    a 200 px object is 11 px there, and it finds nothing. A tile saw the object whole: its box is the answer
+    (the overlap, 128 px, was the tiles' limit at every image size before)."""
+    slices = settings(640)
+    assert slicing.whole_pass_min(12000, 8000, 640) == 600 == slicing.answer_limit(slices, 12000, 8000, 640)
+    tile = slicing.windows(12000, 8000, 640, 0.2)[40]
+    x, y = tile[0] + 100, tile[1] + 100
+    boxes = {tile: [det(x, y, x + 200, y + 150, 0.8)]}
+    assert rounded(merged(tmp_path, 12000, 8000, slices, boxes)) == [[x, y, x + 200, y + 150, 0.8, 0]]
+    # a 620 px box no tile edge cut is above the limit: the whole pass's (33 px there), which found a 900 px object
+    big = [det(tile[0] + 10, tile[1] + 10, tile[0] + 630, tile[1] + 600, 0.9)]
+    whole = [det(tile[0] - 100, tile[1] - 100, tile[0] + 800, tile[1] + 700, 0.6)]
+    out = merged(tmp_path, 12000, 8000, slices, {tile: big, (0, 0, 12000, 8000): whole})
+    assert rounded(out) == [[tile[0] - 100, tile[1] - 100, tile[0] + 800, tile[1] + 700, 0.6, 0]]
+
+
+def test_on_a_12000x8000_photo_a_mid_size_object_every_tile_cut_is_joined_across_the_seam(tmp_path):
+    """A 500 px object on a seam: no tile sees it whole, the whole-image pass (27 px there) misses it. Its two
+    pieces join into one box with the whole-image pass on, as they do without it; a lone piece of the wrong
+    class, whose far side no tile saw, is left out."""
+    tiles = slicing.windows(12000, 8000, 640, 0.2)
+    left, right = tiles[0], tiles[1]  # columns from 0 and from 512: the seam band is x 512-640
+    assert (left[0], right[0]) == (0, 512)
+    pieces = {left: [det(300, 100, 640, 400, 0.7), det(500, 450, 640, 600, 0.6, 1.0)],
+              right: [det(512, 102, 800, 398, 0.8)]}
+    for whole in (True, False):
+        out = rounded(merged(tmp_path, 12000, 8000, settings(640, whole=whole), pieces))
+        expected = [[300, 102, 800, 398, 0.8, 0]] + ([] if whole else [[500, 450, 640, 600, 0.6, 1]])
+        assert out == expected, whole
+
+
+@pytest.mark.parametrize("width, height", [(1000, 1000), (4000, 3000), (12000, 8000), (16000, 12000)])
+def test_every_object_size_is_some_passs_to_answer(width, height):
+    """From 1 to 200 MP at 640: the tiles answer up to ``answer_limit``, which is never below the overlap (every
+    smaller object is whole in some tile) and never below what the whole-image pass cannot see, so the two
+    ranges meet with no gap."""
+    slices = settings(640)
+    limit = slicing.answer_limit(slices, width, height, 640)
+    assert limit >= slicing.tile_limit(slices) == 128
+    assert limit >= slicing.whole_pass_min(width, height, 640)
+    assert limit * 640 / max(width, height) >= slicing.WHOLE_MIN, "the whole pass sees the smallest object above it"
 
 
 def test_a_box_cut_by_a_tile_edge_is_merged_back_into_one(tmp_path):
@@ -329,16 +380,21 @@ def test_conversion_with_slicing_writes_tiles_beside_the_whole_images(sample_roo
 
     root = tmp_path / "yolo"
     data = dataset.convert(str(sample_root / "in" / "train-index.tsv"), str(sample_root / "in" / "val-index.tsv"), root,
-                           "ark:raw", NAMES, settings(64, 0.25))
+                           "ark:raw", NAMES, settings(64, 0.25), img_size=48)
     assert data.endswith("data.yaml")
     listed = (root / "train.txt").read_text().split()
     tiles = [p for p in listed if "_tile" in p]
     wholes = [p for p in listed if "_tile" not in p]
     assert len(set(wholes)) == len((sample_root / "in" / "train-index.tsv").read_text().split("\n")) - 1
+    assert all("/images/train-whole/" in p for p in wholes), "a tiled image's whole view is its copy, not its link"
     for whole in set(wholes):  # listed once per WHOLE_EVERY of its windows: 4 to 9 here, so once or twice
-        width, height = Image.open(whole).size
+        original = root / "images" / "train" / Path(whole).name
+        width, height = Image.open(original).size
         views = round(len(slicing.windows(width, height, 64, 0.25)) / dataset.WHOLE_EVERY)
         assert wholes.count(whole) == dataset.whole_views(width, height, settings(64, 0.25)) == max(1, views)
+        assert max(Image.open(whole).size) == 48, "shrunk to img_size, once, at conversion"
+        label = Path(whole.replace("/images/", "/labels/")).with_suffix(".txt").read_text()
+        assert label == (root / "labels" / "train" / original.name).with_suffix(".txt").read_text()
     assert {wholes.count(w) for w in wholes} == {1, 2}, "the sample has images of 4 and of 9 windows"
     assert tiles, "the sample's images (96-160 px) are larger than 64 px tiles"
     for tile in tiles:
@@ -359,7 +415,7 @@ def test_conversion_without_the_whole_image_trains_on_tiles_only(sample_root, tm
 
     root = tmp_path / "yolo"
     dataset.convert(str(sample_root / "in" / "train-index.tsv"), str(sample_root / "in" / "val-index.tsv"), root,
-                    "ark:raw", NAMES, settings(64, 0.25, whole=False))
+                    "ark:raw", NAMES, settings(64, 0.25, whole=False), img_size=64)
     listed = (root / "train.txt").read_text().split()
     assert listed and all("/images/train-tiles/" in p for p in listed), "every sample image is larger than a tile"
 
@@ -382,14 +438,15 @@ def test_tiles_never_take_an_assets_name_and_nothing_is_written_to_in(tmp_path):
     before = snapshot(inside)
     for _ in range(2):
         root = tmp_path / "out" / "yolo"
-        dataset.convert(str(index), str(index), root, "ark:raw", NAMES, settings(128, 0.25))
+        dataset.convert(str(index), str(index), root, "ark:raw", NAMES, settings(128, 0.25), img_size=128)
         assert snapshot(inside) == before
         link = root / "images" / "train" / "x_tile0.jpg"
         assert link.is_symlink() and link.resolve() == (inside / "x_tile0.jpg").resolve()
         tile = root / "images" / "train-tiles" / "x_tile0.jpg"
         assert not tile.is_symlink() and Image.open(tile).size == (128, 128)
         listed = (root / "train.txt").read_text().split()
-        assert str(link) in listed and str(tile) in listed
+        copy = root / "images" / "train-whole" / "x_tile0.jpg"
+        assert str(copy) in listed and str(tile) in listed and not copy.is_symlink()
         assert (root / "labels" / "train" / "x_tile0.txt").read_text() != (root / "labels" / "train-tiles" / "x_tile0.txt").read_text()
 
 
@@ -405,12 +462,44 @@ def test_conversion_reports_its_progress_and_its_list_does_not_depend_on_threads
         root = tmp_path / f"yolo-{threads}"
         with caplog.at_level(logging.INFO, logger="executor"):
             dataset.convert(str(sample_root / "in" / "train-index.tsv"), str(sample_root / "in" / "val-index.tsv"), root,
-                            "ark:raw", NAMES, settings(64, 0.25), progress=seen.append)
+                            "ark:raw", NAMES, settings(64, 0.25), progress=seen.append, img_size=64)
         assert seen == sorted(seen) and seen[-1] == 1.0 and len(seen) == 32 + 12, "one step per image, train and val"
         lists.append([Path(p).relative_to(root).as_posix() for p in (root / "train.txt").read_text().split()])
     assert lists[0] == lists[1]
     conversion = [r.getMessage() for r in caplog.records if r.getMessage().startswith("dataset conversion:")]
     assert len(conversion) == 2 * 10 and conversion[-1].startswith("dataset conversion: 44 of 44 images")
+
+
+@pytest.mark.parametrize("budget, most", [(1, 1), (100 * 3 * 160 * 160, 4)])
+def test_conversion_holds_at_most_its_budget_of_decoded_images(sample_root, tmp_path, monkeypatch, budget, most):
+    """Conversion's threads (4 here) cut as many images at once as ``DECODED_BUDGET`` holds decoded: with room
+    for none, one at a time (an image larger than the budget goes alone); with room for many, one per thread."""
+    import threading
+    import time
+
+    from executor import dataset, runtime
+
+    monkeypatch.setattr(runtime, "usable_cpus", lambda: 4)
+    monkeypatch.setattr(dataset, "DECODED_BUDGET", budget)  # the sample's images: up to 160 px
+    busy, seen, lock = [0], [], threading.Lock()
+    real = dataset.write_tiles
+
+    def counting(*args, **kwargs):
+        with lock:
+            busy[0] += 1
+            seen.append(busy[0])
+        time.sleep(0.02)  # long enough for the other threads to start, if they may
+        try:
+            return real(*args, **kwargs)
+        finally:
+            with lock:
+                busy[0] -= 1
+
+    monkeypatch.setattr(dataset, "write_tiles", counting)
+    root = tmp_path / "yolo"
+    dataset.convert(str(sample_root / "in" / "train-index.tsv"), str(sample_root / "in" / "val-index.tsv"), root,
+                    "ark:raw", NAMES, settings(64, 0.25), img_size=64)
+    assert max(seen) == most and len(seen) == 32 + 12
 
 
 def test_whole_image_map_scores_predictions_as_ultralytics_does():
@@ -484,7 +573,7 @@ def test_the_whole_image_map_of_a_real_model_on_its_own_boxes_is_one(trained, tm
     best = next(p for p in model_files(trained) if p.endswith("best.pt"))
     slices = settings(128, 0.25)
     engine = Engine(Path(best), "cpu", 64, False, NAMES, slices=slices)
-    merged, own = slicing_.ImageBoxes(evaluate.MAX_DET, evaluate.IOU, slices), {}
+    merged, own = slicing_.ImageBoxes(evaluate.MAX_DET, evaluate.IOU, slices, 64), {}
     for inputs, metas, _ in engine.batches(mosaics, 4, 0):
         batch = engine.forward(engine.prepare(inputs), metas)
         for det, meta in zip(engine.image_detections(batch, evaluate.CONF, evaluate.IOU, evaluate.MAX_DET), metas, strict=True):

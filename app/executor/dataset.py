@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import random
+import threading
 import xml.etree.ElementTree as ET
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
@@ -40,6 +41,9 @@ Box = tuple[int, float, float, float, float]  # class id, x1, y1, x2, y2 in pixe
 MIN_VISIBLE = 0.3  # a box a tile cuts stays in the tile's labels when this share of its area is inside
 NEGATIVE_SHARE = 0.2  # tiles without a box kept per tile with one (at least one per image that has any)
 WHOLE_EVERY = 4  # sliced training lists a tiled image whole once per this many of its windows
+# Decoded images conversion's threads hold at once (``Tiler``): 1.5 GB, so converting stays within about 2 GB
+# of its baseline at any thread count (docs/tasks.md, measured)
+DECODED_BUDGET = 1536 * 2**20
 VAL_TRUTH = "val-whole-images.json"  # with slicing: validation images and their boxes, for ``evaluate``
 
 
@@ -161,6 +165,12 @@ def whole_views(width: int, height: int, slices: slicing.SliceSettings) -> int:
     return max(1, round(len(slicing.windows(width, height, slices.size, slices.overlap)) / WHOLE_EVERY))
 
 
+def whole_dirs(image_dir: Path, label_dir: Path) -> tuple[Path, Path]:
+    """Where a split's whole views of tiled images go (``whole_copy``): ``train-whole`` beside ``train``, as
+    ``tile_dirs``."""
+    return image_dir.with_name(f"{image_dir.name}-whole"), label_dir.with_name(f"{label_dir.name}-whole")
+
+
 def tile_dirs(image_dir: Path, label_dir: Path) -> tuple[Path, Path]:
     """Where a split's tiles and their labels go: folders of their own beside the split's (``train-tiles``), so a
     tile's name can never be an asset's (an asset named ``x_tile0.jpg`` has its link in the split's folder), and
@@ -169,12 +179,14 @@ def tile_dirs(image_dir: Path, label_dir: Path) -> tuple[Path, Path]:
     return image_dir.with_name(f"{image_dir.name}-tiles"), label_dir.with_name(f"{label_dir.name}-tiles")
 
 
-def write_tiles(image_path: str, boxes: list[Box], name: str, image_dir: Path, label_dir: Path,
-                slices: slicing.SliceSettings, stats: Counter) -> list[str]:
-    """An image's tiles as files of their own with their labels (``tile_labels``), in ``tile_dirs``: every tile
-    holding a box, and ``NEGATIVE_SHARE`` as many without (at least one when there are any), drawn from the
-    image's name. Decoded once, as infer decodes it (EXIF orientation applied); tiles saved as JPEG quality 95.
-    Runs in conversion's threads (OpenCV decodes and encodes without the GIL): ``stats`` is the caller's to add."""
+def write_tiles(image_path: str, boxes: list[Box], name: str, image_dir: Path, label_dir: Path, views: int,
+                slices: slicing.SliceSettings, img_size: int, stats: Counter) -> list[str]:
+    """An image's list entries: its whole view ``views`` times, then its tiles. The tiles are files of their own
+    with their labels (``tile_labels``), in ``tile_dirs``: every tile holding a box, and ``NEGATIVE_SHARE`` as many
+    without (at least one when there are any), drawn from the image's name. The whole view is one copy shrunk to
+    ``img_size`` (``whole_copy``). Decoded once, as infer decodes it (EXIF orientation applied); files saved as JPEG
+    quality 95. Runs in conversion's threads (OpenCV decodes and encodes without the GIL): ``stats`` is the
+    caller's to add."""
     from executor.inputs import read_image
 
     image, _ = read_image(image_path)
@@ -182,6 +194,7 @@ def write_tiles(image_path: str, boxes: list[Box], name: str, image_dir: Path, l
         stats["images whose tiles could not be cut (undecodable)"] += 1
         return []
     height, width = image.shape[:2]
+    wholes = [whole_copy(image, boxes, name, image_dir, label_dir, img_size)] * views if views else []
     positives, negatives = [], []
     for k, window in enumerate(slicing.windows(width, height, slices.size, slices.overlap)):
         labels, cut = tile_labels(boxes, window)
@@ -201,26 +214,53 @@ def write_tiles(image_path: str, boxes: list[Box], name: str, image_dir: Path, l
         (tile_label_dir / f"{name}_tile{k}.txt").write_text("\n".join(lines) + ("\n" if lines else ""), encoding="utf-8")
         out.append(str(tile))
     stats["tiles"] += len(out)
-    return out
+    return wholes + out
+
+
+def whole_copy(image, boxes: list[Box], name: str, image_dir: Path, label_dir: Path, img_size: int) -> str:  # noqa: ANN001 - HxWx3
+    """A tiled image's whole view for training, written once: shrunk so its longer side is ``img_size`` (what
+    Ultralytics' loader resizes it to), with the image's labels, in ``whole_dirs``. Listed ``whole_views`` times,
+    it is decoded at that size, not at the photo's: the full file, listed itself, was decoded once per entry
+    (48 full decodes of a 48 MP photo per epoch)."""
+    height, width = image.shape[:2]
+    scale = min(1.0, img_size / max(width, height))
+    small = cv2.resize(image, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA)
+    copy_dir, copy_label_dir = whole_dirs(image_dir, label_dir)
+    copy = copy_dir / f"{name}.jpg"
+    copy.unlink(missing_ok=True)
+    if not cv2.imwrite(str(copy), small, [cv2.IMWRITE_JPEG_QUALITY, 95]):
+        raise OSError(f"cannot write {copy}")
+    lines = to_lines(boxes, width, height)
+    (copy_label_dir / f"{name}.txt").write_text("\n".join(lines) + ("\n" if lines else ""), encoding="utf-8")
+    return str(copy)
 
 
 class Tiler:
-    """Cuts the tiles of a split's images in threads, at most ``2 x threads`` images in flight, and gives each
-    image's list entries (its link, when listed whole, then its tiles) back in the order the images came, so
-    the training list does not depend on thread timing."""
+    """Cuts the tiles of a split's images in threads, at most ``2 x threads`` images in flight and their decoded
+    pixels within ``DECODED_BUDGET`` (one image alone may exceed it), and gives each image's list entries (its
+    link, when listed whole, then its tiles) back in the order the images came, so the training list does not
+    depend on thread timing. The budget, not the thread count, bounds memory: a thread holds its image decoded,
+    0.3-0.6 GB for the 100-200 MP photos conversion accepts, 10-20 GB with a thread per CPU of a 32-CPU node."""
 
-    def __init__(self, slices: slicing.SliceSettings | None, threads: int) -> None:
-        self.slices, self.threads = slices, max(1, threads)
+    def __init__(self, slices: slicing.SliceSettings | None, threads: int, img_size: int) -> None:
+        self.slices, self.threads, self.img_size = slices, max(1, threads), img_size
         self.pool = ThreadPoolExecutor(self.threads) if slices is not None else None
         self.pending: deque[tuple[list[str], Future | None]] = deque()
+        self.decoded, self.room = 0, threading.Condition()  # bytes of the images being cut, and its guard
 
-    def add(self, listed: list[str], tiles: tuple | None = None) -> list[tuple[list[str], Counter]]:
+    def add(self, listed: list[str], tiles: tuple | None = None, pixels: int = 0) -> list[tuple[list[str], Counter]]:
         """Queue one image: ``listed`` (its link or nothing) and, with ``tiles`` (``write_tiles``' arguments before
-        ``slices``), its tiles to cut; returns the entries and counts of the images done meanwhile, in order."""
+        ``slices``), its tiles to cut from its ``pixels`` decoded; returns the entries and counts of the images done
+        meanwhile, in order. Waits while the images being cut hold ``DECODED_BUDGET``."""
         future = None
         if tiles is not None:
             assert self.pool is not None
+            need = 3 * pixels  # BGR uint8, as read_image decodes it
+            with self.room:
+                self.room.wait_for(lambda: self.decoded == 0 or self.decoded + need <= DECODED_BUDGET)
+                self.decoded += need
             future = self.pool.submit(self._one, *tiles)
+            future.add_done_callback(lambda _, need=need: self._release(need))
         self.pending.append((listed, future))
         done = []
         while self.pending and (len(self.pending) > 2 * self.threads or self.pending[0][1] is None
@@ -228,9 +268,15 @@ class Tiler:
             done.append(self._take(*self.pending.popleft()))
         return done
 
-    def _one(self, image: str, boxes: list[Box], name: str, image_dir: Path, label_dir: Path) -> tuple[list[str], Counter]:
+    def _release(self, need: int) -> None:
+        with self.room:
+            self.decoded -= need
+            self.room.notify_all()
+
+    def _one(self, image: str, boxes: list[Box], name: str, image_dir: Path, label_dir: Path, views: int
+             ) -> tuple[list[str], Counter]:
         counts: Counter = Counter()  # a Counter of its own: threads do not share the caller's
-        return write_tiles(image, boxes, name, image_dir, label_dir, self.slices, counts), counts
+        return write_tiles(image, boxes, name, image_dir, label_dir, views, self.slices, self.img_size, counts), counts
 
     @staticmethod
     def _take(listed: list[str], future: Future | None) -> tuple[list[str], Counter]:
@@ -278,20 +324,21 @@ class Progress:
 
 def convert_split(
     index_file: str, split: str, root: Path, fmt: str, class_names: Sequence[str], stats: Counter,
-    slices: slicing.SliceSettings | None = None, progress: Progress | None = None,
+    slices: slicing.SliceSettings | None = None, progress: Progress | None = None, img_size: int = 0,
 ) -> SplitResult:
     """Convert one index file; streams line by line, holding only the image list. With ``slices`` (on; ``convert``
-    passes None when off), each image larger than one tile also brings its tiles (``write_tiles``, in threads),
-    and is listed whole only with ``slices.whole_image``."""
+    passes None when off), each image larger than one tile brings its tiles and, with ``slices.whole_image``, a
+    copy at ``img_size`` as its whole view (``write_tiles``, in threads), instead of its link."""
     image_dir, label_dir = root / "images" / split, root / "labels" / split
-    for folder in (image_dir, label_dir, *(tile_dirs(image_dir, label_dir) if slices is not None else ())):
+    extra = (*tile_dirs(image_dir, label_dir), *whole_dirs(image_dir, label_dir)) if slices is not None else ()
+    for folder in (image_dir, label_dir, *extra):
         folder.mkdir(parents=True, exist_ok=True)
     progress = progress or Progress(0, None, False)
     class_index = {name: i for i, name in enumerate(class_names)}
     used_names: set[str] = set()
     next_suffix: dict[str, int] = {}  # per stem, so that many repeats of one name stay linear
     images, boxes, truth = [], 0, []
-    tiler = Tiler(slices, runtime.usable_cpus())
+    tiler = Tiler(slices, runtime.usable_cpus(), img_size)
 
     def take(done: list[tuple[list[str], Counter]]) -> None:
         for entries, counts in done:
@@ -336,15 +383,13 @@ def convert_split(
             (label_dir / f"{name}.txt").write_text("\n".join(lines) + ("\n" if lines else ""), encoding="utf-8")
             boxes += len(lines)
             tiled = slices is not None and (width > slices.size or height > slices.size)
-            if not tiled:
-                listed = [str(link)]
-            elif split == "train":
-                listed = [str(link)] * whole_views(width, height, slices)
-            else:
-                listed = [str(link)] if slices.whole_image else []
             if slices is not None and split == "val":
                 truth.append((os.path.abspath(image), [[float(v) for v in box] for box in clipped]))
-            take(tiler.add(listed, (image, clipped, name, image_dir, label_dir) if tiled else None))
+            if not tiled:
+                take(tiler.add([str(link)]))
+                continue
+            views = whole_views(width, height, slices) if split == "train" else int(slices.whole_image)
+            take(tiler.add([], (image, clipped, name, image_dir, label_dir, views), width * height))
     finally:
         take(tiler.finish())
     list_file = root / f"{split}.txt"
@@ -363,10 +408,11 @@ def index_lines(path: str) -> int:
 
 def convert(
     train_index: str, val_index: str, root: str | os.PathLike, export_format: str | None, class_names: Sequence[str],
-    slices: slicing.SliceSettings | None = None, progress: Callable[[float], None] | None = None,
+    slices: slicing.SliceSettings | None = None, progress: Callable[[float], None] | None = None, img_size: int = 0,
 ) -> str:
     """Build the YOLO dataset under ``root``; returns the path of its data.yaml. With ``slices`` on, both
-    splits hold each large image as tiles (``write_tiles``) and, with ``slices.whole_image``, whole, and
+    splits hold each large image as tiles (``write_tiles``) and, with ``slices.whole_image``, whole, shrunk to
+    ``img_size`` (the training's, required with slicing), and
     ``VAL_TRUTH`` beside data.yaml lists the validation images with their boxes, for the whole-image mAP
     (``evaluate``). ``progress`` gets the share of the index lines done."""
     fmt = annotation_format(export_format)
@@ -374,8 +420,10 @@ def convert(
     stats: Counter = Counter()
     slices = slicing.SliceSettings.active(slices)
     counter = Progress(index_lines(train_index) + index_lines(val_index), progress, slices is not None)
-    train = convert_split(train_index, "train", root, fmt, class_names, stats, slices, counter)
-    val = convert_split(val_index, "val", root, fmt, class_names, stats, slices, counter)
+    if slices is not None and img_size < 1:
+        raise ValueError("sliced conversion needs the training's img_size")
+    train = convert_split(train_index, "train", root, fmt, class_names, stats, slices, counter, img_size)
+    val = convert_split(val_index, "val", root, fmt, class_names, stats, slices, counter, img_size)
     if slices is not None:
         (root / VAL_TRUTH).write_text(json.dumps(val.truth), encoding="utf-8")
     summary = ", ".join(f"{k}: {v}" for k, v in sorted(stats.items()) if v) or "no defects"

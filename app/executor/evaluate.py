@@ -43,7 +43,7 @@ def sliced_map50(weights: Path, images: Sequence[tuple[str, list[list[float]]]],
     """mAP@0.5 of ``weights`` on ``images`` (path, labels as [class, x1, y1, x2, y2] in the image's pixels)."""
     engine = Engine(weights, device, img_size, False, names, slices=slices)
     paths = [path for path, _ in images]
-    merged = slicing.ImageBoxes(MAX_DET, IOU, engine.slices)
+    merged = slicing.ImageBoxes(MAX_DET, IOU, engine.slices, img_size)
     predictions: dict[int, torch.Tensor] = {}
     for inputs, metas, _ in engine.batches(paths, batch_size, workers):
         if inputs is None:

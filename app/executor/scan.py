@@ -128,7 +128,7 @@ def worker(rank: int, job: ScanJob, shards: list[list[str]], devices: list[str],
         scores: list[torch.Tensor] = []  # per pass, on the device until the shard ends
         indices: list[int] = []  # each input's candidate index, in pass order
         parts: list[int] = []  # each input's place among its image's inputs (slicing; 0 without)
-        sliced = slicing.ImageBoxes(job.infer.max_det if job.infer else 0, job.engine.iou, engine.slices)
+        sliced = slicing.ImageBoxes(job.infer.max_det if job.infer else 0, job.engine.iou, engine.slices, job.engine.img_size)
         unreadable: list[str] = []
         problems: Counter = Counter()
         boxes = 0

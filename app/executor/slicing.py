@@ -29,6 +29,9 @@ from executor.protocol import Params, config_error
 
 Window = tuple[int, int, int, int]  # x1, y1, x2, y2 in the image's pixels (display frame)
 MERGE_IOS = 0.5  # boxes of two tiles overlapping by more than this share of the smaller are one object
+# The smallest object, in pixels of the whole-image pass's input, that pass answers for (``whole_pass_min``):
+# COCO's line between small and medium objects, four strides of the detection head's finest level.
+WHOLE_MIN = 32
 
 
 @dataclass(frozen=True)
@@ -128,7 +131,8 @@ def across_a_seam(box: torch.Tensor, cut: torch.Tensor, dets: torch.Tensor, cuts
     return out
 
 
-def merge(dets: torch.Tensor, window: torch.Tensor, max_det: int, cut: torch.Tensor, iou: float) -> torch.Tensor:
+def merge(dets: torch.Tensor, window: torch.Tensor, max_det: int, cut: torch.Tensor, iou: float
+          ) -> tuple[torch.Tensor, torch.Tensor]:
     """One image's boxes from all its windows, ``(n, 6)`` (x1 y1 x2 y2 score class, image pixels; ``window`` the
     index of the window each came from; ``cut`` where a tile edge cut it, ``cut_by_window``), merged into one box
     per object, greedily by score. Each kept box absorbs the boxes of its class from *other* windows that are
@@ -147,14 +151,15 @@ def merge(dets: torch.Tensor, window: torch.Tensor, max_det: int, cut: torch.Ten
     object's far end. Boxes of the kept box's own window went through that window's NMS together and are left
     alone, so touching objects in one tile stay apart. SAHI's greedy NMM (intersection over the smaller for
     every pair, union on every side) is the model; docs/benchmarks.md, section 7, measures both.
-    Returns at most ``max_det`` boxes, by score, the score of each the highest of its group's."""
+    Returns at most ``max_det`` boxes, by score, the score of each the highest of its group's, and per box the
+    sides still open: where a tile edge cut it and no absorbed box showed where the object ends."""
     if len(dets) <= 1:
-        return dets[:max_det]
+        return dets[:max_det], cut[:max_det]
     order = dets[:, 4].argsort(descending=True, stable=True)
     dets, window, cut = dets[order], window[order], cut[order]
     pieces = cut.any(1)
     absorbed = torch.zeros(len(dets), dtype=torch.bool)
-    kept = []
+    kept, kept_open = [], []
     for i in range(len(dets)):  # greedy over boxes by score, on the CPU (one image's boxes)
         if absorbed[i]:
             continue
@@ -179,21 +184,35 @@ def merge(dets: torch.Tensor, window: torch.Tensor, max_det: int, cut: torch.Ten
                     box[side] = values[far]
                     open_sides[side] = member_cuts[far, side]
         kept.append(box)
+        kept_open.append(open_sides)
         if len(kept) == max_det:
             break
-    return torch.stack(kept)
+    return torch.stack(kept), torch.stack(kept_open)
 
 
 def tile_limit(settings: SliceSettings) -> float:
-    """With the whole-image pass, the largest box (its longer side, image pixels) a tile answers for: the overlap
-    (``slice_overlap x slice_size``), the largest object some tile is sure to see whole wherever it lies. Larger
-    objects are the whole-image pass's, which sees every one of them whole; a tile may see one whole, cut, or
-    only a part that looks like an object (measured: tiles' boxes of large objects, mostly pieces of the wrong
-    class, outscored the whole-image boxes, and sliced large-object mAP@0.5 fell to a fifth of unsliced; with
-    this split it stayed within 5 %, docs/benchmarks.md, section 7). SNIP's valid ranges (Singh and Davis,
-    CVPR 2018) make the same split by scale. With ``slice_overlap`` 0 no object is sure to be whole in a tile,
-    and a tile answers for every box it sees whole."""
+    """The largest box (its longer side, image pixels) some tile is sure to see whole wherever it lies: the overlap
+    (``slice_overlap x slice_size``); with ``slice_overlap`` 0 no object is sure to be whole in a tile, and a tile
+    answers for every box it sees whole."""
     return settings.overlap * settings.size if settings.overlap > 0 else float(settings.size)
+
+
+def whole_pass_min(width: int, height: int, img_size: int) -> float:
+    """The smallest object (its longer side, in the image's pixels) the whole-image pass answers for: ``WHOLE_MIN``
+    pixels of its input, where the image is shrunk by ``img_size / max(width, height)``. 58 px on a 1152x648
+    image at 640, 600 px on a 12000x8000 photo (a 200 px object is 11 px there: no box)."""
+    return WHOLE_MIN * max(width, height) / img_size
+
+
+def answer_limit(settings: SliceSettings, width: int, height: int, img_size: int) -> float:
+    """With the whole-image pass, the largest object (its longer side, image pixels) the tiles answer for in a
+    ``width x height`` image: what some tile is sure to see whole (``tile_limit``), or, on images so large that
+    the whole-image pass cannot see objects of that size (``whole_pass_min``), everything it cannot see. The
+    whole-image pass answers for the larger ones. One rule for every image size (docs/benchmarks.md, section 7).
+    Below the limit a large object's pieces are not the tiles' to report: tiles' boxes of large objects, mostly
+    pieces of the wrong class, outscored the whole-image boxes, and sliced large-object mAP@0.5 fell to a fifth
+    of unsliced (SNIP's valid ranges, Singh and Davis, CVPR 2018, make the same split by scale)."""
+    return max(tile_limit(settings), whole_pass_min(width, height, img_size))
 
 
 class ImageParts:
@@ -218,14 +237,17 @@ class ImageBoxes:
     """Collects a sliced image's boxes input by input (passes leave in shape order, so an image's tiles may
     come in several passes) and gives the image's merged boxes once all its inputs are in: what infer, the
     infer of a mining task and the stage evaluation write. Unsliced images (one input) pass straight through.
-    Inputs are ``inputs.Meta``: ``index``, ``part``, ``parts`` and ``window``. Each window answers for the
-    objects it sees best: with the whole-image pass, a tile keeps only the boxes no tile edge cut and no
-    larger than ``tile_limit``, the whole image keeps all of its own; without it, the tiles keep all theirs and
-    ``merge`` joins the pieces."""
+    Inputs are ``inputs.Meta``: ``index``, ``part``, ``parts`` and ``window``.
 
-    def __init__(self, max_det: int, iou: float, settings: SliceSettings | None) -> None:
-        self.max_det, self.iou = max_det, iou
-        self.limit = tile_limit(settings) if settings is not None and settings.on and settings.whole_image else None
+    Which pass answers for which object: the tiles' boxes are first merged into objects (``merge``: pieces a tile
+    edge cut join across the seams). Without the whole-image pass those are the image's boxes. With it, the tiles
+    answer for the objects whose extent they know on every side (no side left open by a cut) and no larger than
+    ``answer_limit``, the whole-image pass for the rest, with all of its own boxes; a second ``merge`` joins what
+    both passes found (IoU above ``iou``)."""
+
+    def __init__(self, max_det: int, iou: float, settings: SliceSettings | None, img_size: int) -> None:
+        self.max_det, self.iou, self.img_size = max_det, iou, img_size
+        self.settings = SliceSettings.active(settings)
         self.parts = ImageParts()  # per input: (boxes, part, cut)
 
     def add(self, det: torch.Tensor, meta) -> torch.Tensor | None:  # noqa: ANN001 - inputs.Meta (inputs imports us)
@@ -236,13 +258,28 @@ class ImageBoxes:
         det[:, [1, 3]] = det[:, [1, 3]].clamp(0, meta.height)
         if meta.parts == 1:
             return det
-        cut = cut_by_window(det, meta.window, meta.width, meta.height)
-        if self.limit is not None and tuple(meta.window) != (0, 0, meta.width, meta.height):  # a tile beside the whole
-            side = torch.maximum(det[:, 2] - det[:, 0], det[:, 3] - det[:, 1])
-            keep = ~cut.any(1) & (side <= self.limit)
-            det, cut = det[keep], cut[keep]
-        got = self.parts.add(meta, (det, meta.part, cut))
+        whole = tuple(meta.window) == (0, 0, meta.width, meta.height)
+        got = self.parts.add(meta, (det, meta.part, cut_by_window(det, meta.window, meta.width, meta.height), whole))
         if got is None:
             return None
-        window = torch.cat([torch.full((len(d),), part) for d, part, _ in got])
-        return merge(torch.cat([d for d, _, _ in got]), window, self.max_det, torch.cat([c for _, _, c in got]), self.iou)
+        tiles = [entry for entry in got if not entry[3]]
+        wholes = [entry for entry in got if entry[3]]
+        found, open_sides = _merged(tiles, sum(len(d) for d, *_ in tiles), self.iou)  # the tiles' objects
+        if not wholes:
+            return found[: self.max_det]
+        assert self.settings is not None
+        side = torch.maximum(found[:, 2] - found[:, 0], found[:, 3] - found[:, 1])
+        keep = ~open_sides.any(1) & (side <= answer_limit(self.settings, meta.width, meta.height, self.img_size))
+        answered = (found[keep], -1, torch.zeros(int(keep.sum()), 4, dtype=torch.bool), False)  # one window: merged
+        return _merged([answered, *((d, part, torch.zeros_like(c), w) for d, part, c, w in wholes)], self.max_det,
+                       self.iou)[0]
+
+
+def _merged(entries: list[tuple[torch.Tensor, int, torch.Tensor, bool]], max_det: int, iou: float
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``merge`` over per-input entries (boxes, part, cut, whole)."""
+    if not entries:
+        return torch.zeros(0, 6), torch.zeros(0, 4, dtype=torch.bool)
+    window = torch.cat([torch.full((len(d),), part) for d, part, *_ in entries])
+    return merge(torch.cat([d for d, *_ in entries]), window, max(1, max_det),
+                 torch.cat([c for _, _, c, _ in entries]), iou)

@@ -165,6 +165,7 @@ def run(cfg: EasyDict, monitor: Monitor) -> None:
     data_yaml = dataset.convert(
         cfg.ymir.input.training_index_file, cfg.ymir.input.val_index_file, out_root / "yolo-dataset",
         settings.export_format, names, settings.slices, lambda done: monitor.progress(callbacks.CONVERSION_SHARE * done),
+        settings.img_size,
     )
     monitor.progress(callbacks.CONVERSION_SHARE, force=True)
     Path(cfg.ymir.output.models_dir).mkdir(parents=True, exist_ok=True)
