@@ -242,9 +242,9 @@ class Tiler:
     depend on thread timing. The budget, not the thread count, bounds memory: a thread holds its image decoded,
     0.3-0.6 GB for the 100-200 MP photos conversion accepts, 10-20 GB with a thread per CPU of a 32-CPU node."""
 
-    def __init__(self, slices: slicing.SliceSettings | None, threads: int, img_size: int) -> None:
+    def __init__(self, slices: slicing.SliceSettings, threads: int, img_size: int) -> None:
         self.slices, self.threads, self.img_size = slices, max(1, threads), img_size
-        self.pool = ThreadPoolExecutor(self.threads) if slices is not None else None
+        self.pool = ThreadPoolExecutor(self.threads) if slices.on else None
         self.pending: deque[tuple[list[str], Future | None]] = deque()
         self.decoded, self.room = 0, threading.Condition()  # bytes of the images being cut, and its guard
 
@@ -324,13 +324,13 @@ class Progress:
 
 def convert_split(
     index_file: str, split: str, root: Path, fmt: str, class_names: Sequence[str], stats: Counter,
-    slices: slicing.SliceSettings | None = None, progress: Progress | None = None, img_size: int = 0,
+    slices: slicing.SliceSettings = slicing.OFF, progress: Progress | None = None, img_size: int = 0,
 ) -> SplitResult:
-    """Convert one index file; streams line by line, holding only the image list. With ``slices`` (on; ``convert``
-    passes None when off), each image larger than one tile brings its tiles and, with ``slices.whole_image``, a
-    copy at ``img_size`` as its whole view (``write_tiles``, in threads), instead of its link."""
+    """Convert one index file; streams line by line, holding only the image list. With ``slices`` on, each image
+    larger than one tile brings its tiles and, with ``slices.whole_image``, a copy at ``img_size`` as its whole
+    view (``write_tiles``, in threads), instead of its link."""
     image_dir, label_dir = root / "images" / split, root / "labels" / split
-    extra = (*tile_dirs(image_dir, label_dir), *whole_dirs(image_dir, label_dir)) if slices is not None else ()
+    extra = (*tile_dirs(image_dir, label_dir), *whole_dirs(image_dir, label_dir)) if slices.on else ()
     for folder in (image_dir, label_dir, *extra):
         folder.mkdir(parents=True, exist_ok=True)
     progress = progress or Progress(0, None, False)
@@ -382,8 +382,8 @@ def convert_split(
                 os.symlink(os.path.abspath(image), link)
             (label_dir / f"{name}.txt").write_text("\n".join(lines) + ("\n" if lines else ""), encoding="utf-8")
             boxes += len(lines)
-            tiled = slices is not None and (width > slices.size or height > slices.size)
-            if slices is not None and split == "val":
+            tiled = slices.on and (width > slices.size or height > slices.size)
+            if slices.on and split == "val":
                 truth.append((os.path.abspath(image), [[float(v) for v in box] for box in clipped]))
             if not tiled:
                 take(tiler.add([str(link)]))
@@ -408,7 +408,7 @@ def index_lines(path: str) -> int:
 
 def convert(
     train_index: str, val_index: str, root: str | os.PathLike, export_format: str | None, class_names: Sequence[str],
-    slices: slicing.SliceSettings | None = None, progress: Callable[[float], None] | None = None, img_size: int = 0,
+    slices: slicing.SliceSettings = slicing.OFF, progress: Callable[[float], None] | None = None, img_size: int = 0,
 ) -> str:
     """Build the YOLO dataset under ``root``; returns the path of its data.yaml. With ``slices`` on, both
     splits hold each large image as tiles (``write_tiles``) and, with ``slices.whole_image``, whole, shrunk to
@@ -418,20 +418,19 @@ def convert(
     fmt = annotation_format(export_format)
     root = Path(root).absolute()  # Ultralytics resolves relative dataset paths against its own folders
     stats: Counter = Counter()
-    slices = slicing.SliceSettings.active(slices)
-    counter = Progress(index_lines(train_index) + index_lines(val_index), progress, slices is not None)
-    if slices is not None and img_size < 1:
+    counter = Progress(index_lines(train_index) + index_lines(val_index), progress, slices.on)
+    if slices.on and img_size < 1:
         raise ValueError("sliced conversion needs the training's img_size")
     train = convert_split(train_index, "train", root, fmt, class_names, stats, slices, counter, img_size)
     val = convert_split(val_index, "val", root, fmt, class_names, stats, slices, counter, img_size)
-    if slices is not None:
+    if slices.on:
         (root / VAL_TRUTH).write_text(json.dumps(val.truth), encoding="utf-8")
     summary = ", ".join(f"{k}: {v}" for k, v in sorted(stats.items()) if v) or "no defects"
     LOG.info(
         "dataset (%s): train %d images / %d boxes, val %d images / %d boxes%s; %s",
         fmt, train.images, train.boxes, val.images, val.boxes,
         f" (with tiles of {slices.size} px, overlap {slices.overlap}{'' if slices.whole_image else ', large images as tiles only'})"
-        if slices is not None else "", summary,
+        if slices.on else "", summary,
     )
     if train.images == 0 or train.boxes == 0:
         raise dataset_error(

@@ -85,10 +85,9 @@ class Engine:
     """A YOLO checkpoint on a device, with batched, worker-decoded input."""
 
     def __init__(self, weights_path: Path, device: str, img_size: int, half: bool, names: Sequence[str],
-                 decode_on_device: bool = False, slices: slicing.SliceSettings | None = None) -> None:
+                 decode_on_device: bool = False, slices: slicing.SliceSettings = slicing.OFF) -> None:
         first = device.split(",")[0]
         self.device = torch.device("cpu" if first == "cpu" else f"cuda:{first}")
-        slices = slicing.SliceSettings.active(slices)
         if self.device.type == "cuda":
             # The current device of this process (a scan shard): otherwise its CUDA context and its DataLoader's
             # pin-memory thread land on GPU 0, whichever GPU the shard computes on.
@@ -108,7 +107,7 @@ class Engine:
             # count again in select_device. This engine bypasses that, so it sets the count itself.
             torch.set_num_threads(runtime.cpu_threads())
         self.inputs = InputSpec(img_size, ultra.model_stride(self.model), self.device, slices,
-                                decode_on_device and slices is None)
+                                decode_on_device and not slices.on)
         self.end2end = ultra.model_end2end(self.model)
         model_names = ultra.model_names(self.model)
         missing = [n for n in names if n not in model_names]
@@ -125,8 +124,8 @@ class Engine:
         LOG.info("model %s on %s (%s)", weights_path.name, self.device, "float16" if self.half else "float32")
 
     @property
-    def slices(self) -> slicing.SliceSettings | None:
-        """Tiles per image (``slicing``), None when off: the inputs' setting."""
+    def slices(self) -> slicing.SliceSettings:
+        """Tiles per image (``slicing``; ``slicing.OFF`` when off): the inputs' setting."""
         return self.inputs.slices
 
     def batches(self, paths: Sequence[str], batch_size: int, workers: int, by_pipe: bool = False

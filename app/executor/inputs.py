@@ -36,7 +36,7 @@ class InputSpec:
     img_size: int
     stride: int  # inputs are padded to a multiple of it (``letterbox``): the model's
     device: torch.device
-    slices: slicing.SliceSettings | None = None  # tiles per image (``slicing``); None: off
+    slices: slicing.SliceSettings = slicing.OFF  # tiles per image (``slicing``)
     # JPEGs decoded by ``decode`` on the device, not in the workers (never with slicing: its tiles are cut in
     # the workers from the image decoded once, see CandidateTiles)
     decode_on_device: bool = False
@@ -257,7 +257,7 @@ def passes(spec: InputSpec, paths: Sequence[str], batch_size: int, workers: int,
     each image belongs. Unreadable images come as soon as they are found, as metadata (images None).
     ``by_pipe``: the workers hand their inputs over without shared memory (``shared_memory_handover``)."""
     runtime.share_memory_by_name()
-    if spec.slices is None:
+    if not spec.slices.on:
         loader = torch.utils.data.DataLoader(
             CandidateImages(paths, spec.img_size, spec.decode_on_device, spec.stride), batch_size=batch_size,
             shuffle=False, num_workers=workers, collate_fn=functools.partial(loaded, by_pipe=by_pipe),

@@ -14,10 +14,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import shutil
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -90,16 +92,16 @@ class _Counter:
 
 
 class ImagesDone:
-    """Candidates done, from the inputs that went through: an image counts once all its inputs have (with
-    slicing, its tiles, which may come in several passes), so the bar follows images, not tiles."""
+    """Candidates done, from the inputs that went through: each input is its share of its image (with slicing,
+    one of its tiles, which may come in several passes), so the bar follows images, not tiles, and needs no
+    tracker of its own beside the merge's (``slicing.ImageBoxes``)."""
 
     def __init__(self) -> None:
-        self.done = 0
-        self.parts = slicing.ImageParts()
+        self.done = Fraction(0)
 
     def add(self, metas: list[Meta], bad: list[Meta]) -> int:
-        self.done += len(bad) + sum(self.parts.add(meta) is not None for meta in metas)
-        return self.done
+        self.done += len(bad) + sum((Fraction(1, meta.parts) for meta in metas), Fraction(0))
+        return math.floor(self.done)
 
 
 class InOrder:

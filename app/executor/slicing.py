@@ -44,11 +44,6 @@ class SliceSettings:
     def on(self) -> bool:
         return self.size > 0
 
-    @staticmethod
-    def active(slices: SliceSettings | None) -> SliceSettings | None:
-        """``slices`` when slicing is on, else None: what the engine and the conversion test against."""
-        return slices if slices is not None and slices.on else None
-
     @classmethod
     def read(cls, p: Params) -> SliceSettings:
         """From the template's keys (the same three in the training, mining and infer templates)."""
@@ -57,6 +52,9 @@ class SliceSettings:
             raise config_error(f"config key 'slice_size' must be 0 (off) or at least 32 pixels, got {size}")
         overlap = p.float("slice_overlap", 0.0, 0.9)
         return cls(size, overlap, p.bool("slice_whole_image"))
+
+
+OFF = SliceSettings(0, 0.0, False)  # no slicing: the one form of "off" every module takes
 
 
 def starts(length: int, size: int, overlap: float) -> list[int]:
@@ -245,9 +243,8 @@ class ImageBoxes:
     ``answer_limit``, the whole-image pass for the rest, with all of its own boxes; a second ``merge`` joins what
     both passes found (IoU above ``iou``)."""
 
-    def __init__(self, max_det: int, iou: float, settings: SliceSettings | None, img_size: int) -> None:
-        self.max_det, self.iou, self.img_size = max_det, iou, img_size
-        self.settings = SliceSettings.active(settings)
+    def __init__(self, max_det: int, iou: float, settings: SliceSettings, img_size: int) -> None:
+        self.max_det, self.iou, self.settings, self.img_size = max_det, iou, settings, img_size
         self.parts = ImageParts()  # per input: (boxes, part, cut)
 
     def add(self, det: torch.Tensor, meta) -> torch.Tensor | None:  # noqa: ANN001 - inputs.Meta (inputs imports us)
@@ -267,7 +264,6 @@ class ImageBoxes:
         found, open_sides = _merged(tiles, sum(len(d) for d, *_ in tiles), self.iou)  # the tiles' objects
         if not wholes:
             return found[: self.max_det]
-        assert self.settings is not None
         side = torch.maximum(found[:, 2] - found[:, 0], found[:, 3] - found[:, 1])
         keep = ~open_sides.any(1) & (side <= answer_limit(self.settings, meta.width, meta.height, self.img_size))
         answered = (found[keep], -1, torch.zeros(int(keep.sum()), 4, dtype=torch.bool), False)  # one window: merged
