@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+import pytest
 from executor import runtime
 
 
@@ -58,10 +59,11 @@ def test_training_mining_and_infer_share_one_worker_rule(monkeypatch, tmp_path):
     no_cgroup(monkeypatch, tmp_path)
     monkeypatch.setattr(runtime, "shared_memory_free", lambda: 64 << 30)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(12)))
-    for asked in (-1, 0, 2, 5, 8, 40):
+    # 12 CPUs: -1 is the share (12, 6, 3 per GPU), a number at most the share, in training as in the scan
+    expected = {(-1, 1): 12, (-1, 2): 6, (-1, 4): 3, (0, 1): 0, (2, 4): 2, (5, 4): 3, (8, 1): 8, (8, 2): 6, (40, 1): 12}
+    for (asked, gpus), workers in expected.items():
         settings = TrainSettings.read(protocol.Params(protocol.load_template("training"), {"num_workers_per_gpu": asked}))
-        for gpus in (1, 2, 4):
-            assert loader_workers(settings, gpus) == runtime.decode_workers(asked, gpus), (asked, gpus)
+        assert loader_workers(settings, gpus) == workers == runtime.decode_workers(asked, gpus), (asked, gpus)
 
 
 def test_workers_are_as_many_as_fit_in_shared_memory(caplog):
@@ -207,9 +209,38 @@ def test_gpus_asked_for_and_not_usable_fail_with_what_was_seen_and_what_to_chang
     assert runtime.select_device([0, 3], probe(count=2)) == ("0", 1)  # some of them: those, with a warning
 
 
-def test_the_probe_reads_this_machine_without_failing():
+@pytest.mark.parametrize("visible, asked, code, words", [
+    (0, [1], 300102, ["gpu_id '1'", "none is visible", "no NVIDIA driver loaded"]),
+    (1, [1], 300102, ["gpu_id '1'", "it sees 1 GPU (index 0)", "NVIDIA driver 580.82", "set gpu_id to visible indices"]),
+    (2, [2, 3], 300102, ["gpu_id '2,3'", "it sees 2 GPUs (indices 0-1)", "NVIDIA driver 580.82"]),
+])
+def test_a_gpu_index_the_container_does_not_see_names_the_visible_ones(visible, asked, code, words):
+    """Issue 44: one visible GPU and gpu_id '1' said no GPU was visible and no driver loaded. With 0, 1 and 2
+    visible GPUs (the probe faked), the message names what the container sees and the driver it found."""
+    import pytest
+    from executor.protocol import YmirError
+
+    seen = probe(count=visible, driver="580.82" if visible else "", driver_cuda="13.0" if visible else "")
+    with pytest.raises(YmirError) as info:
+        runtime.select_device(asked, seen)
+    assert info.value.code == code
+    for text in words:
+        assert text in info.value.message, (text, info.value.message)
+
+
+def test_some_gpus_not_seen_are_named_in_a_warning(caplog):
+    assert runtime.select_device([0, 1, 2], probe(count=2, driver="580.82")) == ("0,1", 2)
+    assert "GPUs [2], which the container does not see (it sees 2 GPUs (indices 0-1)); using [0, 1]" in caplog.text
+
+
+def test_the_probe_reads_this_machine():
+    """What the probe says of this machine is what torch and the driver's own files say."""
+    import torch
+
     seen = runtime.probe_gpus()
-    assert seen.count >= 0 and isinstance(seen.driver, str) and isinstance(seen.driver_cuda, str)
+    assert seen.count == (torch.cuda.device_count() if torch.cuda.is_available() else 0)
+    assert seen.torch_cuda == torch.version.cuda
+    assert (seen.driver, seen.driver_cuda) == runtime._driver_versions()
 
 
 def test_the_soft_open_file_limit_is_raised_to_the_hard_one(caplog):

@@ -154,19 +154,32 @@ def probe_gpus() -> GpuProbe:
     with warnings.catch_warnings(record=True) as said:
         warnings.simplefilter("always")
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    driver, driver_cuda = _driver_versions() if count == 0 else ("", "")
+    driver, driver_cuda = _driver_versions()  # read whatever the count: a missing GPU is named with them
     words = " ".join(" ".join(str(w.message).split()) for w in said if "cuda" in str(w.message).lower())
     return GpuProbe(count, torch.version.cuda, driver, driver_cuda, words[:300])
 
 
+def visible(probe: GpuProbe) -> str:
+    """The GPUs the container sees, as a message names them: '1 GPU (index 0)', '2 GPUs (indices 0-1)'."""
+    if probe.count == 1:
+        return "1 GPU (index 0)"
+    return f"{probe.count} GPUs (indices 0-{probe.count - 1})"
+
+
 def no_usable_gpu(gpu_ids: list[int], probe: GpuProbe) -> YmirError:
-    """The failure when ``gpu_id`` asks for GPUs and CUDA can use none: 300101 when a driver is there but CUDA
-    cannot run on it (in practice a driver older than the image's CUDA), 300102 when no GPU reached the
-    container at all; the message names what was seen and what to change. Why not the CPU: a YMIR task given
-    GPUs would train for days there, with one warning line in a long log."""
+    """The failure when ``gpu_id`` asks for GPUs and CUDA can use none of them: 300102 when the container sees
+    GPUs but not those (the message names the visible indices), 300101 when a driver is there but CUDA cannot run
+    on it (in practice a driver older than the image's CUDA), 300102 when no GPU reached the container at all;
+    the message names what was seen and what to change. Why not the CPU: a YMIR task given GPUs would train for
+    days there, with one warning line in a long log."""
     asked = ",".join(map(str, gpu_ids))
     built = f"this image's torch is built for CUDA {probe.torch_cuda}" if probe.torch_cuda else "this image's torch has no CUDA"
     cpu = "or set gpu_id empty (gpu_count 0) to run on the CPU, far slower"
+    if probe.count:
+        driver = f"NVIDIA driver {probe.driver}" if probe.driver else "the NVIDIA driver"
+        return YmirError(ErrorCode.NO_GPU, f"gpu_id '{asked}' asks for GPUs the container does not see: it sees "
+                         f"{visible(probe)} ({driver}); set gpu_id to visible indices or start the container with "
+                         f"those GPUs, {cpu}")
     if not probe.driver and not probe.driver_cuda:
         return YmirError(ErrorCode.NO_GPU, f"gpu_id '{asked}' asks for GPUs but none is visible in the container (no "
                          f"NVIDIA driver loaded; {built}): start it with the GPUs (nvidia-docker, docker run --gpus), "
@@ -190,8 +203,8 @@ def select_device(gpu_ids: list[int], probe: GpuProbe | None = None) -> tuple[st
     if not usable:
         raise no_usable_gpu(gpu_ids, probe)
     if len(usable) < len(gpu_ids):
-        LOG.warning("GPUs %s are not visible (%d visible); using %s", sorted(set(gpu_ids) - set(usable)), probe.count,
-                    usable)
+        LOG.warning("gpu_id asks for GPUs %s, which the container does not see (it sees %s); using %s",
+                    sorted(set(gpu_ids) - set(usable)), visible(probe), usable)
     return ",".join(str(g) for g in usable), len(usable)
 
 
