@@ -20,6 +20,7 @@ where it works and differs where it did not (``merge``; tests compare both).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -129,8 +130,8 @@ def across_a_seam(box: torch.Tensor, cut: torch.Tensor, dets: torch.Tensor, cuts
     return out
 
 
-def merge(dets: torch.Tensor, window: torch.Tensor, max_det: int, cut: torch.Tensor, iou: float
-          ) -> tuple[torch.Tensor, torch.Tensor]:
+def merge(dets: torch.Tensor, window: torch.Tensor, max_det: int, cut: torch.Tensor, iou: float,
+          wanted: Callable[[torch.Tensor, torch.Tensor], bool] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """One image's boxes from all its windows, ``(n, 6)`` (x1 y1 x2 y2 score class, image pixels; ``window`` the
     index of the window each came from; ``cut`` where a tile edge cut it, ``cut_by_window``), merged into one box
     per object, greedily by score. Each kept box absorbs the boxes of its class from *other* windows that are
@@ -150,9 +151,12 @@ def merge(dets: torch.Tensor, window: torch.Tensor, max_det: int, cut: torch.Ten
     alone, so touching objects in one tile stay apart. SAHI's greedy NMM (intersection over the smaller for
     every pair, union on every side) is the model; docs/benchmarks.md, section 7, measures both.
     Returns at most ``max_det`` boxes, by score, the score of each the highest of its group's, and per box the
-    sides still open: where a tile edge cut it and no absorbed box showed where the object ends."""
+    sides still open: where a tile edge cut it and no absorbed box showed where the object ends. With ``wanted``
+    (a merged box and its open sides), only the boxes it wants, the first ``max_det`` of them: the loop stops
+    there, so an image's tens of thousands of tile boxes at conf 0.001 cost ``max_det`` steps, not one each."""
     if len(dets) <= 1:
-        return dets[:max_det], cut[:max_det]
+        keep = [wanted is None or wanted(d, c) for d, c in zip(dets, cut, strict=True)]
+        return dets[keep][:max_det], cut[keep][:max_det]
     order = dets[:, 4].argsort(descending=True, stable=True)
     dets, window, cut = dets[order], window[order], cut[order]
     pieces = cut.any(1)
@@ -181,10 +185,14 @@ def merge(dets: torch.Tensor, window: torch.Tensor, max_det: int, cut: torch.Ten
                 if (values[far] < box[side]) if side < 2 else (values[far] > box[side]):
                     box[side] = values[far]
                     open_sides[side] = member_cuts[far, side]
+        if wanted is not None and not wanted(box, open_sides):
+            continue
         kept.append(box)
         kept_open.append(open_sides)
         if len(kept) == max_det:
             break
+    if not kept:
+        return dets[:0], cut[:0]
     return torch.stack(kept), torch.stack(kept_open)
 
 
@@ -261,21 +269,26 @@ class ImageBoxes:
             return None
         tiles = [entry for entry in got if not entry[3]]
         wholes = [entry for entry in got if entry[3]]
-        found, open_sides = _merged(tiles, sum(len(d) for d, *_ in tiles), self.iou)  # the tiles' objects
         if not wholes:
-            return found[: self.max_det]
-        side = torch.maximum(found[:, 2] - found[:, 0], found[:, 3] - found[:, 1])
-        keep = ~open_sides.any(1) & (side <= answer_limit(self.settings, meta.width, meta.height, self.img_size))
-        answered = (found[keep], -1, torch.zeros(int(keep.sum()), 4, dtype=torch.bool), False)  # one window: merged
-        return _merged([answered, *((d, part, torch.zeros_like(c), w) for d, part, c, w in wholes)], self.max_det,
+            return _merged(tiles, self.max_det, self.iou)[0]
+        limit = answer_limit(self.settings, meta.width, meta.height, self.img_size)
+
+        def answered(box: torch.Tensor, open_sides: torch.Tensor) -> bool:
+            return not bool(open_sides.any()) and max(float(box[2] - box[0]), float(box[3] - box[1])) <= limit
+
+        # The tiles' first max_det answered objects are enough: each is a group of its own below, so any later,
+        # lower-scoring one could only come after max_det boxes of at least its score.
+        found = _merged(tiles, self.max_det, self.iou, answered)[0]
+        ours = (found, -1, torch.zeros(len(found), 4, dtype=torch.bool), False)  # one window: merged already
+        return _merged([ours, *((d, part, torch.zeros_like(c), w) for d, part, c, w in wholes)], self.max_det,
                        self.iou)[0]
 
 
-def _merged(entries: list[tuple[torch.Tensor, int, torch.Tensor, bool]], max_det: int, iou: float
-            ) -> tuple[torch.Tensor, torch.Tensor]:
+def _merged(entries: list[tuple[torch.Tensor, int, torch.Tensor, bool]], max_det: int, iou: float,
+            wanted: Callable[[torch.Tensor, torch.Tensor], bool] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``merge`` over per-input entries (boxes, part, cut, whole)."""
     if not entries:
         return torch.zeros(0, 6), torch.zeros(0, 4, dtype=torch.bool)
     window = torch.cat([torch.full((len(d),), part) for d, part, *_ in entries])
     return merge(torch.cat([d for d, *_ in entries]), window, max(1, max_det),
-                 torch.cat([c for _, _, c, _ in entries]), iou)
+                 torch.cat([c for _, _, c, _ in entries]), iou, wanted)
