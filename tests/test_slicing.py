@@ -237,6 +237,26 @@ def test_every_object_size_is_some_passs_to_answer(width, height):
     assert limit * 640 / max(width, height) >= slicing.WHOLE_MIN, "the whole pass sees the smallest object above it"
 
 
+@pytest.mark.parametrize("whole", [True, False])
+def test_max_det_keeps_the_top_of_the_full_merge(tmp_path, whole):
+    """The merge stops after ``max_det`` boxes (a 7 MP image's tile boxes at conf 0.001 are tens of thousands):
+    the boxes it gives are the first ``max_det`` of the merge run to the end, on many random boxes of every size
+    in every window, pieces and duplicates included."""
+    slices = settings(640, whole=whole)
+    rng = np.random.default_rng(7)
+    windows = slicing.scan_windows(2000, 1400, slices)
+    boxes = {}
+    for window in windows:
+        x1, y1, x2, y2 = window
+        sides = rng.integers(8, 500, 60)
+        xs, ys = rng.integers(x1, x2 - 8, 60), rng.integers(y1, y2 - 8, 60)
+        boxes[window] = [det(float(x), float(y), float(min(x + w, x2)), float(min(y + w, y2)), float(rng.random()),
+                             float(rng.integers(0, 2))) for x, y, w in zip(xs, ys, sides, strict=True)]
+    everything = merged(tmp_path, 2000, 1400, slices, boxes, max_det=100000)
+    for k in (1, 5, 40):
+        assert torch.equal(merged(tmp_path, 2000, 1400, slices, boxes, max_det=k), everything[:k]), k
+
+
 def test_a_box_cut_by_a_tile_edge_is_merged_back_into_one(tmp_path):
     # tiles [0, 400) and [320, 720): tile 0 sees the object's left part, cut at its edge; tile 1 sees it whole
     tiles = slicing.windows(720, 400, 400, 0.2)
