@@ -46,6 +46,10 @@ def check_result_yaml(path: str, legacy: bool) -> dict:
         assert name.isidentifier() and stage["stage_name"] == name
         assert isinstance(stage["timestamp"], int)
         assert 0.0 <= stage["mAP"] <= 1.0
+        # the platform's ModelStageStorage: mAP and mAR floats in [0, 1], tp, fp, fn ints >= 0 (every stage has them)
+        assert set(stage) == {"stage_name", "files", "timestamp", "mAP", "mAR", "tp", "fp", "fn"}, stage
+        assert isinstance(stage["mAR"], float) and 0.0 <= stage["mAR"] <= 1.0
+        assert all(isinstance(stage[k], int) and stage[k] >= 0 for k in ("tp", "fp", "fn")), stage
         assert stage["files"]
         for f in stage["files"]:
             assert "/" not in f

@@ -158,7 +158,7 @@ def test_training_result_stage_form(tmp_path):
     stages = []
     for i in range(1, 16):
         _stage_files(models, [f"epoch_{i}.pt"])
-        stages.append(Stage(f"epoch-{i}", [f"epoch_{i}.pt"], 0.1 + 0.01 * i, now + i))
+        stages.append(Stage(f"epoch-{i}", [f"epoch_{i}.pt"], 0.1 + 0.01 * i, now + i, {"mAR": 0.2, "tp": i, "fp": 2, "fn": 3}))
     stages[2].mAP = 0.9  # an old best must survive the trim
     _stage_files(models, ["best.pt", "best.onnx"])
     path = str(models / "result.yaml")
@@ -166,9 +166,19 @@ def test_training_result_stage_form(tmp_path):
                                  {"images": []}, {"conf_thr": 0.001, "iou_thr": 0.7})
     data = check_result_yaml(path, legacy=False)
     assert best == "epoch_3" == data["best_stage_name"]
+    assert data["model_stages"]["epoch_3"]["tp"] == 3 and data["model_stages"]["epoch_3"]["mAR"] == 0.2
     assert len(data["model_stages"]) == 11
     assert "epoch_3" in data["model_stages"] and "epoch_15" in data["model_stages"] and "epoch_4" not in data["model_stages"]
     assert data["evaluate_config"] == {"conf_thr": 0.001, "iou_thr": 0.7}
+
+
+@pytest.mark.parametrize("figures", [{"mAR": 1.5}, {"tp": -1}, {"fn": -3}])
+def test_stage_figures_outside_what_the_platform_accepts_are_refused(tmp_path, figures):
+    """The platform's ModelStageStorage takes mAR in [0, 1] and tp, fp, fn >= 0: anything else fails the task there."""
+    _stage_files(tmp_path, ["best.pt"])
+    with pytest.raises(ValueError, match="figures"):
+        write_training_result(str(tmp_path / "result.yaml"), str(tmp_path), [Stage("best", ["best.pt"], 0.5, 100, figures)],
+                              Protocol("1.1.0"))
 
 
 def test_training_result_exact_ties_go_to_the_stage_named_best(tmp_path):

@@ -198,7 +198,7 @@ def test_on_a_12000x8000_photo_a_mid_size_object_a_tile_saw_whole_keeps_its_box(
     a 200 px object is 11 px there, and it finds nothing. A tile saw the object whole: its box is the answer
     (the overlap, 128 px, was the tiles' limit at every image size before)."""
     slices = settings(640)
-    assert slicing.whole_pass_min(12000, 8000, 640) == 600 == slicing.answer_limit(slices, 12000, 8000, 640)
+    assert slicing.whole_pass_min(12000, 8000, 640) == 300 == slicing.answer_limit(slices, 12000, 8000, 640)
     tile = slicing.windows(12000, 8000, 640, 0.2)[40]
     x, y = tile[0] + 100, tile[1] + 100
     boxes = {tile: [det(x, y, x + 200, y + 150, 0.8)]}
@@ -211,30 +211,33 @@ def test_on_a_12000x8000_photo_a_mid_size_object_a_tile_saw_whole_keeps_its_box(
 
 
 def test_on_a_12000x8000_photo_a_mid_size_object_every_tile_cut_is_joined_across_the_seam(tmp_path):
-    """A 500 px object on a seam: no tile sees it whole, the whole-image pass (27 px there) misses it. Its two
+    """A 250 px object on a seam: no tile sees it whole, the whole-image pass (13 px there) misses it. Its two
     pieces join into one box with the whole-image pass on, as they do without it; a lone piece of the wrong
-    class, whose far side no tile saw, is left out."""
+    class, whose far side no tile saw, is left out. A 500 px object (27 px there) is the whole-image pass's."""
     tiles = slicing.windows(12000, 8000, 640, 0.2)
     left, right = tiles[0], tiles[1]  # columns from 0 and from 512: the seam band is x 512-640
     assert (left[0], right[0]) == (0, 512)
-    pieces = {left: [det(300, 100, 640, 400, 0.7), det(500, 450, 640, 600, 0.6, 1.0)],
-              right: [det(512, 102, 800, 398, 0.8)]}
+    pieces = {left: [det(450, 100, 640, 300, 0.7), det(500, 450, 640, 600, 0.6, 1.0)],
+              right: [det(512, 102, 700, 298, 0.8)]}
     for whole in (True, False):
         out = rounded(merged(tmp_path, 12000, 8000, settings(640, whole=whole), pieces))
-        expected = [[300, 102, 800, 398, 0.8, 0]] + ([] if whole else [[500, 450, 640, 600, 0.6, 1]])
+        expected = [[450, 102, 700, 298, 0.8, 0]] + ([] if whole else [[500, 450, 640, 600, 0.6, 1]])
         assert out == expected, whole
+    large = {left: [det(300, 100, 640, 400, 0.7)], right: [det(512, 102, 800, 398, 0.8)]}
+    assert rounded(merged(tmp_path, 12000, 8000, settings(640), large)) == []
+    assert rounded(merged(tmp_path, 12000, 8000, settings(640, whole=False), large)) == [[300, 102, 800, 398, 0.8, 0]]
 
 
 @pytest.mark.parametrize("width, height", [(1000, 1000), (4000, 3000), (12000, 8000), (16000, 12000)])
 def test_every_object_size_is_some_passs_to_answer(width, height):
     """From 1 to 200 MP at 640: the tiles answer up to ``answer_limit``, which is never below the overlap (every
-    smaller object is whole in some tile) and never below what the whole-image pass cannot see, so the two
-    ranges meet with no gap."""
+    smaller object is whole in some tile) and never below what the whole-image pass cannot see up to a tile, so
+    the two ranges meet with no gap: above the limit the whole pass sees the object, or no tile sees it whole."""
     slices = settings(640)
     limit = slicing.answer_limit(slices, width, height, 640)
     assert limit >= slicing.tile_limit(slices) == 128
-    assert limit >= slicing.whole_pass_min(width, height, 640)
-    assert limit * 640 / max(width, height) >= slicing.WHOLE_MIN, "the whole pass sees the smallest object above it"
+    assert limit >= min(640, slicing.whole_pass_min(width, height, 640))
+    assert limit * 640 / max(width, height) >= slicing.WHOLE_MIN or limit == 640
 
 
 @pytest.mark.parametrize("whole", [True, False])
@@ -537,6 +540,23 @@ def test_whole_image_map_scores_predictions_as_ultralytics_does():
     assert evaluate.true_positives(duplicate, labels).tolist() == [True, False], "one label, one match"
 
 
+def test_stage_figures_are_ymirs_on_a_hand_made_case():
+    """mAR, tp, fp and fn as YMIR's evaluator (det_eval_voc) defines them, worked out by hand: class 0 has 2 labels
+    and 3 predictions in score order hit, miss, hit (recall 1/2, 1/2, 2/2: mean 2/3); class 1 has 1 label and a
+    prediction that misses it (recall 0); a class-2 prediction, a class without labels, counts nowhere."""
+    from executor import evaluate
+
+    labels = torch.tensor([[0, 0, 0, 10, 10], [0, 20, 20, 30, 30], [1, 40, 40, 50, 50]], dtype=torch.float32)
+    pred = torch.tensor([[0, 0, 10, 10, 0.9, 0], [60, 60, 70, 70, 0.8, 0], [20, 20, 30, 31, 0.3, 0],
+                         [40, 40, 45, 45, 0.7, 1], [0, 0, 10, 10, 0.6, 2]])
+    found = evaluate.figures(*evaluate.matched([(pred, labels)]))
+    assert {k: found[k] for k in ("tp", "fp", "fn")} == {"tp": 2, "fp": 2, "fn": 1}
+    assert found["mAR"] == pytest.approx((2 / 3 + 0) / 2)
+    assert found["mAP"] == pytest.approx(evaluate.map50([(pred, labels)]))
+    nothing = evaluate.figures(*evaluate.matched([(torch.zeros(0, 6), labels)]))
+    assert nothing == {"mAP": 0.0, "mAR": 0.0, "tp": 0, "fp": 0, "fn": 3}
+
+
 def test_sliced_training_reports_whole_image_map_per_stage(sample_root, tmp_path):
     """Training with tiles: result.yaml is valid, and the best stage's mAP is the whole-image mAP of exactly its
     weights, sliced as infer runs."""
@@ -552,9 +572,11 @@ def test_sliced_training_reports_whole_image_map_per_stage(sample_root, tmp_path
     assert "whole-image mAP@0.5" in log and "with tiles of 64 px" in log and "dataset conversion: 44 of 44 images" in log
     result = yaml.safe_load((sample_root / "out" / "models" / "result.yaml").read_text())
     truth = json.loads((sample_root / "out" / "yolo-dataset" / dataset.VAL_TRUTH).read_text())
-    again = evaluate.sliced_map50(sample_root / "out" / "models" / "best.pt", truth, NAMES, 64, settings(64, 0.25),
-                                  "cpu", 8, 0)
-    assert result["model_stages"]["best"]["mAP"] == pytest.approx(again, abs=1e-6)  # (0 for a 2-epoch model: see below)
+    again = evaluate.sliced_figures(sample_root / "out" / "models" / "best.pt", truth, NAMES, 64, settings(64, 0.25),
+                                    "cpu", 8, 0)
+    best = result["model_stages"]["best"]
+    assert {k: best[k] for k in again} == pytest.approx(again, abs=1e-6)  # (mAP 0 for a 2-epoch model: see below)
+    assert result["evaluate_config"] == {"conf_thr": evaluate.CONF, "iou_thr": 0.5}
 
 
 def test_stage_maps_and_the_best_stage_come_from_the_whole_image_map(tmp_path):
@@ -566,7 +588,7 @@ def test_stage_maps_and_the_best_stage_come_from_the_whole_image_map(tmp_path):
 
     whole = {"epoch 1": 0.3, "epoch 2": 0.2, "epoch 3": 0.25}
     recorder = stage_recorder(tmp_path / "out", {"save_period": 0})
-    recorder.stages.stage_map = lambda checkpoint: whole[Path(checkpoint).read_text()]
+    recorder.stages.stage_map = lambda checkpoint: {"mAP": whole[Path(checkpoint).read_text()], "mAR": 0.5, "tp": 3, "fp": 1, "fn": 2}
     weights = tmp_path / "weights"
     weights.mkdir()
 
@@ -580,6 +602,7 @@ def test_stage_maps_and_the_best_stage_come_from_the_whole_image_map(tmp_path):
         callbacks.on_model_save(recorder, trainer)
     data = yaml.safe_load((tmp_path / "out" / "models" / "result.yaml").read_text())
     assert data["model_stages"]["best"]["mAP"] == 0.3 and data["model_stages"]["last"]["mAP"] == 0.25
+    assert {k: data["model_stages"]["best"][k] for k in ("mAR", "tp", "fp", "fn")} == {"mAR": 0.5, "tp": 3, "fp": 1, "fn": 2}
     assert (tmp_path / "out" / "models" / "best.pt").read_text() == "epoch 1"
 
 
@@ -603,9 +626,9 @@ def test_the_whole_image_map_of_a_real_model_on_its_own_boxes_is_one(trained, tm
     top = {path: boxes[boxes[:, 4] >= float(boxes[:, 4].quantile(0.9))] for path, boxes in own.items() if len(boxes)}
     assert sum(map(len, top.values())) >= 3, "the model makes boxes to score"
     labels = [(path, [[float(b[5]), *map(float, b[:4])] for b in top.get(path, [])]) for path in mosaics]
-    assert evaluate.sliced_map50(Path(best), labels, NAMES, 64, slices, "cpu", 4, 0) == pytest.approx(1.0, abs=0.02)
+    assert evaluate.sliced_figures(Path(best), labels, NAMES, 64, slices, "cpu", 4, 0)["mAP"] == pytest.approx(1.0, abs=0.02)
     shifted = [(path, [[c, x2, y1, 2 * x2 - x1, y2] for c, x1, y1, x2, y2 in boxes]) for path, boxes in labels]  # beside
-    assert evaluate.sliced_map50(Path(best), shifted, NAMES, 64, slices, "cpu", 4, 0) < 0.5
+    assert evaluate.sliced_figures(Path(best), shifted, NAMES, 64, slices, "cpu", 4, 0)["mAP"] < 0.5
 
 
 # ---------------------------------------------------------------- against SAHI, the library this follows

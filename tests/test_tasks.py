@@ -41,7 +41,9 @@ def test_training_writes_contract_outputs(trained):
     stages = data["model_stages"]
     assert {"best", "last", "epoch_1", "epoch_2"} <= set(stages)
     assert stages["best"]["files"] == ["best.pt"]
-    assert data["evaluate_config"] == {"conf_thr": 0.001, "iou_thr": 0.7}
+    assert data["evaluate_config"] == {"conf_thr": 0.001, "iou_thr": 0.5}, "what the figures count at: the matching IoU"
+    assert all(stage["tp"] + stage["fn"] == stages["best"]["tp"] + stages["best"]["fn"] for stage in stages.values()), \
+        "every stage's tp + fn is the validation set's label count"
     assert "confusion_matrix.png" in data["attachments"]["images"]
     events = list((out / "tensorboard").glob("events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 100

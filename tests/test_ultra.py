@@ -121,17 +121,18 @@ def test_trainer_attributes_the_callbacks_read(sample_root, tmp_path):
                            tmp_path / "data", "ark:raw", sample.CLASS_NAMES)
     model = ultra.new_model("yolo11n")
     model.add_callback("on_train_epoch_start", lambda t: seen.setdefault("device", ultra.trainer_device(t)))
-    model.add_callback("on_val_start", lambda v: seen.setdefault("val_devices", []).append(ultra.trainer_device(v)))
+    model.add_callback("on_val_start", lambda v: seen.setdefault("val_devices", []).append(ultra.trainer_device(v))
+                       or ultra.keep_val_stats(v))
     model.add_callback("on_train_batch_end", lambda t: seen.setdefault("fraction", ultra.epoch_fraction(t, 1)))
     model.add_callback("on_train_epoch_end", lambda t: seen.setdefault("loss", ultra.first_epoch_loss(t)))
     model.add_callback("on_fit_epoch_end", lambda t: seen.setdefault("scalars", ultra.epoch_scalars(t)))
 
     def on_model_save(trainer):
         seen.update(epoch=ultra.epoch_number(trainer), map50=ultra.map50(trainer), wrote_best=ultra.wrote_best(trainer),
-                    checkpoints=[p.is_file() for p in ultra.checkpoints(trainer)])
+                    checkpoints=[p.is_file() for p in ultra.checkpoints(trainer)], stats=ultra.val_stats(trainer))
 
     model.add_callback("on_model_save", on_model_save)
-    model.add_callback("on_train_end", lambda t: seen.update(thresholds=ultra.val_thresholds(t), save_dir=ultra.save_dir(t)))
+    model.add_callback("on_train_end", lambda t: seen.update(conf=t.validator.args.conf, save_dir=ultra.save_dir(t)))
     model.train(data=data, epochs=1, imgsz=32, batch=8, workers=0, device="cpu", project=str(tmp_path / "runs"),
                 name="t", exist_ok=True, plots=False, verbose=False, val=True)
     assert seen["device"] == torch.device("cpu")
@@ -140,7 +141,12 @@ def test_trainer_attributes_the_callbacks_read(sample_root, tmp_path):
     assert any(k.startswith("train/") for k in seen["scalars"]) and ultra.MAP50 in seen["scalars"]
     assert seen["epoch"] == 1 and 0 <= seen["map50"] <= 1 and isinstance(seen["wrote_best"], bool)
     assert seen["checkpoints"] == [True, True]
-    assert set(seen["thresholds"]) == {"conf_thr", "iou_thr"} and Path(seen["save_dir"]).is_dir()
+    assert seen["conf"] == ultra.VAL_CONF and Path(seen["save_dir"]).is_dir()  # what evaluate_config names
+    tp, conf, pred_cls, target_cls = seen["stats"]  # the epoch's validation, kept: the figures come from it
+    assert len(tp) == len(conf) == len(pred_cls) and len(target_cls) and tp.dtype == bool
+    from executor import evaluate
+
+    assert evaluate.figures(tp, conf, pred_cls, target_cls)["mAP"] == pytest.approx(seen["map50"], abs=1e-9)
 
 
 @pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="Ultralytics gives a loader at most one worker per CPU")

@@ -89,6 +89,7 @@ def on_train_epoch_start(report: Report, trainer: Any) -> None:
 
 def on_val_start(report: Report, validator: Any) -> None:
     container_threads(validator)  # the final validation's select_device set it again
+    ultra.keep_val_stats(validator)  # for each stage's mAR, tp, fp and fn
 
 
 def on_train_batch_end(report: Report, trainer: Any) -> None:

@@ -38,9 +38,10 @@ def true_positives(pred: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
     return tp
 
 
-def sliced_map50(weights: Path, images: Sequence[tuple[str, list[list[float]]]], names: Sequence[str], img_size: int,
-                 slices: slicing.SliceSettings, device: str, batch_size: int, workers: int) -> float:
-    """mAP@0.5 of ``weights`` on ``images`` (path, labels as [class, x1, y1, x2, y2] in the image's pixels)."""
+def sliced_figures(weights: Path, images: Sequence[tuple[str, list[list[float]]]], names: Sequence[str], img_size: int,
+                   slices: slicing.SliceSettings, device: str, batch_size: int, workers: int) -> dict[str, float]:
+    """The stage figures (``figures``) of ``weights`` on ``images`` (path, labels as [class, x1, y1, x2, y2] in the
+    image's pixels)."""
     engine = Engine(weights, device, img_size, False, names, slices=slices)
     paths = [path for path, _ in images]
     merged = slicing.ImageBoxes(MAX_DET, IOU, engine.slices, img_size)
@@ -54,16 +55,44 @@ def sliced_map50(weights: Path, images: Sequence[tuple[str, list[list[float]]]],
             boxes = merged.add(det, meta)
             if boxes is not None:
                 predictions[meta.index] = boxes
-    return map50((predictions.get(index, torch.zeros(0, 6)), torch.tensor(labels, dtype=torch.float32).reshape(-1, 5))
-                 for index, (_, labels) in enumerate(images))
+    return figures(*matched((predictions.get(index, torch.zeros(0, 6)), torch.tensor(labels, dtype=torch.float32).reshape(-1, 5))
+                            for index, (_, labels) in enumerate(images)))
 
 
-def map50(images: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> float:
-    """mAP@0.5 over images given as (predictions ``(n, 6)``, labels ``(m, 5)``), in each image's pixels."""
+def matched(images: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Over images given as (predictions ``(n, 6)``, labels ``(m, 5)``), in each image's pixels: whether each
+    prediction matches at IoU 0.5, its score and class, and every label's class (the validator's statistics)."""
     tp, conf, pred_cls, target_cls = [], [], [], []
     for pred, labels in images:
         tp.append(true_positives(pred, labels))
         conf.append(pred[:, 4].numpy())
         pred_cls.append(pred[:, 5].numpy())
         target_cls.append(labels[:, 0].numpy())
-    return ultra.mean_ap50(np.concatenate(tp), np.concatenate(conf), np.concatenate(pred_cls), np.concatenate(target_cls))
+    return np.concatenate(tp), np.concatenate(conf), np.concatenate(pred_cls), np.concatenate(target_cls)
+
+
+def map50(images: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> float:
+    """mAP@0.5 over images given as (predictions ``(n, 6)``, labels ``(m, 5)``), in each image's pixels."""
+    return ultra.mean_ap50(*matched(images))
+
+
+def figures(tp: np.ndarray, conf: np.ndarray, pred_cls: np.ndarray, target_cls: np.ndarray) -> dict[str, float]:
+    """What YMIR shows of a model stage, from matched predictions (``matched``, or Ultralytics' validator's own
+    statistics): ``mAP`` (Ultralytics' mAP@0.5, the number stages are ranked by) and, as YMIR's evaluator
+    (``det_eval_voc``) defines them per class over the predictions above ``CONF`` at IoU ``MATCH_IOU``, ``mAR`` (the
+    mean over the classes with labels of each class's mean recall along its predictions in descending score)
+    and ``tp``, ``fp``, ``fn`` (summed over those classes; a prediction of a class without labels counts nowhere)."""
+    keep = conf >= CONF
+    tp, conf, pred_cls = tp[keep], conf[keep], pred_cls[keep]
+    recalls, counts = [], {"tp": 0, "fp": 0, "fn": 0}
+    for cls in np.unique(target_cls):
+        labels = int((target_cls == cls).sum())
+        mine = pred_cls == cls
+        hits = tp[mine][np.argsort(-conf[mine], kind="stable")]
+        found = int(hits.sum())
+        recalls.append(float(np.mean(np.cumsum(hits) / labels)) if len(hits) else 0.0)
+        counts["tp"] += found
+        counts["fp"] += len(hits) - found
+        counts["fn"] += labels - found
+    return {"mAP": ultra.mean_ap50(tp, conf, pred_cls, target_cls), "mAR": float(np.mean(recalls)) if recalls else 0.0,
+            **counts}

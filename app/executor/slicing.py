@@ -30,9 +30,10 @@ from executor.protocol import Params, config_error
 
 Window = tuple[int, int, int, int]  # x1, y1, x2, y2 in the image's pixels (display frame)
 MERGE_IOS = 0.5  # boxes of two tiles overlapping by more than this share of the smaller are one object
-# The smallest object, in pixels of the whole-image pass's input, that pass answers for (``whole_pass_min``):
-# COCO's line between small and medium objects, four strides of the detection head's finest level.
-WHOLE_MIN = 32
+# The smallest object, in pixels of the whole-image pass's input, that pass answers for (``whole_pass_min``): two
+# strides of the detection head's finest level; chosen over 8, 12, 16, 24, 32, 64 and 128 on a benchmark seed
+# that is not reported (docs/benchmarks.md, section 7)
+WHOLE_MIN = 16
 
 
 @dataclass(frozen=True)
@@ -205,20 +206,22 @@ def tile_limit(settings: SliceSettings) -> float:
 
 def whole_pass_min(width: int, height: int, img_size: int) -> float:
     """The smallest object (its longer side, in the image's pixels) the whole-image pass answers for: ``WHOLE_MIN``
-    pixels of its input, where the image is shrunk by ``img_size / max(width, height)``. 58 px on a 1152x648
-    image at 640, 600 px on a 12000x8000 photo (a 200 px object is 11 px there: no box)."""
+    pixels of its input, where the image is shrunk by ``img_size / max(width, height)``. 29 px on a 1152x648
+    image at 640, 300 px on a 12000x8000 photo (a 200 px object is 11 px there: no box)."""
     return WHOLE_MIN * max(width, height) / img_size
 
 
 def answer_limit(settings: SliceSettings, width: int, height: int, img_size: int) -> float:
     """With the whole-image pass, the largest object (its longer side, image pixels) the tiles answer for in a
-    ``width x height`` image: what some tile is sure to see whole (``tile_limit``), or, on images so large that
-    the whole-image pass cannot see objects of that size (``whole_pass_min``), everything it cannot see. The
-    whole-image pass answers for the larger ones. One rule for every image size (docs/benchmarks.md, section 7).
-    Below the limit a large object's pieces are not the tiles' to report: tiles' boxes of large objects, mostly
-    pieces of the wrong class, outscored the whole-image boxes, and sliced large-object mAP@0.5 fell to a fifth
-    of unsliced (SNIP's valid ranges, Singh and Davis, CVPR 2018, make the same split by scale)."""
-    return max(tile_limit(settings), whole_pass_min(width, height, img_size))
+    ``width x height`` image: what some tile is sure to see whole (``tile_limit``) or, on images so large that the
+    whole-image pass cannot see objects of that size (``whole_pass_min``), what it cannot see, up to a tile (an
+    object larger than a tile reaches the tiles only in pieces, and pieces joined across the seams scored far
+    below the whole-image pass even where it saw such objects at 9-32 px). The whole-image pass answers for the
+    larger ones. One rule for every image size, measured over image sizes and object sizes (docs/benchmarks.md,
+    section 7). Below the limit a large object's pieces are not the tiles' to report: tiles' boxes of large
+    objects, mostly pieces of the wrong class, outscored the whole-image boxes, and sliced large-object mAP@0.5
+    fell to a fifth of unsliced (SNIP's valid ranges, Singh and Davis, CVPR 2018, make the same split by scale)."""
+    return max(tile_limit(settings), min(float(settings.size), whole_pass_min(width, height, img_size)))
 
 
 class ImageParts:

@@ -188,14 +188,14 @@ def run(cfg: EasyDict, monitor: Monitor) -> None:
 
 
 def stage_map(settings: TrainSettings, names: list[str], device: str, dataset_root: Path) -> Any:
-    """With slicing, what a stage's mAP is: the whole-image mAP@0.5 of its weights on the validation images,
+    """With slicing, what a stage's figures are: the whole-image mAP@0.5 (and mAR, tp, fp, fn) of its weights on the validation images,
     run as infer runs them (tiles and, with ``slice_whole_image``, the whole image; ``evaluate``).
     None without slicing: the stage's mAP is then Ultralytics' own validation mAP@0.5."""
     if not settings.slices.on:
         return None
     truth = json.loads((dataset_root / dataset.VAL_TRUTH).read_text())  # [image path, [[class, x1, y1, x2, y2]]]
     # decoding workers as the scan caps them (the usable CPUs), as Ultralytics caps its own loaders' workers
-    return functools.partial(evaluate.sliced_map50, images=truth, names=names, img_size=settings.img_size,
+    return functools.partial(evaluate.sliced_figures, images=truth, names=names, img_size=settings.img_size,
                              slices=settings.slices, device=device.split(",")[0], batch_size=settings.batch_size_per_gpu,
                              workers=runtime.decode_workers(settings.num_workers_per_gpu, 1))
 

@@ -259,12 +259,29 @@ def val_class_ap50(trainer: Any) -> list[float | None]:
     return out
 
 
-def val_thresholds(trainer: Any) -> dict[str, float]:
-    """The confidence and IoU thresholds of the validation that gave the mAP ({} without a validator)."""
-    validator = getattr(trainer, "validator", None)
-    if validator is None:
-        return {}
-    return {"conf_thr": float(validator.args.conf), "iou_thr": float(validator.args.iou)}
+def keep_val_stats(validator: Any) -> None:
+    """From now on, each validation of ``validator`` keeps its statistics (``val_stats``): the detection validator
+    concatenates them in ``metrics.process`` and clears them before any callback sees them. Once per validator."""
+    metrics = getattr(validator, "metrics", None)
+    if metrics is None or getattr(metrics, "_ymir_keeps", False):
+        return
+    process = metrics.process
+
+    def keeping(*args: Any, **kwargs: Any) -> Any:
+        stats = process(*args, **kwargs)
+        validator._ymir_stats = {k: stats[k].copy() for k in ("tp", "conf", "pred_cls", "target_cls")} if stats else None
+        return stats
+
+    metrics.process, metrics._ymir_keeps = keeping, True
+
+
+def val_stats(trainer: Any) -> tuple[Any, Any, Any, Any] | None:
+    """The latest validation's statistics (``keep_val_stats``): per prediction whether it matched at IoU 0.5 (the
+    first of the validator's IoU thresholds), its score and class, and every label's class; None when none kept."""
+    stats = getattr(getattr(trainer, "validator", None), "_ymir_stats", None)
+    if not stats:
+        return None
+    return stats["tp"][:, 0], stats["conf"], stats["pred_cls"], stats["target_cls"]
 
 
 # ---------------------------------------------------------------- scoring detections (sliced validation)

@@ -30,6 +30,11 @@ class Stage:
     files: list[str]
     mAP: float
     timestamp: int = field(default_factory=lambda: int(time.time()))
+    # what else YMIR shows of a stage: mAR in [0, 1], tp, fp and fn counts (protocol >= 1.0.0 only)
+    figures: dict[str, float] = field(default_factory=dict)
+
+
+STAGE_FIGURES = {"mAR": float, "tp": int, "fp": int, "fn": int}  # the platform's names and types, beside mAP
 
 
 def stage_identifier(name: str) -> str:
@@ -65,7 +70,10 @@ def write_training_result(
             found = [os.path.join(models_dir, name, f), os.path.join(models_dir, f)]
             if not any(os.path.isfile(p) and not os.path.islink(p) for p in found):
                 raise FileNotFoundError(f"stage {name} lists {f}, which is not a regular file in {models_dir}")
-        by_name[name] = Stage(name, list(stage.files), mAP, int(stage.timestamp))
+        figures = {k: STAGE_FIGURES[k](v) for k, v in stage.figures.items() if k in STAGE_FIGURES}
+        if not 0.0 <= figures.get("mAR", 0.0) <= 1.0 or any(figures.get(k, 0) < 0 for k in ("tp", "fp", "fn")):
+            raise ValueError(f"stage {name} has figures {figures}: mAR outside [0, 1] or a negative count")
+        by_name[name] = Stage(name, list(stage.files), mAP, int(stage.timestamp), figures)
     if not by_name:
         raise ValueError("a training result needs at least one model stage")
     best = max(by_name.values(), key=lambda s: (s.mAP, s.timestamp, s.name == "best"))
@@ -77,7 +85,7 @@ def write_training_result(
     else:
         data = {
             "model_stages": {
-                s.name: {"stage_name": s.name, "files": s.files, "timestamp": s.timestamp, "mAP": s.mAP}
+                s.name: {"stage_name": s.name, "files": s.files, "timestamp": s.timestamp, "mAP": s.mAP, **s.figures}
                 for s in kept
             },
             "best_stage_name": best.name,
