@@ -198,7 +198,7 @@ def test_on_a_12000x8000_photo_a_mid_size_object_a_tile_saw_whole_keeps_its_box(
     a 200 px object is 11 px there, and it finds nothing. A tile saw the object whole: its box is the answer
     (the overlap, 128 px, was the tiles' limit at every image size before)."""
     slices = settings(640)
-    assert slicing.whole_pass_min(12000, 8000, 640) == 300 == slicing.answer_limit(slices, 12000, 8000, 640)
+    assert slicing.whole_pass_min(12000, 8000, 640) == 450 == slicing.answer_limit(slices, 12000, 8000, 640)
     tile = slicing.windows(12000, 8000, 640, 0.2)[40]
     x, y = tile[0] + 100, tile[1] + 100
     boxes = {tile: [det(x, y, x + 200, y + 150, 0.8)]}
@@ -208,6 +208,22 @@ def test_on_a_12000x8000_photo_a_mid_size_object_a_tile_saw_whole_keeps_its_box(
     whole = [det(tile[0] - 100, tile[1] - 100, tile[0] + 800, tile[1] + 700, 0.6)]
     out = merged(tmp_path, 12000, 8000, slices, {tile: big, (0, 0, 12000, 8000): whole})
     assert rounded(out) == [[tile[0] - 100, tile[1] - 100, tile[0] + 800, tile[1] + 700, 0.6, 0]]
+
+
+def test_inside_a_large_object_of_the_whole_pass_a_tiles_mid_size_view_is_a_part_of_it(tmp_path):
+    """12000x8000: a tile sees a 250 px 'object' no edge cut inside a 3000 px object the whole pass found with a
+    higher score: a part of it, left out. A 60 px one (under the overlap: a defect on a part) stays, and so does a
+    250 px one inside a lower-scoring whole box (conf 0.001's loose boxes must not hide real objects)."""
+    tile = slicing.windows(12000, 8000, 640, 0.2)[200]
+    x, y = tile[0] + 100, tile[1] + 100
+    part, defect = det(x, y, x + 250, y + 240, 0.9), det(x + 300, y + 300, x + 360, y + 350, 0.8)
+    whole = (0, 0, 12000, 8000)
+    large = det(tile[0] - 1000, tile[1] - 1000, tile[0] + 2000, tile[1] + 1500, 0.95)
+    out = rounded(merged(tmp_path, 12000, 8000, settings(640), {tile: [part, defect], whole: [large]}))
+    assert out == [rounded(torch.tensor([large]))[0], rounded(torch.tensor([defect]))[0]]
+    loose = large[:4] + [0.05, 0]
+    out = rounded(merged(tmp_path, 12000, 8000, settings(640), {tile: [part, defect], whole: [loose]}))
+    assert len(out) == 3
 
 
 def test_on_a_12000x8000_photo_a_mid_size_object_every_tile_cut_is_joined_across_the_seam(tmp_path):

@@ -30,10 +30,10 @@ from executor.protocol import Params, config_error
 
 Window = tuple[int, int, int, int]  # x1, y1, x2, y2 in the image's pixels (display frame)
 MERGE_IOS = 0.5  # boxes of two tiles overlapping by more than this share of the smaller are one object
-# The smallest object, in pixels of the whole-image pass's input, that pass answers for (``whole_pass_min``): two
-# strides of the detection head's finest level; chosen over 8, 12, 16, 24, 32, 64 and 128 on a benchmark seed
-# that is not reported (docs/benchmarks.md, section 7)
-WHOLE_MIN = 16
+# The smallest object, in pixels of the whole-image pass's input, that pass answers for (``whole_pass_min``): three
+# strides of the detection head's finest level; chosen over 8 to 128 on a benchmark seed that is not reported
+# (docs/benchmarks.md, section 7)
+WHOLE_MIN = 24
 
 
 @dataclass(frozen=True)
@@ -206,8 +206,8 @@ def tile_limit(settings: SliceSettings) -> float:
 
 def whole_pass_min(width: int, height: int, img_size: int) -> float:
     """The smallest object (its longer side, in the image's pixels) the whole-image pass answers for: ``WHOLE_MIN``
-    pixels of its input, where the image is shrunk by ``img_size / max(width, height)``. 29 px on a 1152x648
-    image at 640, 300 px on a 12000x8000 photo (a 200 px object is 11 px there: no box)."""
+    pixels of its input, where the image is shrunk by ``img_size / max(width, height)``. 43 px on a 1152x648
+    image at 640, 450 px on a 12000x8000 photo (a 200 px object is 11 px there: no box)."""
     return WHOLE_MIN * max(width, height) / img_size
 
 
@@ -282,9 +282,27 @@ class ImageBoxes:
         # The tiles' first max_det answered objects are enough: each is a group of its own below, so any later,
         # lower-scoring one could only come after max_det boxes of at least its score.
         found = _merged(tiles, self.max_det, self.iou, answered)[0]
+        found = found[~inside_the_whole_pass(found, torch.cat([d for d, *_ in wholes]), tile_limit(self.settings), limit)]
         ours = (found, -1, torch.zeros(len(found), 4, dtype=torch.bool), False)  # one window: merged already
         return _merged([ours, *((d, part, torch.zeros_like(c), w) for d, part, c, w in wholes)], self.max_det,
                        self.iou)[0]
+
+
+def inside_the_whole_pass(found: torch.Tensor, whole: torch.Tensor, small: float, limit: float) -> torch.Tensor:
+    """Per tile object of ``found``, whether it is a view of a part of an object the whole-image pass answers for:
+    larger than ``small`` (the overlap) and lying mostly inside (intersection over the smaller above ``MERGE_IOS``)
+    a higher-scoring box of the whole pass larger than ``limit``. Inside a large object a tile sees corners and edges that
+    look like mid-size objects of their own, no tile edge cuts them, and they outscored the real objects (on 12 MP
+    photos at 640, scaled: docs/benchmarks.md, section 7). Objects smaller than the overlap inside a large one (a
+    defect on a part) stay the tiles'."""
+    if not len(found) or not len(whole):
+        return torch.zeros(len(found), dtype=torch.bool)
+    side = torch.maximum(found[:, 2] - found[:, 0], found[:, 3] - found[:, 1])
+    whole = whole[torch.maximum(whole[:, 2] - whole[:, 0], whole[:, 3] - whole[:, 1]) > limit]
+    if not len(whole):
+        return torch.zeros(len(found), dtype=torch.bool)
+    covers = (intersection_over_smaller(found[:, :4], whole[:, :4]) > MERGE_IOS) & (whole[None, :, 4] >= found[:, None, 4])
+    return (side > small) & covers.any(1)
 
 
 def _merged(entries: list[tuple[torch.Tensor, int, torch.Tensor, bool]], max_det: int, iou: float,
