@@ -198,7 +198,7 @@ def test_on_a_12000x8000_photo_a_mid_size_object_a_tile_saw_whole_keeps_its_box(
     a 200 px object is 11 px there, and it finds nothing. A tile saw the object whole: its box is the answer
     (the overlap, 128 px, was the tiles' limit at every image size before)."""
     slices = settings(640)
-    assert slicing.whole_pass_min(12000, 8000, 640) == 450 == slicing.answer_limit(slices, 12000, 8000, 640)
+    assert slicing.whole_pass_min(12000, 8000, 640) == 600 == slicing.answer_limit(slices, 12000, 8000, 640)
     tile = slicing.windows(12000, 8000, 640, 0.2)[40]
     x, y = tile[0] + 100, tile[1] + 100
     boxes = {tile: [det(x, y, x + 200, y + 150, 0.8)]}
@@ -229,7 +229,7 @@ def test_inside_a_large_object_of_the_whole_pass_a_tiles_mid_size_view_is_a_part
 def test_on_a_12000x8000_photo_a_mid_size_object_every_tile_cut_is_joined_across_the_seam(tmp_path):
     """A 250 px object on a seam: no tile sees it whole, the whole-image pass (13 px there) misses it. Its two
     pieces join into one box with the whole-image pass on, as they do without it; a lone piece of the wrong
-    class, whose far side no tile saw, is left out. A 500 px object (27 px there) is the whole-image pass's."""
+    class, whose far side no tile saw, is left out. A 700 px object (37 px there) is the whole-image pass's."""
     tiles = slicing.windows(12000, 8000, 640, 0.2)
     left, right = tiles[0], tiles[1]  # columns from 0 and from 512: the seam band is x 512-640
     assert (left[0], right[0]) == (0, 512)
@@ -239,9 +239,9 @@ def test_on_a_12000x8000_photo_a_mid_size_object_every_tile_cut_is_joined_across
         out = rounded(merged(tmp_path, 12000, 8000, settings(640, whole=whole), pieces))
         expected = [[450, 102, 700, 298, 0.8, 0]] + ([] if whole else [[500, 450, 640, 600, 0.6, 1]])
         assert out == expected, whole
-    large = {left: [det(300, 100, 640, 400, 0.7)], right: [det(512, 102, 800, 398, 0.8)]}
+    large = {left: [det(300, 100, 640, 400, 0.7)], right: [det(512, 102, 1000, 398, 0.8)]}
     assert rounded(merged(tmp_path, 12000, 8000, settings(640), large)) == []
-    assert rounded(merged(tmp_path, 12000, 8000, settings(640, whole=False), large)) == [[300, 102, 800, 398, 0.8, 0]]
+    assert rounded(merged(tmp_path, 12000, 8000, settings(640, whole=False), large)) == [[300, 102, 1000, 398, 0.8, 0]]
 
 
 @pytest.mark.parametrize("width, height", [(1000, 1000), (4000, 3000), (12000, 8000), (16000, 12000)])

@@ -30,10 +30,10 @@ from executor.protocol import Params, config_error
 
 Window = tuple[int, int, int, int]  # x1, y1, x2, y2 in the image's pixels (display frame)
 MERGE_IOS = 0.5  # boxes of two tiles overlapping by more than this share of the smaller are one object
-# The smallest object, in pixels of the whole-image pass's input, that pass answers for (``whole_pass_min``): three
-# strides of the detection head's finest level; chosen over 8 to 128 on a benchmark seed that is not reported
-# (docs/benchmarks.md, section 7)
-WHOLE_MIN = 24
+# The smallest object, in pixels of the whole-image pass's input, that pass answers for (``whole_pass_min``): four
+# strides of the detection head's finest level (COCO's small/medium line); with the rest of the rule, chosen over
+# 16 and 24 on a benchmark seed that is not reported (docs/benchmarks.md, section 7)
+WHOLE_MIN = 32
 
 
 @dataclass(frozen=True)
@@ -206,8 +206,8 @@ def tile_limit(settings: SliceSettings) -> float:
 
 def whole_pass_min(width: int, height: int, img_size: int) -> float:
     """The smallest object (its longer side, in the image's pixels) the whole-image pass answers for: ``WHOLE_MIN``
-    pixels of its input, where the image is shrunk by ``img_size / max(width, height)``. 43 px on a 1152x648
-    image at 640, 450 px on a 12000x8000 photo (a 200 px object is 11 px there: no box)."""
+    pixels of its input, where the image is shrunk by ``img_size / max(width, height)``. 58 px on a 1152x648
+    image at 640, 600 px on a 12000x8000 photo (a 200 px object is 11 px there: no box)."""
     return WHOLE_MIN * max(width, height) / img_size
 
 
