@@ -100,10 +100,6 @@ def sliced_speed(data: dict) -> list[Figure]:
             (place, f"sliced **{data['b']['infer_seconds_per_image']:.2f} s/image**")]
 
 
-def mixed_sizes_readme(data: dict) -> list[Figure]:
-    return [("| slicing: large objects", f"{data['large_ratio_b_over_a+']:.2f}x")]
-
-
 def mixed_sizes(data: dict) -> list[Figure]:
     row = "| (b) sliced training + sliced infer |"
     return [("(b) / (a+) |", f"{data['large_ratio_b_over_a+']:.2f}x"), ("(b) / (b0) |", f"{data['large_ratio_b_over_b0']:.2f}x"),
@@ -125,6 +121,91 @@ def shared_memory(data: dict) -> list[Figure]:
             (place, f"P **{ratio['P 64m /dev/shm, workers -1 (by pipe)']:.2f}x** M")]
 
 
+PHOTO = {"750": "3000", "1500": "6000", "3000": "12000"}  # the grid's image sizes and the photos they stand for at 640
+
+
+def grid_pair(key: str, value) -> str:  # noqa: ANN001 - a function of one seed's JSON
+    """One figure of both seeds of the slicing grid, as its table writes it: 'seed 0 / seed 1'."""
+    return " / ".join(value(load(f"slicing-grid-seed-{seed}.json")) for seed in (0, 1))
+
+
+def grid_lowest() -> str:
+    return f"{min(c['ratio']['default'] for s in (0, 1) for c in load(f'slicing-grid-seed-{s}.json')['cells'].values()):.2f}x"
+
+
+def slicing_grid(data: dict) -> list[Figure]:
+    """Issue 42's grid: every cell's row with both seeds' AP@0.5 of each arm and the default's ratio, the control."""
+    if data["seed"] != 0:
+        return [("higher-scoring whole-image object", "met |")]
+    out = []
+    for size in PHOTO:
+        for band in ("under_overlap", "overlap_window", "window_whole", "large"):
+            row = f"| {size} px ({PHOTO[size]} at 640) | `{band}`"
+            for arm in ("whole", "tiles", "default"):
+                out.append((row, grid_pair(arm, lambda d, a=arm, s=size, b=band: f"{d['arms'][a]['ap50'][s][b]:.3f}")))
+            out.append((row, grid_pair("ratio", lambda d, s=size, b=band: f"{d['cells'][f'{s}/{b}']['ratio']['default']:.2f}x")))
+    control = "**Positive control**"
+    out += [(control, grid_pair("c", lambda d: f"{d['control']['tiles_under_overlap_750']:.3f}")),
+            (control, grid_pair("c", lambda d: f"{d['control']['whole_large_750']:.3f}")),
+            ("met on both seeds** (lowest", f"(lowest {grid_lowest()}"), ("| 7. objects of every size", f"lowest {grid_lowest()}")]
+    seconds = {arm: grid_pair(arm, lambda d, a=arm: f"{d['arms'][a]['infer_seconds_per_image']:.2f}")
+               for arm in ("whole", "tiles", "default")}
+    out += [("Cost per image", f"whole-image {seconds['whole']} s, tiles only {seconds['tiles']} s, the default {seconds['default']} s")]
+    return out
+
+
+def slicing_grid_readme(data: dict) -> list[Figure]:
+    return [("| slicing: the default vs", f"at least {grid_lowest()} in every cell"),
+            ("in every cell the default keeps at least", grid_lowest())]
+
+
+def slicing_grid_tasks(data: dict) -> list[Figure]:
+    return [("kept at least", f"kept at least {grid_lowest()} of the better")]
+
+
+def grid_failures(data: dict, arm: str = "default") -> list[tuple[str, float]]:
+    return [(cell, ratio[arm]) for cell, ratio in ((k, v["ratio"]) for k, v in data["cells"].items())
+            if ratio[arm] is not None and ratio[arm] < 0.9]
+
+
+def slicing_grid_rule_32(data: dict) -> list[Figure]:
+    """The first rule's failing cells on a reported seed, as the rules table names them."""
+    return [("no cap at a tile", f"{cell.split('/')[0]} px `{cell.split('/')[1]}` {ratio:.2f}x (seed {data['seed']})")
+            for cell, ratio in grid_failures(data)]
+
+
+def slicing_grid_pilot(data: dict) -> list[Figure]:
+    """The pilot seed's runs: cells below 0.9x per rule and threshold, as the rules table counts them."""
+    arms = sorted(data["target_met"], key=lambda a: int(a.split("@")[1]) if "@" in a else data["whole_min"])
+    if "rule-32" in data["name"]:
+        counts = " / ".join(str(len(grid_failures(data, a))) for a in arms if a != "default")
+        return [("no cap at a tile", f"| {len(grid_failures(data))} (lowest {min(r for _, r in grid_failures(data)):.2f}x) |"),
+                ("the same at 8 / 16 / 64 / 128 px", f"| {counts} |")]
+    if "rule-cap" in data["name"]:
+        counts = " / ".join(str(len(grid_failures(data, a))) for a in arms)
+        worst = data["cells"]["3000/window_whole"]["ratio"]["default"]
+        return [("capped at a tile", f"| {counts} (3000 px `window_whole` {worst:.2f}x in each)")]
+    lowest = " / ".join(f"{min(c['ratio'][a] for c in data['cells'].values()):.2f}x" for a in arms)
+    return [("higher-scoring whole-image object", f"none at 16 / 24 / 32 (lowest {lowest}")]
+
+
+def whole_views(data: dict) -> list[Figure]:
+    out = []
+    for size, row in data["sizes"].items():
+        place = f"{size[:-2]} MP took"
+        out.append((place, f"**{row['before_median']:.1f} s before, {row['after_median']:.1f} s after ({row['speedup']:.1f}x)**"))
+        out.append((place, f"{row['entries']} entries of which {row['whole_views']} whole views"))
+    return out
+
+
+def conversion_memory(data: dict) -> list[Figure]:
+    arms = data["arms"]
+    place = "one decoded image per thread"
+    return [(place, f"**{arms['before (budget lifted)']['beyond_baseline_mib']:.0f} MiB**"),
+            (place, f"**{arms['after (DECODED_BUDGET)']['beyond_baseline_mib']:.0f} MiB**"),
+            ("peak RSS from", f"({arms['after (DECODED_BUDGET)']['baseline_mib']:.0f} MiB")]
+
+
 # (doc, raw result, the figures as the doc writes them)
 FIGURES = [
     ("docs/benchmarks.md", "infer-small-305-96px-cpu.json", infer_small),
@@ -142,8 +223,14 @@ FIGURES = [
     ("docs/benchmarks.md", "cpu-threads-infer.json", cpu_threads),
     ("docs/benchmarks.md", "shared-memory-64m-640px.json", shared_memory),
     ("docs/benchmarks.md", "cpu-threads-training.json", cpu_threads),
-    *[(doc, f"small-objects-mixed-whole-views-seed-{seed}.json", figures) for seed in (0, 1)
-      for doc, figures in (("docs/benchmarks.md", mixed_sizes), ("README.md", mixed_sizes_readme))],
+    *[("docs/benchmarks.md", f"small-objects-mixed-whole-views-seed-{seed}.json", mixed_sizes) for seed in (0, 1)],
+    *[("docs/benchmarks.md", f"slicing-grid-seed-{seed}.json", slicing_grid) for seed in (0, 1)],
+    ("README.md", "slicing-grid-seed-0.json", slicing_grid_readme),
+    ("docs/tasks.md", "slicing-grid-seed-0.json", slicing_grid_tasks),
+    *[("docs/benchmarks.md", f"slicing-grid-rule-32-seed-{seed}.json", slicing_grid_rule_32) for seed in (0, 1)],
+    *[("docs/benchmarks.md", f"slicing-grid-pilot-seed-100{rule}.json", slicing_grid_pilot) for rule in ("-rule-32", "-rule-cap", "")],
+    ("docs/benchmarks.md", "whole-views-loading-cpu.json", whole_views),
+    ("docs/benchmarks.md", "conversion-memory-6x100-200MP-16-threads.json", conversion_memory),
 ]
 
 
