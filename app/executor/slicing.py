@@ -280,7 +280,8 @@ class ImageBoxes:
             return not bool(open_sides.any()) and max(float(box[2] - box[0]), float(box[3] - box[1])) <= limit
 
         # The tiles' first max_det answered objects are enough: each is a group of its own below, so any later,
-        # lower-scoring one could only come after max_det boxes of at least its score.
+        # lower-scoring one could only come after max_det boxes of at least its score (fewer once the parts of
+        # large objects are left out: then the lowest-scoring ones may be missing, at conf 0.001 only).
         found = _merged(tiles, self.max_det, self.iou, answered)[0]
         found = found[~inside_the_whole_pass(found, torch.cat([d for d, *_ in wholes]), tile_limit(self.settings), limit)]
         ours = (found, -1, torch.zeros(len(found), 4, dtype=torch.bool), False)  # one window: merged already
@@ -291,10 +292,10 @@ class ImageBoxes:
 def inside_the_whole_pass(found: torch.Tensor, whole: torch.Tensor, small: float, limit: float) -> torch.Tensor:
     """Per tile object of ``found``, whether it is a view of a part of an object the whole-image pass answers for:
     larger than ``small`` (the overlap) and lying mostly inside (intersection over the smaller above ``MERGE_IOS``)
-    a higher-scoring box of the whole pass larger than ``limit``. Inside a large object a tile sees corners and edges that
-    look like mid-size objects of their own, no tile edge cuts them, and they outscored the real objects (on 12 MP
-    photos at 640, scaled: docs/benchmarks.md, section 7). Objects smaller than the overlap inside a large one (a
-    defect on a part) stay the tiles'."""
+    a higher-scoring box of the whole pass larger than ``limit``. Inside a large object a tile sees corners and
+    edges that look like mid-size objects of their own, no tile edge cuts them, and they outscored the real
+    objects (3000-12000 px photos at 640, scaled: docs/benchmarks.md, section 7). Objects smaller than the overlap
+    inside a large one (a defect on a part) stay the tiles'."""
     if not len(found) or not len(whole):
         return torch.zeros(len(found), dtype=torch.bool)
     side = torch.maximum(found[:, 2] - found[:, 0], found[:, 3] - found[:, 1])
