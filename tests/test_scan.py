@@ -13,7 +13,7 @@ from executor import scan, weights
 from executor.engine import EngineSettings, InferSettings
 from executor.mining import MiningSettings
 from executor.protocol import ErrorCode, Monitor, Protocol, YmirError
-from executor.slicing import SliceSettings
+from executor.slicing import OFF, SliceSettings
 
 
 def test_split_is_contiguous_and_complete():
@@ -162,7 +162,7 @@ def test_inputs_handed_over_by_pipe_are_those_handed_over_in_shared_memory(train
     paths.append(str(tmp_path / "bad.jpg"))
     chosen = weights.choose(model_files(trained), str(tmp_path), "test")
     engine = Engine(chosen, "cpu", 64, False, ["circle", "square"], decode_on_device=mode == "gpu_decode",
-                    slices=SliceSettings(100, 0.2, True) if mode == "sliced" else None)
+                    slices=SliceSettings(100, 0.2, True) if mode == "sliced" else OFF)
 
     def inputs(by_pipe: bool) -> tuple[dict, list]:
         found, unreadable = {}, []
