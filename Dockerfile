@@ -23,17 +23,26 @@ RUN set -eux; \
     python3 -c "import torch, torchvision, ultralytics; print('torch', torch.__version__, 'ultralytics', ultralytics.__version__)"; \
     rm -rf /tmp/docker /tmp/requirements-app.txt /root/.cache
 
-# Pretrained weights baked in at build time (space-separated model names, e.g. "yolo11n yolo11s"); empty allowed.
-# Declared after the pip layer so that changing it does not reinstall anything. A name that cannot be fetched
-# fails the build: an image that silently trains from scratch would be worse.
-ARG WEIGHTS=""
-RUN set -eu; mkdir -p /app/weights; \
+# Pretrained weights baked in at build time: the COCO weights of the training template's default model (and of any
+# model named here, space-separated: WEIGHTS="yolo11n yolo11s"), so that a first training fine-tunes. Weight files
+# placed in weights/ of the build context are copied as they are, and a name found there is not downloaded (for
+# intranet builders: fetch <model>.pt once elsewhere). WEIGHTS="" builds an image that trains from scratch unless
+# YMIR hands it a pretrained model. Declared after the pip layer so that changing it reinstalls nothing. A name that
+# cannot be fetched fails the build at once, naming both ways out: an image that silently trains from scratch
+# would be worse.
+ARG WEIGHTS="yolo11n"
+COPY weights/ /app/weights/
+RUN set -eu; rm -f /app/weights/README.md; \
     for name in $WEIGHTS; do \
-        python3 -c "import sys; from ultralytics.utils.downloads import attempt_download_asset as get; get(sys.argv[1])" \
-            "/app/weights/$name.pt" || true; \
-        [ -s "/app/weights/$name.pt" ] || { echo "WEIGHTS: could not download $name.pt from the Ultralytics releases (offline, or not a model name); build with WEIGHTS=\"\" or through a proxy"; exit 1; }; \
+        if [ -s "/app/weights/$name.pt" ]; then echo "WEIGHTS: $name.pt from the build context's weights/"; continue; fi; \
+        python3 -c "import socket; socket.create_connection(('github.com', 443), timeout=10).close()" 2>/dev/null \
+            && python3 -c "import sys; from ultralytics.utils.downloads import attempt_download_asset as get; get(sys.argv[1])" \
+                "/app/weights/$name.pt" || true; \
+        [ -s "/app/weights/$name.pt" ] || { \
+            echo "WEIGHTS: cannot download $name.pt (github.com, where Ultralytics publishes its weights, cannot be reached, or '$name' is not a model name). Either place $name.pt in the build context's weights/ folder (fetched once elsewhere from https://github.com/ultralytics/assets/releases) or build with --build-arg WEIGHTS=\"\" (the image then trains from scratch unless YMIR hands it a pretrained model)"; \
+            exit 1; }; \
     done; \
-    rm -rf /root/.cache /root/.config
+    ls /app/weights; rm -rf /root/.cache /root/.config
 
 COPY app /app
 COPY training-template.yaml mining-template.yaml infer-template.yaml manifest.yaml /img-man/

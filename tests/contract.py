@@ -58,6 +58,8 @@ def check_result_yaml(path: str, legacy: bool) -> dict:
     assert math.isclose(data["mAP"], stages[data["best_stage_name"]]["mAP"])
     for key in ("mAP",):
         assert 0.0 <= data[key] <= 1.0
+    # which weights training started from (null: from scratch); ours, the platform reads its own keys only
+    assert data["pretrained_weights"] is None or os.path.isabs(data["pretrained_weights"]), data["pretrained_weights"]
     for value in (data.get("evaluate_config") or {}).values():
         assert isinstance(value, (int, float))
     for section, files in (data.get("attachments") or {}).items():

@@ -315,10 +315,16 @@ def test_weights_baked_into_the_image_are_used_and_nothing_is_downloaded(trained
     rc, log = run_task(sample_root, ["training"], {**TINY_TRAINING, "epochs": 1, "save_period": 0},
                        extra_env={"YMIR_WEIGHTS_DIR": str(baked)})
     assert rc == 0, log[-2000:]
-    assert f"pretrained weights: {baked / 'yolo11n.pt'} (baked into the image)" in log
+    said = f"pretrained weights: {baked / 'yolo11n.pt'} (baked into the image)"
+    assert said in log
+    # among the log's first lines: before the dataset conversion, which may take minutes on a large dataset
+    assert log.index(said) < log.index("INFO dataset ("), log[:3000]
+    result = check_result_yaml(str(sample_root / "out" / "models" / "result.yaml"), legacy=False)
+    assert result["pretrained_weights"] == str(baked / "yolo11n.pt")
     rc, log = run_task(sample_root, ["training"], {**TINY_TRAINING, "epochs": 1, "save_period": 0, "model": "yolov8n"},
                        extra_env={"YMIR_WEIGHTS_DIR": str(baked)})
     assert rc == 0 and "training from scratch" in log and "Downloading" not in log
+    assert check_result_yaml(str(sample_root / "out" / "models" / "result.yaml"), legacy=False)["pretrained_weights"] is None
 
 
 def test_nan_loss_in_the_first_epoch_fails_with_the_nan_code(tmp_path):

@@ -49,3 +49,18 @@ def test_absent_export_format_means_voc():
     assert TrainSettings.read(protocol.Params(template, template, {"export_format": ""})).export_format == ""
     given = {**template, "export_format": "det-ark:raw"}
     assert TrainSettings.read(protocol.Params(template, given, {"export_format": "det-ark:raw"})).export_format == "det-ark:raw"
+
+
+def test_a_default_docker_build_bakes_the_template_model_s_weights():
+    """The Dockerfile's ``WEIGHTS`` default is the training template's ``model``, so that a first training
+    fine-tunes; the README's first build line says which weights it bakes."""
+    import re
+
+    from conftest import ROOT
+
+    model = protocol.load_template("training")["model"]
+    (default,) = re.findall(r'^ARG WEIGHTS="([^"]*)"$', (ROOT / "Dockerfile").read_text(), re.M)
+    assert default.split() == [model]
+    readme = (ROOT / "README.md").read_text()
+    assert re.search(rf"^docker build -t ymir-executor-yolo \. +# bakes {model}'s COCO weights", readme, re.M)
+    assert "/weights/*.pt" in (ROOT / ".gitignore").read_text().splitlines()

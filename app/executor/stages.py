@@ -32,7 +32,8 @@ PLOTS = ("BoxPR_curve.png", "BoxF1_curve.png", "confusion_matrix.png", "confusio
 class StageBook:
     """The stages written so far, which epoch ``best`` holds, and result.yaml."""
 
-    def __init__(self, cfg: EasyDict, settings: Any, stage_map: Callable[[Path], Figures] | None = None) -> None:
+    def __init__(self, cfg: EasyDict, settings: Any, stage_map: Callable[[Path], Figures] | None = None,
+                 started_from: str | None = None) -> None:
         # A checkpoint's figures when they are not Ultralytics' validation's: with slicing, on whole images
         # (``train.stage_map``).
         self.stage_map = stage_map
@@ -43,6 +44,7 @@ class StageBook:
         self.stages: dict[str, Stage] = {}
         self.attachments: dict[str, list[str]] = {}
         self.evaluate_config: dict[str, float] = {}
+        self.started_from = started_from  # the pretrained weights training started from; None: from scratch
         self.last: Figures = {"mAP": 0.0}
         self.epochs_run = 0
         self.best_epoch = 0  # the epoch whose weights best.pt holds: the highest mAP@0.5 so far
@@ -73,7 +75,7 @@ class StageBook:
             return None
         return write_training_result(
             self.result_file, str(self.models_dir), self.stages.values(), self.protocol,
-            self.attachments or None, self.evaluate_config or None,
+            self.attachments or None, self.evaluate_config or None, self.started_from,
         )
 
     def epoch_saved(self, trainer: Any) -> None:

@@ -120,7 +120,8 @@ class TrainSettings:
 
 
 def starting_weights(cfg: EasyDict, model_name: str) -> Path | None:
-    """YMIR's pretrained model, else weights baked into the image, else none (from scratch)."""
+    """YMIR's pretrained model, else weights baked into the image (a default build bakes the template's model:
+    Dockerfile, ``WEIGHTS``), else none (from scratch). The choice is logged and written to result.yaml."""
     offered = path_list(cfg.param.get("pretrained_model_params"))
     if offered:
         return weights.choose(offered, cfg.ymir.input.models_dir, "pretrained")
@@ -128,7 +129,8 @@ def starting_weights(cfg: EasyDict, model_name: str) -> Path | None:
     if baked.is_file():
         LOG.info("pretrained weights: %s (baked into the image)", baked)
         return baked
-    LOG.warning("no pretrained weights for %s: training from scratch, which needs many more epochs", model_name)
+    LOG.warning("no pretrained weights for %s: training from scratch, which needs many more epochs (the image was "
+                "built without %s.pt in %s; YMIR can also hand a pretrained model)", model_name, model_name, weights_dir())
     return None
 
 
@@ -160,6 +162,7 @@ def run(cfg: EasyDict, monitor: Monitor) -> None:
     device, gpus = runtime.select_device(gpu_ids(cfg.param))
     settings = dataclasses.replace(settings, num_workers_per_gpu=loader_workers(settings, gpus))
     started = time.time()
+    start = starting_weights(cfg, settings.model)  # said among the log's first lines, before the long conversion
 
     out_root = Path(cfg.ymir.output.root_dir).absolute()  # a relative project would land under ./runs
     data_yaml = dataset.convert(
@@ -169,8 +172,9 @@ def run(cfg: EasyDict, monitor: Monitor) -> None:
     )
     monitor.progress(callbacks.CONVERSION_SHARE, force=True)
     Path(cfg.ymir.output.models_dir).mkdir(parents=True, exist_ok=True)
-    model = build_model(settings.model, starting_weights(cfg, settings.model))
-    report = callbacks.Report(cfg, settings, monitor, stage_map(settings, names, device, out_root / "yolo-dataset"))
+    model = build_model(settings.model, start)
+    report = callbacks.Report(cfg, settings, monitor, stage_map(settings, names, device, out_root / "yolo-dataset"),
+                              str(start) if start else None)
     for event, callback in callbacks.callbacks(report).items():
         model.add_callback(event, callback)
     with worker_errors(report.errors_dir):

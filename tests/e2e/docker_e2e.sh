@@ -20,16 +20,32 @@ if [ -z "$base" ]; then
     docker image inspect "$base" >/dev/null 2>&1 || bash "$repo/tests/e2e/make_base.sh" "$base"
 fi
 
-echo "== build $image on $base"
+echo "== build $image on $base, without pretrained weights (WEIGHTS=\"\": CI here cannot reach the weights' host)"
 cp "${PIP_CERT:-/etc/ssl/certs/ca-certificates.crt}" "$repo/docker/ca.crt"
-docker build --network host --build-arg BASE_IMAGE="$base" --build-arg CA_BUNDLE=docker/ca.crt -t "$image" "$repo"
+docker build --network host --build-arg BASE_IMAGE="$base" --build-arg CA_BUNDLE=docker/ca.crt --build-arg WEIGHTS="" \
+    -t "$image" "$repo"
+[ -z "$(docker run --rm "$image" sh -c 'ls /app/weights')" ] || { echo "FAILED: WEIGHTS=\"\" baked weights"; exit 1; }
+
+echo "== the default build, offline, fails at once and names both ways out"
+started=$(date +%s)
+if docker build --network none --build-arg BASE_IMAGE="$base" --build-arg CA_BUNDLE=docker/ca.crt \
+        -t "$image-offline" "$repo" >"$work/offline-build.log" 2>&1; then
+    echo "FAILED: the default build succeeded offline"; exit 1
+fi
+took=$(( $(date +%s) - started ))
+grep -q "WEIGHTS: cannot download yolo11n.pt" "$work/offline-build.log" \
+    && grep -q "weights/ folder" "$work/offline-build.log" && grep -q 'WEIGHTS=""' "$work/offline-build.log" \
+    || { tail -20 "$work/offline-build.log"; echo "FAILED: the offline build does not name both ways out"; exit 1; }
+[ "$took" -lt 120 ] || { echo "FAILED: the offline build took $took s to fail"; exit 1; }
+echo "offline default build: failed in $took s, naming both ways out: ok"
 
 echo "== a base image that sets pip's own PIP_CERT (as company images do for their CA) builds, its setting kept"
 mkdir -p "$work/pipcert" && cp "$repo/docker/ca.crt" "$work/pipcert/company-ca.crt"
 printf 'FROM %s\nCOPY company-ca.crt /etc/ssl/certs/company-ca.crt\nENV PIP_CERT=/etc/ssl/certs/company-ca.crt\n' "$base" \
     >"$work/pipcert/Dockerfile"
 docker build -q -t "$base-pipcert" "$work/pipcert" >/dev/null
-docker build --network host --build-arg BASE_IMAGE="$base-pipcert" -t "$image-pipcert" "$repo" >"$work/pipcert/build.log" 2>&1 \
+docker build --network host --build-arg BASE_IMAGE="$base-pipcert" --build-arg WEIGHTS="" -t "$image-pipcert" "$repo" \
+        >"$work/pipcert/build.log" 2>&1 \
     || { tail -20 "$work/pipcert/build.log"; echo "FAILED: build on a base that sets PIP_CERT"; exit 1; }
 docker run --rm --network none "$image-pipcert" python3 -c "import ultralytics, executor.cli" && echo "built and imports: ok"
 docker rmi -f "$image-pipcert" "$base-pipcert" >/dev/null
@@ -62,9 +78,30 @@ before=$(in_hash)
 
 echo "== training"
 platform_run training
+grep -q "training from scratch" "$work/log-training.txt" || { echo "FAILED: the log does not say training starts from scratch"; exit 1; }
+check "assert check_result_yaml('/w/out/models/result.yaml', legacy=False)['pretrained_weights'] is None"
 check "d = check_result_yaml('/w/out/models/result.yaml', legacy=False); print('stages', list(d['model_stages']))"
 ls "$work/out/tensorboard" | grep -q tfevents
 [ "$(in_hash)" = "$before" ] || { echo "FAILED: /in changed during training"; exit 1; }
+
+echo "== weights placed in the build context's weights/ folder are baked without any download (offline build)"
+ctx="$work/context" && mkdir -p "$ctx"
+tar -C "$repo" --exclude=./.git --exclude=./.venv --exclude=./.bench-cache --exclude=./demo-run -cf - . | tar -C "$ctx" -xf -
+cp "$work/out/models/best.pt" "$ctx/weights/yolo11n.pt"  # a checkpoint trained here stands in for the COCO weights
+docker build --network none --build-arg BASE_IMAGE="$base" --build-arg CA_BUNDLE=docker/ca.crt -t "$image-baked" "$ctx" \
+    >"$work/baked-build.log" 2>&1 || { tail -20 "$work/baked-build.log"; echo "FAILED: build with weights/"; exit 1; }
+grep -q "WEIGHTS: yolo11n.pt from the build context's weights/" "$work/baked-build.log"
+cmp <(docker run --rm "$image-baked" cat /app/weights/yolo11n.pt) "$ctx/weights/yolo11n.pt"
+rm -rf "$work/out" && mkdir -p "$work/out" && chmod 777 "$work/out"
+sample --task training --set epochs=1 img_size=64 batch_size_per_gpu=8 num_workers_per_gpu=2 save_period=0 export_format=ark:raw
+before=$(in_hash)
+image_used=$image && image=$image-baked && platform_run training-baked && image=$image_used
+head -20 "$work/log-training-baked.txt" | grep -q "pretrained weights: /app/weights/yolo11n.pt (baked into the image)" \
+    || { head -20 "$work/log-training-baked.txt"; echo "FAILED: the log's first lines do not name the baked weights"; exit 1; }
+check "assert check_result_yaml('/w/out/models/result.yaml', legacy=False)['pretrained_weights'] == '/app/weights/yolo11n.pt'"
+[ "$(in_hash)" = "$before" ] || { echo "FAILED: /in changed during training"; exit 1; }
+docker rmi -f "$image-baked" >/dev/null
+echo "baked weights: used by training and named in its log and result.yaml: ok"
 
 echo "== mining + infer with the trained model"
 mkdir -p "$work/in/models"

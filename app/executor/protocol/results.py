@@ -52,8 +52,12 @@ def write_training_result(
     protocol: Protocol,
     attachments: dict[str, list[str]] | None = None,
     evaluate_config: dict[str, float] | None = None,
+    pretrained_weights: str | None = None,
 ) -> str:
     """Write result.yaml; returns the best stage's name.
+
+    Protocol >= 1 also records ``pretrained_weights``, the weights training started from (null: from scratch),
+    for whoever reads the file; the platform reads its own keys only, the legacy form holds nothing else.
 
     Keeps at most 11 stages (the 10 newest and the best: best by mAP, then newest, then the one named best),
     checks every listed file is a regular file in ``models_dir`` (or its stage folder).
@@ -95,6 +99,7 @@ def write_training_result(
             data["attachments"] = attachments
         if evaluate_config:
             data["evaluate_config"] = {k: float(v) for k, v in evaluate_config.items()}
+        data["pretrained_weights"] = pretrained_weights
     atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))
     return best.name
 
