@@ -18,6 +18,9 @@ sys.path.insert(0, str(ROOT / "app"))
 from executor import runtime  # noqa: E402
 
 runtime.setup()  # before anything imports torch or ultralytics: offline, writable caches
+# Training starts from no baked weights unless a test bakes some: a yolo11n.pt a developer placed in weights/ for
+# the Docker build would otherwise turn every test training into a fine-tune.
+os.environ["YMIR_WEIGHTS_DIR"] = str(ROOT / "tests" / "no-weights")
 
 from executor import sample  # noqa: E402
 
