@@ -48,6 +48,10 @@ MODES = {
             "budget": 100, "seed_epochs": 120, "arm_epochs": 20},
     "gpu": {"sizes": {"seed": 200, "scenes": 8, "duplicates": 200, "empty": 80, "pool": 800, "val": 50, "test": 700},
             "budget": 100, "seed_epochs": 80, "arm_epochs": 20},
+    # users' proportions (issue 43): a pool 10x the labels mined over 4 rounds, a few per cent of it per round,
+    # near-duplicates (a quarter, 25 copies per scene as in "cpu") and empty frames (30 %) at the "cpu" rates
+    "large": {"sizes": {"seed": 50, "scenes": 30, "duplicates": 750, "empty": 900, "pool": 3000, "val": 30, "test": 700},
+              "budget": 75, "seed_epochs": 120, "arm_epochs": 20},
     # the instrument end to end in a few minutes, no figure: one epoch per model
     "smoke": {"sizes": {"seed": 10, "scenes": 2, "duplicates": 6, "empty": 6, "pool": 30, "val": 6, "test": 30},
               "budget": 5, "seed_epochs": 1, "arm_epochs": 1},
@@ -301,22 +305,67 @@ ROUND_SEED = 100  # round r mines with seed + ROUND_SEED x (r - 1): round 1 is t
 
 
 def arm_rounds(arm: str, rounds: int, seed_model: Path, seed_lines: list[str], pool: list[str], rank, fit,
-               deadline: float = float("inf")):
+               deadline: float = float("inf"), done=lambda r: None):
     """One arm over ``rounds`` rounds of YMIR's loop: the model of the round before ranks what is left of the
     pool (``rank(arm, pool, model, r)``), its top-B joins the labelled set, and the next model is fine-tuned
     from the one before on everything labelled so far (``fit(labelled, start)`` returns the weights). Yields
-    ``(round, picked, labelled, model)`` after each round; no round starts after ``deadline`` (epoch s)."""
+    ``(round, picked, labelled, model)`` after each round; no round starts after ``deadline`` (epoch s).
+    ``done(r)``: round r's ``(picked, model)`` from an earlier run (``RoundCache``), or None to run it."""
     model, labelled, left = seed_model, list(seed_lines), list(pool)
     for r in range(1, rounds + 1):
-        if time.time() > deadline:
+        earlier = done(r)
+        if earlier is None and time.time() > deadline:
             print(f"{arm}: deadline reached before round {r}", flush=True)
             return
-        picked = rank(arm, left, model, r)[:BUDGET]
+        picked = earlier[0] if earlier else rank(arm, left, model, r)[:BUDGET]
         chosen = set(picked)
         left = [line for line in left if line not in chosen]
         labelled = labelled + picked
-        model = fit(labelled, model)
+        model = earlier[1] if earlier else fit(labelled, model)
         yield r, picked, labelled, model
+
+
+class RoundCache:
+    """Each arm's rounds kept in ``CACHE`` (``--cache``) as they finish: the round's picks (index lines), record
+    and model, so that a run stopped by a session's end resumes where it stopped. Keyed by the seed, the mode's
+    sizes and budget, the recipe and the executor's code (``code_version``): a change to any of them runs anew."""
+
+    def __init__(self, seed: int, root: Path) -> None:
+        self.root = root  # this run's temporary /in: index lines name files under it, stored relative to it
+        key = json.dumps([seed, SIZES, BUDGET, SEED_EPOCHS, ARM_EPOCHS, RECIPE, IMG, ARM_SEED, code_version()], sort_keys=True)
+        self.folder = CACHE / f"rounds-{seed}-{hashlib.sha1(key.encode()).hexdigest()[:16]}" if CACHE else None
+
+    def get(self, arm: str, r: int) -> tuple[list[str], Path, dict] | None:
+        """Round r of ``arm`` as an earlier run left it: (picked lines, model, record), or None."""
+        if self.folder is None or not (self.folder / f"{arm}-{r}.json").exists():
+            return None
+        kept = json.loads((self.folder / f"{arm}-{r}.json").read_text())
+        picked = [line.replace("{root}", str(self.root)) for line in kept["picked"]]
+        return picked, self.folder / f"{arm}-{r}.pt", kept["record"]
+
+    def put(self, arm: str, r: int, picked: list[str], model: Path, record: dict) -> None:
+        if self.folder is None:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(model, self.folder / f"{arm}-{r}.pt.tmp")
+        (self.folder / f"{arm}-{r}.pt.tmp").replace(self.folder / f"{arm}-{r}.pt")
+        atomic_json(self.folder / f"{arm}-{r}.json",
+                    {"picked": [line.replace(str(self.root), "{root}") for line in picked], "record": record})
+
+
+def code_version() -> str:
+    """A hash of the executor's code as it is on disk (the app folder): what every arm's mining and training run."""
+    digest = hashlib.sha1()
+    for path in sorted((Path(__file__).resolve().parents[1] / "app").rglob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def atomic_json(path: Path, payload: dict) -> None:
+    """Written beside, then renamed over: a run killed mid-write leaves the previous file whole."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=1))
+    tmp.replace(path)
 
 
 def run_rounds(seed: int, arms: list[str], rounds: int, gpu: str, data_file: str | None, deadline: float,
@@ -342,15 +391,27 @@ def run_rounds(seed: int, arms: list[str], rounds: int, gpu: str, data_file: str
         def fit(labelled: list[str], start: Path) -> Path:
             return train(root, labelled, lines["val"], start, ARM_EPOCHS, gpu)
 
+        cache = RoundCache(seed, root)
+
+        def done(arm: str, r: int) -> tuple[list[str], Path] | None:
+            earlier = cache.get(arm, r)
+            return earlier[:2] if earlier else None
+
         for arm in arms:
             history = result["rounds"].setdefault(arm, [])
             for r, picked, labelled, model in arm_rounds(arm, rounds, seed_model, lines["seed"], lines["pool"], rank,
-                                                         fit, deadline):
-                mAP, ap = evaluate(model, test, gpu)
-                history.append({"round": r, "labelled": len(labelled), "map50": mAP, "ap50": ap,
-                                "picks": composition(picked, facts, errors or None)})
-                print(f"seed {seed} {arm:10s} round {r}: {len(labelled)} labelled, test mAP@0.5 {mAP:.4f} "
-                      f"({describe(history[-1]['picks'])}; {time.time() - started:.0f} s)", flush=True)
+                                                         fit, deadline, lambda r, arm=arm: done(arm, r)):
+                earlier = cache.get(arm, r)
+                if earlier is not None:
+                    history.append(earlier[2])
+                else:
+                    mAP, ap = evaluate(model, test, gpu)
+                    history.append({"round": r, "labelled": len(labelled), "map50": mAP, "ap50": ap,
+                                    "picks": composition(picked, facts, errors or None)})
+                    cache.put(arm, r, picked, model, history[-1])
+                print(f"seed {seed} {arm:10s} round {r}: {len(labelled)} labelled, test mAP@0.5 {history[-1]['map50']:.4f} "
+                      f"({describe(history[-1]['picks'])}; {time.time() - started:.0f} s{'; from the cache' if earlier else ''})",
+                      flush=True)
                 result["seconds"] = time.time() - started
                 save(result)
         result["seconds"] = time.time() - started
@@ -632,9 +693,8 @@ def main() -> None:
     def save(result: dict) -> None:
         if args.json:
             done = [r for r in results if r["seed"] != result["seed"]] + [result]
-            Path(args.json).write_text(json.dumps({"machine": machine(), "commit": commit(), "argv": sys.argv[1:],
-                                                   "mode": args.mode, "sizes": SIZES, "budget": BUDGET,
-                                                   "rounds": args.rounds, "results": done}, indent=1))
+            atomic_json(Path(args.json), {"machine": machine(), "commit": commit(), "argv": sys.argv[1:], "mode": args.mode,
+                                          "sizes": SIZES, "budget": BUDGET, "rounds": args.rounds, "results": done})
 
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         arms = args.arms.split(",")

@@ -64,6 +64,45 @@ def test_each_round_ranks_what_is_left_with_the_model_of_the_round_before(monkey
     assert list(al.arm_rounds("ppal", 3, "m", [], pool, rank, fit, deadline=0)) == []  # past the deadline: no round
 
 
+def test_a_stopped_run_resumes_from_its_cached_rounds_with_the_same_picks(monkeypatch, tmp_path):
+    """``RoundCache``: rounds a run finished are read back (picks, model, record), the rest run, and the result is
+    the one an unbroken run gives; another executor code, sizes or seed is another cache."""
+    import active_learning as al
+
+    monkeypatch.setattr(al, "BUDGET", 2)
+    monkeypatch.setattr(al, "CACHE", tmp_path / "cache")
+    root = tmp_path / "run-1"
+    pool = [f"{root}/in/p{i}.jpg\t{root}/in/p{i}.txt" for i in range(7)]
+    ranked = []
+
+    def rank(arm, left, model, r):
+        ranked.append(r)
+        return sorted(left, reverse=True)
+
+    def fit(labelled, start):
+        path = tmp_path / f"model-{len(labelled)}.pt"
+        path.write_text(f"{len(labelled)} from {Path(start).name}")
+        return path
+
+    whole = list(al.arm_rounds("ppal", 3, tmp_path / "seed.pt", [], pool, rank, fit))
+    cache = al.RoundCache(7, root)
+    for r, picked, _, model in whole[:2]:  # a run stopped after round 2
+        cache.put("ppal", r, picked, model, {"round": r})
+    # the next session: another temporary root, the same data under it
+    root2 = tmp_path / "run-2"
+    pool2 = [line.replace(str(root), str(root2)) for line in pool]
+    cache2 = al.RoundCache(7, root2)
+    ranked.clear()
+    resumed = list(al.arm_rounds("ppal", 3, tmp_path / "seed.pt", [], pool2, rank, fit,
+                                 done=lambda r: cache2.get("ppal", r)[:2] if cache2.get("ppal", r) else None))
+    assert ranked == [3], "only the round the stopped run had not finished runs again"
+    assert [p for _, p, _, _ in resumed] == [[x.replace(str(root), str(root2)) for x in p] for _, p, _, _ in whole]
+    assert cache2.get("ppal", 2)[2] == {"round": 2} and cache2.get("ppal", 2)[1].read_text() == "4 from model-2.pt"
+    assert al.RoundCache(8, root2).get("ppal", 1) is None  # another seed
+    monkeypatch.setattr(al, "code_version", lambda: "changed")
+    assert al.RoundCache(7, root2).get("ppal", 1) is None  # another executor code
+
+
 def test_label_savings_read_the_labels_an_arm_needs_to_reach_randoms_final_map():
     from active_learning import label_savings, labels_to_reach
 
