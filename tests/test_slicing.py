@@ -131,12 +131,7 @@ def merged(tmp_path: Path, width: int, height: int, slices: slicing.SliceSetting
     boxes (``boxes[window]``, image pixels) into ``slicing.ImageBoxes`` with the ``Meta`` the engine makes for that
     window (``tile_inputs`` of a real image of that size). ``img_size`` is the model's input (the tile size unless
     given, as the templates have it)."""
-    key = (width, height, slices.size, slices.overlap, slices.whole_image)
-    if key not in _METAS:  # a 12000x8000 image takes seconds to write and cut
-        path = tmp_path / f"{width}x{height}.png"
-        Image.new("RGB", (width, height)).save(path)
-        _METAS[key] = [meta for _, meta in tile_inputs(0, str(path), 32, slices)]
-    metas = _METAS[key]
+    metas = _metas(tmp_path, width, height, slices)  # a 12000x8000 image takes seconds to write and cut
     assert set(boxes) <= {meta.window for meta in metas}, "boxes for a window the image does not have"
     collector, out = slicing.ImageBoxes(max_det, iou, slices, img_size or slices.size), None
     for meta in metas:
@@ -242,6 +237,71 @@ def test_on_a_12000x8000_photo_a_mid_size_object_every_tile_cut_is_joined_across
     large = {left: [det(300, 100, 640, 400, 0.7)], right: [det(512, 102, 1000, 398, 0.8)]}
     assert rounded(merged(tmp_path, 12000, 8000, settings(640), large)) == []
     assert rounded(merged(tmp_path, 12000, 8000, settings(640, whole=False), large)) == [[300, 102, 1000, 398, 0.8, 0]]
+
+
+# A tile of a 12000x8000 photo at img_size 640 with 640 px tiles (answer limit 600 px), and boxes in it, image
+# pixels: kept by a tile beside the whole-image pass (True) or the whole pass's to answer for (False).
+TILE_BOXES = [((100, 100, 300, 250), True),  # a 200 px object seen whole: the whole pass (11 px there) misses it
+              ((10, 10, 600, 500), True),  # 590 px: still under the limit
+              ((10, 10, 630, 300), False),  # 620 px: above the limit, the whole pass's (33 px there)
+              ((0, 200, 120, 260), False),  # cut by the tile's left edge: a piece, another tile sees the rest
+              ((300, 500, 400, 640), False),  # cut by its bottom edge
+              ((5, 5, 60, 60), True)]  # a small object near (not on) the edges
+
+
+def test_mining_scores_a_tile_for_the_objects_infer_lets_it_answer_for(tmp_path):
+    """``slicing.answered_here``, which decides per input which boxes a miner scores, keeps from a tile exactly the
+    boxes infer's merge (``ImageBoxes``, the production call) keeps from that tile alone, on a 12000x8000 photo."""
+    slices = settings(640)
+    tile = slicing.windows(12000, 8000, 640, 0.2)[40]
+    meta = next(m for m in _metas(tmp_path, 12000, 8000, slices) if m.window == tile)
+    boxes = torch.tensor([[tile[0] + a, tile[1] + b, tile[0] + c, tile[1] + d, 0.9 - 0.1 * k, 0]
+                          for k, ((a, b, c, d), _) in enumerate(TILE_BOXES)], dtype=torch.float32)
+    kept = slicing.answered_here(boxes, meta, slices, 640)
+    assert kept.tolist() == [answered for _, answered in TILE_BOXES]
+    for box, answered in zip(boxes.tolist(), kept.tolist(), strict=True):
+        assert len(merged(tmp_path, 12000, 8000, slices, {tile: [box]}, img_size=640)) == int(answered), box
+    whole = next(m for m in _metas(tmp_path, 12000, 8000, slices) if m.window == (0, 0, 12000, 8000))
+    assert slicing.answered_here(boxes, whole, slices, 640).all()  # the whole pass answers for all of its own
+    assert slicing.answered_here(boxes, meta, settings(640, whole=False), 640).all()  # tiles only: pieces merge later
+
+
+def test_a_miner_sees_only_the_boxes_each_input_answers_for(trained, tmp_path):
+    """The production path: ``Miner.detections`` on a real engine and the engine's ``Meta`` of a 12000x8000 photo's
+    tile and whole view, the pass's NMS output given in model-input pixels."""
+    from executor import weights
+    from executor.engine import Batch, Engine
+    from executor.mining import MinerContext
+    from executor.mining.base import MAX_DET, Miner
+
+    slices = settings(640)
+    engine = Engine(weights.choose(model_files(trained), str(tmp_path), "test"), "cpu", 640, False, ["circle", "square"],
+                    slices=slices)
+    miner = Miner(MinerContext(engine, torch.ones(2), 0.05, 0.45, 10, 0))
+    tile = slicing.windows(12000, 8000, 640, 0.2)[40]
+    metas = [m for m in _metas(tmp_path, 12000, 8000, slices) if m.window in (tile, (0, 0, 12000, 8000))]
+    image = torch.tensor([[tile[0] + a, tile[1] + b, tile[0] + c, tile[1] + d] for (a, b, c, d), _ in TILE_BOXES])
+    rows = []
+    for meta in metas:  # the same image-pixel boxes, as each input's model input sees them
+        ratio, pad, offset = torch.tensor(meta.ratio), torch.tensor(meta.pad), torch.tensor(meta.offset)
+        inputs = (image - offset.repeat(2)) * ratio.repeat(2) + pad.repeat(2)
+        rows.append(torch.cat([inputs, torch.full((len(inputs), 1), 0.5), torch.zeros(len(inputs), 3)], 1))
+    batch = Batch(torch.zeros(2, 3, 32, 32), metas, torch.zeros(0), None, [])
+    batch.nms[(0.05, 0.45, MAX_DET)] = rows
+    seen = miner.detections(batch)
+    by_window = {meta.window: len(found) for meta, found in zip(metas, seen, strict=True)}
+    assert by_window == {tile: sum(answered for _, answered in TILE_BOXES), (0, 0, 12000, 8000): len(TILE_BOXES)}
+    assert [len(found) for found in miner.detections(batch, by_rule=False)] == [len(TILE_BOXES)] * 2
+
+
+def _metas(tmp_path: Path, width: int, height: int, slices: slicing.SliceSettings) -> list:
+    """The engine's ``Meta`` of each window of a ``width x height`` image (cached with ``merged``'s)."""
+    key = (width, height, slices.size, slices.overlap, slices.whole_image)
+    if key not in _METAS:
+        path = tmp_path / f"{width}x{height}.png"
+        Image.new("RGB", (width, height)).save(path)
+        _METAS[key] = [meta for _, meta in tile_inputs(0, str(path), 32, slices)]
+    return _METAS[key]
 
 
 @pytest.mark.parametrize("width, height", [(1000, 1000), (4000, 3000), (12000, 8000), (16000, 12000)])

@@ -101,7 +101,7 @@ def cut_by_window(dets: torch.Tensor, window: Window, width: int, height: int, m
     tile cut the object, which may go on beyond it: the box's extent on that side is unknown, on the others the
     window saw where the object ends."""
     x1, y1, x2, y2 = window
-    cut = torch.zeros(len(dets), 4, dtype=torch.bool)
+    cut = torch.zeros(len(dets), 4, dtype=torch.bool, device=dets.device)
     if x1 > 0:
         cut[:, 0] = dets[:, 0] <= x1 + margin
     if y1 > 0:
@@ -287,6 +287,25 @@ class ImageBoxes:
         ours = (found, -1, torch.zeros(len(found), 4, dtype=torch.bool), False)  # one window: merged already
         return _merged([ours, *((d, part, torch.zeros_like(c), w) for d, part, c, w in wholes)], self.max_det,
                        self.iou)[0]
+
+
+def answered_here(boxes: torch.Tensor, meta, settings: SliceSettings, img_size: int) -> torch.Tensor:  # noqa: ANN001
+    """Per box of one input (``(n, >= 4)``, the image's pixels, on any device), whether this input answers for it
+    under ``ImageBoxes``' rule: what mining scores per input (``mining.base.Miner.detections``), where the merge
+    across inputs does not run. With the whole-image pass, a tile answers for the boxes no tile edge cut and no
+    larger than ``answer_limit`` (the parts of larger objects, mostly of the wrong class and uncertain, are the
+    whole pass's to answer for), the whole-image pass for all of its own; an unsliced image's one input, and
+    every tile without the whole-image pass (its pieces join only in the merge), for all. Not applied per input:
+    the merge itself, and ``inside_the_whole_pass``, which needs the whole pass's boxes beside a tile's."""
+    keep = torch.ones(len(boxes), dtype=torch.bool, device=boxes.device)
+    if meta.parts == 1 or not settings.whole_image or tuple(meta.window) == (0, 0, meta.width, meta.height):
+        return keep
+    clipped = boxes[:, :4].clone()
+    clipped[:, [0, 2]] = clipped[:, [0, 2]].clamp(0, meta.width)  # as ImageBoxes clips before it decides
+    clipped[:, [1, 3]] = clipped[:, [1, 3]].clamp(0, meta.height)
+    side = torch.maximum(clipped[:, 2] - clipped[:, 0], clipped[:, 3] - clipped[:, 1])
+    limit = answer_limit(settings, meta.width, meta.height, img_size)
+    return ~cut_by_window(clipped, meta.window, meta.width, meta.height).any(1) & (side <= limit)
 
 
 def inside_the_whole_pass(found: torch.Tensor, whole: torch.Tensor, small: float, limit: float) -> torch.Tensor:

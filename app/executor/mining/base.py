@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from executor.engine import owners
+from executor import slicing
+from executor.engine import owners, to_image_frame
 
 MAX_DET = 300  # boxes per image a miner sees (infer takes its boxes from these when it keeps no more)
 
@@ -101,10 +102,19 @@ class Miner:
     def merge_states(self, states: list[object]) -> None:
         """Take the shards' states (shards in candidate order) before ``finish``."""
 
-    def detections(self, batch: Batch) -> list[torch.Tensor]:
+    def detections(self, batch: Batch, by_rule: bool = True) -> list[torch.Tensor]:
         """Post-NMS boxes in model-input pixels, ``(n, 6 + nc)`` float32 on the device: x1 y1 x2 y2 score class,
-        then the box's score for every class."""
-        return self.ctx.engine.model_detections(batch, self.ctx.min_score, self.ctx.iou, MAX_DET)
+        then the box's score for every class. With slicing, only those each input answers for under infer's rule
+        of which pass answers for which object (``slicing.answered_here``); ``by_rule=False``: all of them (a
+        pass over transformed inputs, whose boxes are not in the input's own frame)."""
+        engine = self.ctx.engine
+        dets = engine.model_detections(batch, self.ctx.min_score, self.ctx.iou, MAX_DET)
+        if not by_rule or not engine.slices.on or all(meta.parts == 1 for meta in batch.metas):
+            return dets
+        counts = [len(det) for det in dets]
+        frame = to_image_frame(torch.cat([det[:, :4] for det in dets]), counts, batch.metas).split(counts)
+        return [det[slicing.answered_here(boxes, meta, engine.slices, engine.inputs.img_size)]
+                for det, boxes, meta in zip(dets, frame, batch.metas, strict=True)]
 
 
 def image_seed(seed: int, path: str) -> int:

@@ -224,7 +224,7 @@ class CALD(Miner):
         values, profiles = [], [pass_profiles(refs, engine.nc)]
         for augment in AUGMENTATIONS:
             images, mapped = augment(batch.images, flat[:, :4], seeds)
-            augs = self.detections(engine.forward(images, batch.metas))
+            augs = self.detections(engine.forward(images, batch.metas), by_rule=False)  # matched to the mapped refs
             values.append(pass_values(refs, list(mapped.split(counts)), augs, wanted))
             profiles.append(pass_profiles(augs, engine.nc))
         self.profiles.append(torch.stack(profiles).mean(0))  # on the device until state()
