@@ -207,6 +207,17 @@ def conversion_memory(data: dict) -> list[Figure]:
 
 
 # (doc, raw result, the figures as the doc writes them)
+def sliced_mining_rule(data: dict) -> list[Figure]:
+    """Errors and full/half Spearman of the mean reduction, before (its own JSON) and with the rule, in one row."""
+    before = load(data["name"].replace("-after-", "-before-"))
+    out = []
+    for algorithm in ("ppal", "diversity"):
+        b, a = before["arms"][f"{algorithm}/mean"], data["arms"][f"{algorithm}/mean"]
+        out.append((f"| {data['seed']} | {algorithm} |", f"| {b['errors_spearman']:.3f} | **{a['errors_spearman']:.3f}** | "
+                    f"{b['full_half_spearman']:.3f} | {a['full_half_spearman']:.3f} |"))
+    return out
+
+
 FIGURES = [
     ("docs/benchmarks.md", "infer-small-305-96px-cpu.json", infer_small),
     ("docs/benchmarks.md", "infer-throughput-photos-96-320px-cpu.json", infer_photos),
@@ -230,6 +241,7 @@ FIGURES = [
     *[("docs/benchmarks.md", f"slicing-grid-rule-32-seed-{seed}.json", slicing_grid_rule_32) for seed in (0, 1)],
     *[("docs/benchmarks.md", f"slicing-grid-pilot-seed-100{rule}.json", slicing_grid_pilot) for rule in ("-rule-32", "-rule-cap", "")],
     ("docs/benchmarks.md", "whole-views-loading-cpu.json", whole_views),
+    *[("docs/benchmarks.md", f"sliced-mining-rule-after-seed-{seed}.json", sliced_mining_rule) for seed in (1000, 1001)],
     ("docs/benchmarks.md", "conversion-memory-6x100-200MP-16-threads.json", conversion_memory),
 ]
 
