@@ -109,7 +109,7 @@ class Miner:
         pass over transformed inputs, whose boxes are not in the input's own frame)."""
         engine = self.ctx.engine
         dets = engine.model_detections(batch, self.ctx.min_score, self.ctx.iou, MAX_DET)
-        if not by_rule or not engine.slices.on or all(meta.parts == 1 for meta in batch.metas):
+        if not by_rule or all(meta.parts == 1 for meta in batch.metas):  # unsliced: every input is a whole image
             return dets
         counts = [len(det) for det in dets]
         frame = to_image_frame(torch.cat([det[:, :4] for det in dets]), counts, batch.metas).split(counts)
