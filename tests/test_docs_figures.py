@@ -327,13 +327,14 @@ def test_the_large_pool_pilot_control_is_that_of_its_raw_results():
     sys.path.insert(0, str(ROOT / "bench"))
     from active_learning import report_rounds
 
-    results = [{**r, "rounds": {a: h for a, h in r["rounds"].items() if a in ("random", "random:1", "oracle")}}
+    quoted = ("random", "random:1", "oracle", "ppal")
+    results = [{**r, "rounds": {a: h for a, h in r["rounds"].items() if a in quoted}}
                for s in (500, 501) for r in load(f"rounds-large-pilot-{s}.json")["results"]]
     summary = report_rounds(results)
     rows = {row.split("|")[1].strip(): row for row in places("docs/benchmarks.md") if "| 0.3351 |" in row}
-    assert set(rows) == {"random (mean of 2 draws)", "oracle"}, rows
+    assert set(rows) == {"random (mean of 2 draws)", "oracle", "ppal (default)"}, rows
     for arm, row in rows.items():
-        mean = summary["arms"]["random" if arm.startswith("random") else arm]["mean"]
+        mean = summary["arms"][arm.split()[0]]["mean"]
         assert all(f"{m:.4f}" in row for m in mean), (arm, mean)
     floors = summary["floors"]
     oracle = statistics.mean(summary["arms"]["oracle"]["mean"][1:]) - statistics.mean(summary["arms"]["random"]["mean"][1:])
@@ -344,6 +345,29 @@ def test_the_large_pool_pilot_control_is_that_of_its_raw_results():
     assert oracle / statistics.mean(floors) >= 3
     savings = percent(summary["arms"]["oracle"]["label_savings"])
     assert quoted_in_place("docs/benchmarks.md", "The oracle reaches random's final mAP@0.5", f"{savings} fewer mined labels")
+    ppal = summary["arms"]["ppal"]
+    per_seed = " and ".join(percent(al_savings(summary["counts"], c, r)) for c, r in zip(ppal["per_seed"],
+                            summary["arms"]["random"]["per_seed"], strict=True))
+    assert quoted_in_place("docs/benchmarks.md", "`ppal` reaches random's final mAP@0.5",
+                           f"{percent(ppal['label_savings'])} fewer mined labels (per seed {per_seed};")
+    shares = summary["default_share_of_oracle"]
+    assert quoted_in_place("docs/benchmarks.md", "ahead of random in every round on both seeds",
+                           f"{min(shares):.2f} to {max(shares):.2f} of the oracle's gain")
+    picks = {arm: [h["picks"] for r in results for h in r["rounds"][arm]] for arm in ("random", "random:1", "ppal")}
+    dup = {arm: [p["duplicates"] for p in picks[arm]] for arm in picks}
+    empty = {arm: [p["empty"] for p in picks[arm]] for arm in picks}
+    rand_dup, rand_empty = dup["random"] + dup["random:1"], empty["random"] + empty["random:1"]
+    assert quoted_in_place("docs/benchmarks.md", "Its picks hold",
+                           f"{min(dup['ppal'])}-{max(dup['ppal'])} near-duplicates of 75 per round (random "
+                           f"{min(rand_dup)}-{max(rand_dup)}) and no empty frame (random {min(rand_empty)}-{max(rand_empty)})")
+    assert max(empty["ppal"]) == 0
+
+
+def al_savings(counts: list[int], curve: list[float], random_curve: list[float]) -> float:
+    """One seed's label savings against that seed's random draw (``active_learning.label_savings``)."""
+    from active_learning import label_savings
+
+    return label_savings(counts, curve, random_curve)
 
 
 ROUNDS_FULL = ["rounds-pilot-400.json", "rounds-pilot-401.json", "rounds-full-402-403.json", "rounds-full-404-405.json"]
