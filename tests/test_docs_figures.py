@@ -361,6 +361,7 @@ def test_the_large_pool_pilot_control_is_that_of_its_raw_results():
                            f"{min(dup['ppal'])}-{max(dup['ppal'])} near-duplicates of 75 per round (random "
                            f"{min(rand_dup)}-{max(rand_dup)}) and no empty frame (random {min(rand_empty)}-{max(rand_empty)})")
     assert max(empty["ppal"]) == 0
+    assert quoted_in_place("README.md", "At 3,000 candidates, 75 a round", f"(pilot, 2 seeds): {percent(ppal['label_savings'])}")
 
 
 def al_savings(counts: list[int], curve: list[float], random_curve: list[float]) -> float:
@@ -387,6 +388,9 @@ def test_the_rounds_full_run_figures_are_those_of_its_raw_results():
     ppal = summary["arms"]["ppal"]
     low, high = (percent(v) for v in ppal["savings_interval_90"])
     assert f"{percent(ppal['label_savings'])} fewer mined labels (90 % interval over seeds: {low} to {high})" in readme
+    per_seed = [al_savings(summary["counts"], c, r) for c, r in zip(ppal["per_seed"], summary["arms"]["random"]["per_seed"],
+                                                                   strict=True)]
+    assert quoted_in_place("README.md", "a 600-image pool", f"per seed {100 * min(per_seed):.0f}-{percent(max(per_seed))}")
     below = [arm for arm, found in summary["arms"].items() if found["below_random_in_rounds"]]
     for arm in below:
         assert f"`{arm}` falls below random" in readme, arm
