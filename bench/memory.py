@@ -16,7 +16,13 @@ noisy, +-200 MB, as the two workers start and touch their pages at different mom
 main process holds does not grow with the photo (under 100 MB at every size; the tiles of a 100 MP photo
 weigh 470 MB): the workers hold the decoded photo and a few passes' tiles, no more.
 
-Usage: python bench/memory.py [--n 200] [--large]
+``--counts A B``: the same runs at pool sizes users have (issue 43, item 3: 20,000 and 100,000), each also
+timed (wall seconds of the whole process, per candidate); ``--unique U`` draws U candidates and hard-links them
+under new names up to the largest count (decoding, scoring and writing cost the same per name; drawing 100,000
+would take longer than the runs), ``--runs`` picks runs by name. Target: time per candidate and RSS at the end
+flat in the pool size (<= 1.2x from A to B): no step grows faster than the pool.
+
+Usage: python bench/memory.py [--n 200] [--counts A B] [--unique U] [--runs infer,ppal,...] [--large]
 """
 
 from __future__ import annotations
@@ -32,8 +38,9 @@ from pathlib import Path
 from common import ROOT, machine, require_boxes, sample, save_result, trained_model
 
 
-def rss_mb(env_path: Path) -> tuple[float, float]:
-    """(peak RSS, RSS at the end of the run) of one run, in MB."""
+def rss_mb(env_path: Path) -> tuple[float, float, float]:
+    """(peak RSS, RSS at the end of the run) of one run, in MB, and its wall seconds."""
+    started = time.perf_counter()
     proc = subprocess.Popen([sys.executable, str(ROOT / "app" / "start.py")], stdout=subprocess.DEVNULL,
                             env={**os.environ, "DEFAULT_ENV_FILE_PATH": str(env_path)})
     last = 0.0
@@ -49,7 +56,7 @@ def rss_mb(env_path: Path) -> tuple[float, float]:
         time.sleep(0.02)
     if status:
         raise SystemExit(f"run failed with status {status}")
-    return usage.ru_maxrss / 1024, last
+    return usage.ru_maxrss / 1024, last, time.perf_counter() - started
 
 
 def pss_mb(pid: int) -> float:
@@ -137,9 +144,37 @@ def large(root: Path, model: Path) -> None:
                                             for mp, image_mb, s, p in rows]})
 
 
+RUNS = {"infer": (["infer"], {}), "entropy": (["mining"], {"mining_algorithm": "entropy"}),
+        "diversity": (["mining"], {"mining_algorithm": "diversity"}), "ppal": (["mining"], {"mining_algorithm": "ppal"}),
+        "aldd + infer": (["mining", "infer"], {"mining_algorithm": "aldd"}),
+        "ppal + infer": (["mining", "infer"], {"mining_algorithm": "ppal"})}
+DEFAULT_RUNS = "infer,entropy,diversity,ppal,aldd + infer"
+
+
+def linked_pool(root: Path, unique: int, count: int) -> None:
+    """The candidate index grown to ``count`` names by hard-linking its first ``unique`` images (new names, same
+    bytes)."""
+    index = root / "in" / "candidate-index.tsv"
+    drawn = index.read_text().splitlines()[:unique]
+    lines = []
+    for i in range(count):
+        source = Path(drawn[i % len(drawn)])
+        if i < len(drawn):
+            lines.append(str(source))
+            continue
+        target = source.with_name(f"{source.stem}-{i}{source.suffix}")
+        if not target.exists():
+            os.link(source, target)
+        lines.append(str(target))
+    index.write_text("\n".join(lines) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=200)
+    parser.add_argument("--counts", type=int, nargs=2, help="the two pool sizes (default: N and 10 x N)")
+    parser.add_argument("--unique", type=int, help="candidates drawn (default: all), hard-linked up to the largest count")
+    parser.add_argument("--runs", default=DEFAULT_RUNS, help=f"comma-separated, of {', '.join(RUNS)}")
     parser.add_argument("--large", action="store_true", help="sliced infer on 4-100 MP photos (see above)")
     args = parser.parse_args()
     if args.large:
@@ -147,33 +182,39 @@ def main() -> None:
             root = sample.generate(Path(tmp), train=0, val=0, candidates=2)
             large(root, trained_model())
         return
-    rows = []
+    n, n10 = args.counts or (args.n, args.n * 10)
+    rows, found = [], float("nan")
     with tempfile.TemporaryDirectory() as tmp:
-        root = sample.generate(Path(tmp), train=0, val=0, candidates=args.n * 10)
+        root = sample.generate(Path(tmp), train=0, val=0, candidates=min(args.unique or n10, n10))
+        linked_pool(root, args.unique or n10, n10)
         model = trained_model()
         index = root / "in" / "candidate-index.tsv"
         everything = index.read_text()
-        for tasks, extra in ((["infer"], {}), (["mining"], {"mining_algorithm": "entropy"}),
-                             (["mining"], {"mining_algorithm": "diversity"}), (["mining"], {"mining_algorithm": "ppal"}),
-                             (["mining", "infer"], {"mining_algorithm": "aldd"})):
+        for name in args.runs.split(","):
+            tasks, extra = RUNS[name]
             runs = []
-            for count in (args.n, args.n * 10):
+            for count in (n, n10):
                 index.write_text("\n".join(everything.splitlines()[:count]) + "\n")
                 config = {"img_size": 128, "batch_size_per_gpu": 16, "num_workers_per_gpu": 2,
                           "model_params_path": [str(model)], **extra}
                 runs.append(rss_mb(sample.write_task(root, tasks, config)))
+                print(f"{name}, {count} candidates: peak {runs[-1][0]:.0f} MB, end {runs[-1][1]:.0f} MB, "
+                      f"{runs[-1][2]:.1f} s", flush=True)
             rows.append((" + ".join(tasks) + (f" ({extra['mining_algorithm']})" if extra else ""), *runs))
             if "infer" in tasks:  # the results streamed to disk hold boxes, as users' results do
                 found = require_boxes(root / "out" / "infer-result.json")
-    n, n10 = args.n, args.n * 10
     print(f"\nmachine: {machine()}; RSS of the main process, MB: peak, and at the end of the run; "
           f"{found:.2f} boxes per candidate")
-    print(f"| run | peak, {n} | peak, {n10} | growth | end, {n} | end, {n10} | growth |\n|---|---|---|---|---|---|---|")
-    for name, (peak, end), (peak10, end10) in rows:
-        print(f"| {name} | {peak:.0f} | {peak10:.0f} | {peak10 / peak:.2f}x | {end:.0f} | {end10:.0f} | {end10 / end:.2f}x |")
-    save_result(f"memory-{n}", {"candidates": [n, n10], "boxes_per_candidate": found,
-                               "rss_mb": [{"run": name, "peak": [peak, peak10], "end": [end, end10]}
-                                          for name, (peak, end), (peak10, end10) in rows]})
+    print(f"| run | peak, {n} | peak, {n10} | growth | end, {n} | end, {n10} | growth | ms per candidate, {n} | {n10} | "
+          "growth |\n|---|---|---|---|---|---|---|---|---|---|")
+    for name, (peak, end, wall), (peak10, end10, wall10) in rows:
+        print(f"| {name} | {peak:.0f} | {peak10:.0f} | {peak10 / peak:.2f}x | {end:.0f} | {end10:.0f} | {end10 / end:.2f}x "
+              f"| {1000 * wall / n:.2f} | {1000 * wall10 / n10:.2f} | {wall10 / n10 / (wall / n):.2f}x |")
+    save_result(f"memory-{n}" + (f"-{n10}" if args.counts else ""),
+                {"candidates": [n, n10], "unique": args.unique or n10, "boxes_per_candidate": found,
+                 "rss_mb": [{"run": name, "peak": [peak, peak10], "end": [end, end10]}
+                            for name, (peak, end, _), (peak10, end10, _) in rows],
+                 "wall_s": [{"run": name, "wall": [wall, wall10]} for name, (_, _, wall), (_, _, wall10) in rows]})
 
 
 if __name__ == "__main__":
