@@ -144,16 +144,34 @@ def evaluate(weights: Path, data: Path, gpu: str) -> tuple[float, list[float]]:
     return float(metrics.box.map50), per_class
 
 
+NO_BANK = "/nobank"
+
+
 def parse_arm(arm: str) -> tuple[str, int, bool]:
-    """``NAME[:K][+b]`` -> (algorithm, draw K, whether mining_budget is B)."""
+    """``NAME[:K][+b][/nobank]`` -> (algorithm, draw K, whether mining_budget is B); ``/nobank``: see ``mine``."""
+    arm = arm.removesuffix(NO_BANK)
     name, at_budget = (arm[:-2], True) if arm.endswith("+b") else (arm, False)
     algorithm, _, draw = name.partition(":")
     return algorithm, int(draw or 0), at_budget
 
 
+def without_bank(model: Path, folder: Path) -> Path:
+    """A copy of ``model`` without its labelled bank (``executor.bank``): what mining gets from a model trained by
+    an older version of the executor, the comparison for the bank's effect at one commit."""
+    import torch
+
+    checkpoint = torch.load(model, map_location="cpu", weights_only=False)
+    checkpoint.pop("ymir_labelled_bank", None)
+    bare = folder / "without-bank.pt"
+    torch.save(checkpoint, bare)
+    return bare
+
+
 def mine(root: Path, pool: list[str], model: Path, arm: str, seed: int, gpu: str) -> list[str]:
     """The executor's ranking of the whole pool, as a user configures the arm (see ``parse_arm``)."""
     algorithm, draw, at_budget = parse_arm(arm)
+    if arm.endswith(NO_BANK):
+        model = without_bank(model, root)
     by_image = {line.split("\t")[0]: line for line in pool}
     (root / "in" / "candidate-index.tsv").write_text("\n".join(by_image) + "\n")
     config = {**base_config(gpu), "mining_algorithm": algorithm, "img_size": IMG, "num_workers_per_gpu": 2,
@@ -475,6 +493,22 @@ def savings_interval(counts: list[int], arm: list[list[float]], rand: list[list[
     return values[int((1 - level) / 2 * draws)], values[int((1 + level) / 2 * draws) - 1]
 
 
+def merge_rounds(files: list[dict]) -> list[dict]:
+    """The rounds results of several ``--json`` files, one per seed: a seed's arms from every file (its seed model
+    and data are the same whatever the commit: ``cached_seed_model``); an arm already taken from an earlier file is
+    named ``ARM@COMMIT`` (the later file's commit), so that runs of one arm at two commits stand side by side."""
+    merged: dict[int, dict] = {}
+    for payload in files:
+        for result in payload["results"]:
+            kept = merged.setdefault(result["seed"], {**result, "rounds": {}})
+            if kept["seed_map"] != result["seed_map"]:
+                raise SystemExit(f"seed {result['seed']}: the files' seed models differ ({kept['seed_map']} and "
+                                 f"{result['seed_map']}): not one benchmark seed")
+            for arm, rounds in result["rounds"].items():
+                kept["rounds"][arm if arm not in kept["rounds"] else f"{arm}@{payload['commit']}"] = rounds
+    return list(merged.values())
+
+
 def report_rounds(results: list[dict], default: str = "ppal", png: str | None = None) -> dict:
     """Per round, each arm's mean test mAP@0.5 and its gain over the random mean (seeds ahead), the noise floor
     and the oracle's headroom in floors; which arms fall below random by more than the floor in any round; the
@@ -679,9 +713,10 @@ def main() -> None:
     mode = MODES[args.mode]
     SIZES, BUDGET, SEED_EPOCHS, ARM_EPOCHS = mode["sizes"], mode["budget"], mode["seed_epochs"], mode["arm_epochs"]
     if args.report:
-        loaded = [r for path in args.report for r in json.loads(Path(path).read_text())["results"]]
+        files = [json.loads(Path(path).read_text()) for path in args.report]
+        loaded = [r for payload in files for r in payload["results"]]
         if loaded and "rounds" in loaded[0]:
-            report_rounds(loaded, args.default, args.curve)
+            report_rounds(merge_rounds(files), args.default, args.curve)
             return
         results = merge(loaded)
         report(sorted(results, key=lambda r: r["seed"]), args.primary)

@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
-from active_learning import holm, parse_arm, sign_flip_p  # noqa: E402
+from active_learning import holm, merge_rounds, parse_arm, sign_flip_p  # noqa: E402
 
 
 def test_all_gains_positive_is_the_smallest_p():
@@ -35,6 +35,7 @@ def test_arm_names_say_algorithm_draw_and_budget():
     assert parse_arm("ppal") == ("ppal", 0, False)
     assert parse_arm("ppal+b") == ("ppal", 0, True)
     assert parse_arm("random:1") == ("random", 1, False)
+    assert parse_arm("ppal/nobank") == ("ppal", 0, False) and parse_arm("ppal:2+b/nobank") == ("ppal", 2, True)
 
 
 # ---------------------------------------------------------------- several rounds (issue 35)
@@ -143,3 +144,16 @@ def test_the_rounds_report_names_an_arm_below_random_and_draws_the_curve(tmp_pat
     low, high = summary["arms"]["ppal"]["savings_interval_90"]
     assert low <= saved <= high and high - low < 0.02  # seeds that agree: a narrow interval
     assert png.stat().st_size > 10_000
+
+
+def test_rounds_of_one_seed_from_two_files_stand_side_by_side_and_a_different_seed_model_stops_it():
+    def result(seed_map, arms):
+        return {"seed": 500, "seed_map": seed_map, "rounds": {arm: [{"map50": m}] for arm, m in arms.items()}}
+
+    old = {"commit": "aaa", "results": [result(0.3, {"random": 0.5, "ppal": 0.6})]}
+    new = {"commit": "bbb", "results": [result(0.3, {"ppal": 0.7, "diversity": 0.65})]}
+    merged = merge_rounds([old, new])
+    assert len(merged) == 1 and merged[0]["rounds"] == {"random": [{"map50": 0.5}], "ppal": [{"map50": 0.6}],
+                                                        "ppal@bbb": [{"map50": 0.7}], "diversity": [{"map50": 0.65}]}
+    with pytest.raises(SystemExit, match="seed models differ"):
+        merge_rounds([old, {"commit": "ccc", "results": [result(0.31, {"ppal": 0.7})]}])
