@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import json
 import random
 import shutil
@@ -38,7 +39,7 @@ from pathlib import Path
 
 import digits
 import yaml
-from common import commit, machine, run_tasks, sample
+from common import commit, machine, run_tasks, sample, save_result
 
 # Two sizes of one design: "cpu" fits this project's 2-core machine, "gpu" a bigger pool and budget. The cpu
 # size is set so that picks matter: a seed model that finds digits (test mAP@0.5 >= 0.30 needs about 120 epochs
@@ -309,6 +310,51 @@ def composition(picked: list[str], facts: dict, errors: dict[str, int] | None) -
             "empty": sum(facts[line].kind == "empty" for line in picked),
             "digits": sum(len(facts[line].boxes) for line in picked),
             "rare": sum(b[0] in digits.RARE for line in picked for b in facts[line].boxes)}
+
+
+def scene_copies(rounds: list[list[int]]) -> list[dict[str, int]]:
+    """Per round, from the scene of each near-duplicate picked (``Scene.source``; the pool holds only copies of
+    those scenes): how many copy a scene picked in an earlier round (labelled before this round's mining) and how
+    many more copy a scene this round already has."""
+    labelled: set[int] = set()
+    out = []
+    for sources in rounds:
+        before = sum(source in labelled for source in sources)
+        new = [source for source in sources if source not in labelled]
+        out.append({"near_duplicates": len(sources), "of_labelled_scenes": before, "within_round": len(new) - len(set(new))})
+        labelled |= set(sources)
+    return out
+
+
+def labelled_copies(folders: list[str], data_file: str | None) -> dict:
+    """``--labelled-copies``: ``scene_copies`` of every arm's cached rounds (``RoundCache`` folders, each named
+    ``rounds-SEED-KEY``, given as FOLDER=LABEL, the label saying which commit ran them); the pool rebuilt per seed."""
+    found: dict = {}
+    scenes_of: dict[int, dict[str, digits.Scene]] = {}
+    for spec in folders:
+        folder, _, label = spec.partition("=")
+        seed = int(Path(folder).name.split("-")[1])
+        if seed not in scenes_of:
+            with tempfile.TemporaryDirectory() as tmp:  # the pool's file names, as write_split names them
+                scenes_of[seed] = {sample.save_asset(Path(tmp), scene.image).stem: scene
+                                   for scene in digits.build(seed, SIZES, data_file)["pool"]}
+        arms: dict[str, list[dict[str, int]]] = {}
+        for first in sorted(Path(folder).glob("*-1.json")):
+            arm = first.name.removesuffix("-1.json")
+            rounds = []
+            for r in itertools.count(1):
+                kept = Path(folder) / f"{arm}-{r}.json"
+                if not kept.exists():
+                    break
+                picked = [Path(line.split("\t")[0]).stem for line in json.loads(kept.read_text())["picked"]]
+                rounds.append([scenes_of[seed][stem].source for stem in picked
+                               if scenes_of[seed][stem].kind == "duplicate"])
+            arms[arm] = scene_copies(rounds)
+            print(f"seed {seed} {label or folder} {arm}: " + "; ".join(
+                f"round {i + 1}: {c['of_labelled_scenes']} of labelled scenes, {c['within_round']} within the round, "
+                f"{c['near_duplicates']} near-duplicates" for i, c in enumerate(arms[arm])))
+        found.setdefault(str(seed), {})[label or folder] = arms
+    return found
 
 
 def describe(c: dict[str, int]) -> str:
@@ -704,6 +750,9 @@ def main() -> None:
                         "benchmark with tier 0)")
     parser.add_argument("--curve", metavar="PNG", help="with --report of --rounds results: the budget curve here")
     parser.add_argument("--default", default="ppal", help="the arm the README's savings figure is about")
+    parser.add_argument("--labelled-copies", nargs="+", metavar="FOLDER=LABEL", help="count the near-duplicates in "
+                        "the cached rounds of these RoundCache folders that copy a scene labelled before (no training)")
+    parser.add_argument("--labelled-copies-name", default="labelled-copies", help="its raw result's name")
     args = parser.parse_args()
     if args.save_data:
         digits.save_source_data(args.save_data)
@@ -712,6 +761,9 @@ def main() -> None:
     CACHE, ARM_SEED = (Path(args.cache) if args.cache else None), args.train_seed
     mode = MODES[args.mode]
     SIZES, BUDGET, SEED_EPOCHS, ARM_EPOCHS = mode["sizes"], mode["budget"], mode["seed_epochs"], mode["arm_epochs"]
+    if args.labelled_copies:
+        save_result(args.labelled_copies_name, {"budget": BUDGET, "copies": labelled_copies(args.labelled_copies, args.data)})
+        return
     if args.report:
         files = [json.loads(Path(path).read_text()) for path in args.report]
         loaded = [r for payload in files for r in payload["results"]]

@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
-from active_learning import holm, merge_rounds, parse_arm, sign_flip_p  # noqa: E402
+from active_learning import holm, merge_rounds, parse_arm, scene_copies, sign_flip_p  # noqa: E402
 
 
 def test_all_gains_positive_is_the_smallest_p():
@@ -157,3 +157,10 @@ def test_rounds_of_one_seed_from_two_files_stand_side_by_side_and_a_different_se
                                                         "ppal@bbb": [{"map50": 0.7}], "diversity": [{"map50": 0.65}]}
     with pytest.raises(SystemExit, match="seed models differ"):
         merge_rounds([old, {"commit": "ccc", "results": [result(0.31, {"ppal": 0.7})]}])
+
+
+def test_scene_copies_tell_copies_of_labelled_scenes_from_copies_within_a_round():
+    counted = scene_copies([[1, 2, 2], [2, 3, 3, 3], [1, 4]])
+    assert counted == [{"near_duplicates": 3, "of_labelled_scenes": 0, "within_round": 1},
+                       {"near_duplicates": 4, "of_labelled_scenes": 1, "within_round": 2},
+                       {"near_duplicates": 2, "of_labelled_scenes": 1, "within_round": 0}]
