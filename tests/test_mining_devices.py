@@ -129,3 +129,58 @@ def test_scan_counts_and_ranks_non_finite_scores_last(tmp_path):
     lines = (tmp_path / "result.tsv").read_text().splitlines()
     assert [line.split("\t")[0] for line in lines] == ["/a/3.jpg", "/a/1.jpg", "/a/2.jpg"]
     assert counts == {"scored": 2, "unreadable": 1, "duplicates": 0}
+
+
+class PassEngine(StandInEngine):
+    """A stand-in whose detections change from pass to pass (``dets`` per pass, in order)."""
+
+    def __init__(self, passes: list[list[torch.Tensor]], feats: list[torch.Tensor], logits: torch.Tensor) -> None:
+        super().__init__("cpu", [], feats, logits)
+        self.passes = iter(passes)
+
+    def model_detections(self, batch: Batch, conf: float, iou: float, max_det: int) -> list[torch.Tensor]:
+        return next(self.passes)
+
+
+def test_ppal_drops_what_can_no_longer_be_a_candidate_and_ranks_as_if_it_kept_everything(monkeypatch):
+    """ppal keeps box features only for images that may still be among its candidates (``PPAL.prune``: a pool of
+    any size holds a few times ``2 x mining_budget`` images' boxes), and its ranking equals keeping them all:
+    60 images in passes of 3 with budget 2, some without boxes, some tied, one non-finite, pruned every 8."""
+    from executor.mining import ppal
+
+    g = torch.Generator().manual_seed(5)
+    passes = []
+    for p in range(20):
+        dets = []
+        for i in range(B):
+            n = [0, 1, 2, 3][(p + i) % 4]
+            score = torch.rand(n, generator=g) * 0.9 + 0.05
+            if p == 7 and i == 1:
+                score[:] = 0.5  # ties with the next image
+            if p == 7 and i == 2:
+                score = torch.full((n,), 0.5)
+            boxes = torch.rand(n, 2, generator=g) * 30
+            cls = (torch.rand(n, generator=g) > 0.5).float()
+            dets.append(torch.cat([boxes, boxes + 10, score[:, None], cls[:, None], torch.stack([score, 1 - score], 1)], 1))
+        passes.append(dets)
+    images, feats, logits = head_outputs("cpu", torch.float32)
+    results, kept = [], []
+    for prune_at in (1, 10**9):
+        monkeypatch.setattr(ppal, "PRUNE_AT", prune_at)
+        engine = PassEngine([[d.clone() for d in dets] for dets in passes], feats, logits)
+        miner = ppal.PPAL(MinerContext(engine, torch.ones(NC), 0.001, 0.45, 2, 0))
+        scores: list[float | None] = []
+        for p in range(len(passes)):
+            poisoned = [f.clone() for f in feats]
+            if p == 11:
+                poisoned[0][0, 0, 0, 0] = math.nan  # image 0 of pass 11: non-finite features, ranked last
+            batch = Batch(images, [Meta(3 * p + i, f"/in/{3 * p + i}.jpg", 64, 64) for i in range(B)], logits, logits, poisoned)
+            scores += to_list(miner.device_scores(batch))
+        kept.append(sum(miner.counts))
+        if prune_at == 1:  # every final candidate (the 4 most uncertain valid images) still holds its boxes
+            valid = sorted((s for s in scores if s is not None and s > 0), reverse=True)
+            candidates = [i for i, s in enumerate(scores) if s is not None and s >= valid[3]]
+            assert candidates and all(miner.counts[i] > 0 for i in candidates), (candidates, miner.counts)
+        results.append(miner.finish(scores))
+    assert results[0] == results[1] and results[0][33] is None
+    assert kept[0] < kept[1] / 2, kept  # pruned: far fewer boxes kept than the 60 images have

@@ -37,12 +37,13 @@ import torch
 
 from executor.bank import DIM, MAX_BOXES, Bank, describe, projection
 from executor.engine import owners
-from executor.mining.base import Miner, MinerContext, group_rows
+from executor.mining.base import Miner, MinerContext, finite_features, group_rows
 from executor.mining.entropy import box_uncertainty, per_image
 
 LOG = logging.getLogger("executor")
 CANDIDATES = 2.0  # stage 2 looks at this many times the budget
-BANK_CHUNK = 4096  # bank boxes compared at once: bounded memory whatever the bank
+PRUNE_AT = 2  # the boxes of images that can no longer be candidates are dropped when this many times them are kept
+BANK_CHUNK = 1024  # bank boxes compared at once: (candidate boxes x 1024) floats, whatever the bank
 
 
 def similarity_to(pick: int, features: torch.Tensor, classes: torch.Tensor, owner: torch.Tensor, n_images: int) -> torch.Tensor:
@@ -147,8 +148,12 @@ class PPAL(Miner):
         self.bank = None if sliced or ctx.bank is None else ctx.bank.above(ctx.min_score)
         self.no_bank = "sliced inputs" if sliced else "none in the model"
         self.projection: torch.Tensor | None = None
-        # per batch, on the device until state(): box features (n, DIM), box classes (n,), boxes per image
-        self.batches: list[tuple[torch.Tensor, torch.Tensor, list[int]]] = []
+        self.counts: list[int] = []  # boxes kept per image, in pass order (0: none, or dropped by ``prune``)
+        # the kept boxes, a set per batch (one after ``prune``), on the device until state(): features (n, DIM)
+        # float16, classes (n,), and per image holding boxes: its pass position, box count and uncertainty (+inf for
+        # a sliced input, whose image's score is the mean of inputs not all seen yet: never dropped)
+        self.kept: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self.since_prune = 0
 
     def image_scores(self, batch) -> torch.Tensor:
         weights = self.ctx.class_weights * self.difficulty.to(self.ctx.class_weights.device)
@@ -160,14 +165,44 @@ class PPAL(Miner):
             self.projection = projection(in_dim, self.bank.seed if self.bank is not None else self.ctx.seed)
         projected = describe(batch.feats, tuple(batch.images.shape[-2:]), dets, self.projection)
         classes = torch.cat([det[:, 5].long() for det in dets])  # the NMS's class: the top of the class scores
-        self.batches.append((projected.half(), classes, [len(det) for det in dets]))
-        return per_image(dets, box_uncertainty(torch.cat(dets), weights), "sum")
+        uncertainty = per_image(dets, box_uncertainty(torch.cat(dets), weights), "sum")
+        device = uncertainty.device
+        whole = torch.tensor([meta.parts == 1 for meta in batch.metas], device=device)
+        positions = torch.arange(len(self.counts), len(self.counts) + len(dets), device=device)
+        self.counts += [len(det) for det in dets]
+        final = torch.isfinite(uncertainty) & finite_features(batch)  # else ranked last (``Miner.device_scores``)
+        self.kept.append((projected.half(), classes, positions, torch.tensor([len(det) for det in dets], device=device),
+                          torch.where(whole, torch.where(final, uncertainty.float(), -math.inf), math.inf)))
+        self.since_prune += len(dets)
+        if self.since_prune > PRUNE_AT * self.bound():
+            self.prune()
+        return uncertainty
+
+    def bound(self) -> int:
+        """The most images stage 2 looks at (its candidates)."""
+        return math.ceil(CANDIDATES * self.ctx.budget)
+
+    def prune(self) -> None:
+        """Drop the boxes of every whole image that can no longer be a candidate: ``bound()`` images already seen
+        are more uncertain (a whole image's score is final once seen), or it has no uncertainty. What is kept
+        stays within a few times the candidates, whatever the pool (issue 43, item 3), and each step looks at that
+        much only; the ranking is the same (tested)."""
+        features, classes, positions, counts, uncertainty = (torch.cat(parts) for parts in zip(*self.kept, strict=True))
+        known = uncertainty[uncertainty < math.inf]
+        k = self.bound()
+        threshold = known.topk(k).values[-1] if len(known) > k else -math.inf  # the k-th most uncertain
+        drop = (uncertainty < threshold) | (uncertainty <= 0)
+        for position in positions[drop].tolist():
+            self.counts[position] = 0
+        boxes = ~torch.repeat_interleave(drop, counts)
+        self.kept = [(features[boxes], classes[boxes], positions[~drop], counts[~drop], uncertainty[~drop])]
+        self.since_prune = 0
 
     def flat(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The batches as one set on the CPU: boxes per image, box features (float16), box classes."""
-        counts = torch.tensor([n for _, _, ns in self.batches for n in ns], dtype=torch.long)
-        features = torch.cat([f.cpu() for f, _, _ in self.batches]) if self.batches else torch.zeros(0, DIM).half()
-        classes = torch.cat([c.cpu() for _, c, _ in self.batches]) if self.batches else torch.zeros(0, dtype=torch.long)
+        """The kept boxes as one set on the CPU: boxes per image, box features (float16), box classes."""
+        counts = torch.tensor(self.counts, dtype=torch.long)
+        features = torch.cat([f.cpu() for f, *_ in self.kept]) if self.kept else torch.zeros(0, DIM).half()
+        classes = torch.cat([c.cpu() for _, c, *_ in self.kept]) if self.kept else torch.zeros(0, dtype=torch.long)
         return counts, features, classes
 
     def state(self, order: torch.Tensor) -> object:
@@ -187,7 +222,8 @@ class PPAL(Miner):
 
     def merge_states(self, states: list[object]) -> None:
         parts = [s for s in states if isinstance(s, dict)]
-        self.batches = [(s["features"], s["classes"], s["counts"].tolist()) for s in parts]
+        self.counts = [n for s in parts for n in s["counts"].tolist()]
+        self.kept = [(s["features"], s["classes"], *[torch.zeros(0)] * 3) for s in parts]  # flat() reads the first two
         self.calibrated = all(s["calibrated"] for s in parts)
         banks = [s["bank"] for s in parts if s.get("bank") is not None]
         self.bank = banks[0] if banks and len(banks) == len(parts) else None  # every shard ran the same model
@@ -201,7 +237,7 @@ class PPAL(Miner):
             LOG.info("ppal: no labelled bank (%s; a model trained by an older version of this image, an epoch stage "
                      "or sliced training has none): candidates close to the training images are not held back",
                      self.no_bank)
-        if not self.batches:
+        if not self.kept:
             return scores
         counts, features, classes = self.flat()
         features = features.float()
