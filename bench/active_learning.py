@@ -145,34 +145,16 @@ def evaluate(weights: Path, data: Path, gpu: str) -> tuple[float, list[float]]:
     return float(metrics.box.map50), per_class
 
 
-NO_BANK = "/nobank"
-
-
 def parse_arm(arm: str) -> tuple[str, int, bool]:
-    """``NAME[:K][+b][/nobank]`` -> (algorithm, draw K, whether mining_budget is B); ``/nobank``: see ``mine``."""
-    arm = arm.removesuffix(NO_BANK)
+    """``NAME[:K][+b]`` -> (algorithm, draw K, whether mining_budget is B)."""
     name, at_budget = (arm[:-2], True) if arm.endswith("+b") else (arm, False)
     algorithm, _, draw = name.partition(":")
     return algorithm, int(draw or 0), at_budget
 
 
-def without_bank(model: Path, folder: Path) -> Path:
-    """A copy of ``model`` without its labelled bank (``executor.bank``): what mining gets from a model trained by
-    an older version of the executor, the comparison for the bank's effect at one commit."""
-    import torch
-
-    checkpoint = torch.load(model, map_location="cpu", weights_only=False)
-    checkpoint.pop("ymir_labelled_bank", None)
-    bare = folder / "without-bank.pt"
-    torch.save(checkpoint, bare)
-    return bare
-
-
 def mine(root: Path, pool: list[str], model: Path, arm: str, seed: int, gpu: str) -> list[str]:
     """The executor's ranking of the whole pool, as a user configures the arm (see ``parse_arm``)."""
     algorithm, draw, at_budget = parse_arm(arm)
-    if arm.endswith(NO_BANK):
-        model = without_bank(model, root)
     by_image = {line.split("\t")[0]: line for line in pool}
     (root / "in" / "candidate-index.tsv").write_text("\n".join(by_image) + "\n")
     config = {**base_config(gpu), "mining_algorithm": algorithm, "img_size": IMG, "num_workers_per_gpu": 2,

@@ -22,12 +22,7 @@ under new names up to the largest count (decoding, scoring and writing cost the 
 would take longer than the runs), ``--runs`` picks runs by name. Target: time per candidate and RSS at the end
 flat in the pool size (<= 1.2x from A to B): no step grows faster than the pool.
 
-``--bank``: what holding candidates against the labelled bank (``executor.bank``, ``ppal.bank_similarity``) costs
-at its bounds, whatever the pool: the ``2 x mining_budget`` candidates of the template's budget against a bank of
-``bank.IMAGES`` training images, at 7 and at 20 boxes an image (``bank.MAX_BOXES``), random unit features; seconds
-and the RSS it adds, at torch's thread count here.
-
-Usage: python bench/memory.py [--n 200] [--counts A B] [--unique U] [--runs infer,ppal,...] [--large] [--bank]
+Usage: python bench/memory.py [--n 200] [--counts A B] [--unique U] [--runs infer,ppal,...] [--large]
 """
 
 from __future__ import annotations
@@ -174,63 +169,6 @@ def linked_pool(root: Path, unique: int, count: int) -> None:
     index.write_text("\n".join(lines) + "\n")
 
 
-def rss_now() -> float:
-    """This process's RSS, MB."""
-    with open("/proc/self/status") as fp:
-        return next(int(line.split()[1]) for line in fp if line.startswith("VmRSS:")) / 1024
-
-
-def timed_peak(work) -> tuple[float, float]:  # noqa: ANN001 - any callable
-    """(seconds, the most RSS added in MB, sampled every 10 ms) of ``work()``."""
-    import threading
-
-    before = rss_now()
-    peak = [before]
-    done = threading.Event()
-
-    def sample() -> None:
-        while not done.is_set():
-            peak[0] = max(peak[0], rss_now())
-            time.sleep(0.01)
-
-    sampler = threading.Thread(target=sample)
-    sampler.start()
-    started = time.perf_counter()
-    work()
-    seconds = time.perf_counter() - started
-    done.set()
-    sampler.join()
-    return seconds, peak[0] - before
-
-
-def bank_cost() -> None:
-    """``--bank``: see the module's doc."""
-    import torch
-    import yaml
-    from executor import bank
-    from executor.mining import ppal
-
-    budget = yaml.safe_load((ROOT / "mining-template.yaml").read_text())["mining_budget"]
-    candidates = int(ppal.CANDIDATES * budget)
-    gen = torch.Generator().manual_seed(0)
-    rows = []
-    for boxes in (7, bank.MAX_BOXES):
-        def unit(n: int) -> torch.Tensor:
-            return torch.nn.functional.normalize(torch.randn(n, bank.DIM, generator=gen), dim=1)
-
-        mine = unit(candidates * boxes).half().float()
-        theirs = bank.Bank(unit(bank.IMAGES * boxes).half(), torch.randint(0, 10, (bank.IMAGES * boxes,), generator=gen),
-                           torch.ones(bank.IMAGES * boxes), torch.full((bank.IMAGES,), boxes), 0, 448)
-        classes = torch.randint(0, 10, (len(mine),), generator=gen)
-        owner = torch.repeat_interleave(torch.arange(candidates), boxes)
-        seconds, added = timed_peak(lambda: ppal.bank_similarity(mine, classes, owner, candidates, theirs))  # noqa: B023
-        rows.append({"boxes_per_image": boxes, "candidates": candidates, "bank_images": bank.IMAGES, "seconds": seconds,
-                     "peak_rss_added_mb": added})
-        print(f"{candidates} candidates x {bank.IMAGES} bank images, {boxes} boxes each: {seconds:.1f} s, "
-              f"peak RSS +{added:.0f} MB ({torch.get_num_threads()} threads)", flush=True)
-    save_result("bank-cost", {"mining_budget": budget, "threads": torch.get_num_threads(), "runs": rows})
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=200)
@@ -238,11 +176,7 @@ def main() -> None:
     parser.add_argument("--unique", type=int, help="candidates drawn (default: all), hard-linked up to the largest count")
     parser.add_argument("--runs", default=DEFAULT_RUNS, help=f"comma-separated, of {', '.join(RUNS)}")
     parser.add_argument("--large", action="store_true", help="sliced infer on 4-100 MP photos (see above)")
-    parser.add_argument("--bank", action="store_true", help="the labelled bank's cost at its bounds (see above)")
     args = parser.parse_args()
-    if args.bank:
-        bank_cost()
-        return
     if args.large:
         with tempfile.TemporaryDirectory() as tmp:
             root = sample.generate(Path(tmp), train=0, val=0, candidates=2)

@@ -35,7 +35,6 @@ def test_arm_names_say_algorithm_draw_and_budget():
     assert parse_arm("ppal") == ("ppal", 0, False)
     assert parse_arm("ppal+b") == ("ppal", 0, True)
     assert parse_arm("random:1") == ("random", 1, False)
-    assert parse_arm("ppal/nobank") == ("ppal", 0, False) and parse_arm("ppal:2+b/nobank") == ("ppal", 2, True)
 
 
 # ---------------------------------------------------------------- several rounds (issue 35)

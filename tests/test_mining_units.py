@@ -193,61 +193,6 @@ def test_ppal_picks_spread_over_near_duplicates_among_the_uncertain():
     assert order[0] == 0 and set(order[1:3]) == {3, 4} and order[3:5] == [1, 2] and order[5:] == [5, 6, 7]
 
 
-def bank_of(features: torch.Tensor, classes: list[int], counts: list[int], scores: list[float] | None = None):
-    from executor.bank import Bank
-
-    return Bank(features.half(), torch.tensor(classes), torch.tensor(scores or [0.9] * len(classes)),
-                torch.tensor(counts), 0, 8)
-
-
-def test_ppal_bank_similarity_is_similarity_to_between_an_image_and_a_bank_image(monkeypatch):
-    """The bank's chunked, vectorised similarity equals ``similarity_to`` run on candidates and bank images as one
-    set, for every chunk size (a chunk of 1 box up to the whole bank)."""
-    gen = torch.Generator().manual_seed(3)
-    boxes = [3, 0, 2, 5, 1]  # candidates: boxes per image (image 1 has none)
-    theirs = [2, 4, 0, 1, 3, 2]  # bank images (image 2 has none)
-    f = torch.nn.functional.normalize(torch.randn(sum(boxes) + sum(theirs), 8, generator=gen), dim=1)
-    f = f.half().float()  # the bank stores float16: compare on the same values
-    c = torch.randint(0, 2, (len(f),), generator=gen)
-    owner = torch.repeat_interleave(torch.arange(len(boxes) + len(theirs)), torch.tensor(boxes + theirs))
-    mine = owner < len(boxes)
-    expected = torch.stack([ppal.similarity_to(len(boxes) + b, f, c, owner, len(boxes) + len(theirs))[: len(boxes)]
-                            for b in range(len(theirs))]).max(0).values
-    bank = bank_of(f[~mine], c[~mine].tolist(), theirs)
-    for chunk in (1, 3, 7, 1000):
-        monkeypatch.setattr(ppal, "BANK_CHUNK", chunk)
-        got = ppal.bank_similarity(f[mine], c[mine], owner[mine], len(boxes), bank)
-        assert got.tolist() == pytest.approx(expected.tolist(), abs=1e-5)
-    assert got[1] == 0 and float(got.max()) > 0
-
-
-def test_ppal_holds_back_near_copies_of_the_labelled_bank():
-    """The most uncertain candidate is a copy of a labelled image: without the bank it is picked first, with it
-    every candidate unlike the training images comes first; a bank of other looks changes nothing."""
-    rows = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [0.6, 0.0, 0.8]]
-    f = torch.nn.functional.normalize(torch.tensor(rows), dim=1)
-    classes, owner = torch.zeros(4, dtype=torch.long), torch.arange(4)
-    uncertainty = torch.tensor([0.9, 0.8, 0.7, 0.6])
-    plain = ppal.select(uncertainty, f, classes, owner, 3).argsort(descending=True).tolist()
-    labelled = bank_of(torch.tensor([[1.0, 0.0, 0.0]]), [0], [1])
-    held = ppal.select(uncertainty, f, classes, owner, 3, labelled).argsort(descending=True).tolist()
-    other_class = bank_of(torch.tensor([[1.0, 0.0, 0.0]]), [1], [1])
-    assert plain[0] == 0 and held[-1] == 0 and held[:3] == [1, 2, 3]
-    assert ppal.select(uncertainty, f, classes, owner, 3, other_class).argsort(descending=True).tolist() == plain
-
-
-def test_bank_round_trips_through_a_checkpoint_and_keeps_boxes_above_a_score():
-    from executor.bank import KEY, Bank
-
-    bank = bank_of(torch.nn.functional.normalize(torch.ones(4, 64), dim=1), [0, 1, 1, 0], [1, 0, 3], [0.9, 0.02, 0.5, 0.04])
-    back = Bank.from_checkpoint({KEY: bank.to_dict()})
-    assert back is not None and back.counts.tolist() == [1, 0, 3] and back.classes.tolist() == [0, 1, 1, 0]
-    kept = back.above(0.05)
-    assert kept.counts.tolist() == [1, 0, 1] and kept.scores.tolist() == pytest.approx([0.9, 0.5], abs=1e-3)
-    broken = {**bank.to_dict(), "counts": torch.tensor([1, 0, 2])}  # 3 boxes counted, 4 stored
-    assert Bank.from_checkpoint({KEY: broken}) is None and Bank.from_checkpoint({}) is None
-
-
 def test_ppal_difficulty_comes_from_the_models_validation_ap():
     from executor.class_stats import ClassStats
 

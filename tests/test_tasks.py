@@ -225,65 +225,6 @@ def test_training_stores_class_statistics_in_the_checkpoints(trained):
         assert all(a is None or 0.0 <= a <= 1.0 for a in stats.val_ap50) and any(a is not None for a in stats.val_ap50)
 
 
-def test_training_stores_a_labelled_bank_in_the_checkpoints(trained):
-    """best.pt and last.pt describe the training images as ppal describes candidates (``executor.bank``): every
-    training image (fewer than ``bank.IMAGES``), its boxes' unit features; the log says so."""
-    from executor import bank
-
-    images = (trained / "out" / "yolo-dataset" / "train.txt").read_text().splitlines()
-    for name in ("best.pt", "last.pt"):
-        checkpoint = torch.load(trained / "out" / "models" / name, map_location="cpu", weights_only=False)
-        found = bank.Bank.from_checkpoint(checkpoint)
-        assert found is not None and found.images == len(images) == 32
-        assert found.in_dim > 0 and len(found.features) == int(found.counts.sum()) > 0
-        assert float(found.scores.min()) >= bank.MIN_SCORE and int(found.counts.max()) <= bank.MAX_BOXES
-        assert torch.allclose(found.features.float().norm(dim=1), torch.ones(len(found.features)), atol=1e-2)
-        assert f"{name}: labelled bank of 32 training images (of 32)" in (trained / "log.txt").read_text()
-
-
-def test_ppal_describes_candidates_as_the_bank_describes_training_images(trained, sample_root):
-    """The bank is what mining would compute for the training images: ppal, on a real engine over the same images,
-    finds the same boxes per image and the same projected features (so a copy of a training image is at
-    similarity 1 from its bank entry, whatever the model). The effect on the ranking is measured
-    (docs/benchmarks.md, section 5), the selection with a bank pinned in tests/test_mining_units.py."""
-    from executor.bank import Bank
-    from executor.engine import Engine
-    from executor.mining import MinerContext, ppal
-
-    weights = trained / "out" / "models" / "best.pt"
-    found = Bank.from_checkpoint(torch.load(weights, map_location="cpu", weights_only=False))
-    images = (trained / "out" / "yolo-dataset" / "train.txt").read_text().splitlines()
-    engine = Engine(weights, "cpu", TINY_TRAINING["img_size"], False, NAMES)
-    miner = ppal.PPAL(MinerContext(engine, torch.ones(2), 0.001, 0.45, 10, 7))  # mining seed 7: the bank's wins
-    assert miner.bank is not None
-    for inputs, metas, _ in engine.batches(images, 8, 0):
-        miner.image_scores(engine.forward(engine.prepare(inputs), metas))
-    counts, features, classes = miner.flat()
-    assert counts.tolist() == found.counts.tolist() and classes.tolist() == found.classes.tolist()
-    assert torch.allclose(features.float(), found.features.float(), atol=2e-3)
-    similarity = ppal.bank_similarity(features.float(), classes, torch.repeat_interleave(torch.arange(len(counts)), counts),
-                                      len(counts), found)
-    assert torch.allclose(similarity, torch.ones(len(counts)))
-
-
-def test_ppal_says_whether_the_model_carries_a_labelled_bank(trained, candidates_root, tmp_path):
-    """Through the scan (the bank travels in the shards' states to the ranking): the log names the bank, or says
-    there is none for weights without it (a model from an older version of this image)."""
-    from executor.bank import KEY
-
-    checkpoint = torch.load(trained / "out" / "models" / "best.pt", map_location="cpu", weights_only=False)
-    checkpoint.pop(KEY)
-    bare = tmp_path / "bare.pt"
-    torch.save(checkpoint, bare)
-    root, paths, _ = candidates_root
-    for model, said in ((trained / "out" / "models" / "best.pt", "the labelled bank (32 training images) counts as already picked"),
-                        (bare, "no labelled bank (none in the model")):
-        config = {**TINY_INFER, "mining_algorithm": "ppal", "mining_min_score": 0.001, "model_params_path": [str(model)]}
-        rc, log = run_task(root, ["mining"], config)
-        assert rc == 0 and said in log, log[-2000:]
-        check_mining_tsv(str(root / "out" / "result.tsv"), paths)
-
-
 def test_mining_without_class_statistics_says_so(trained, candidates_root, tmp_path):
     """A model from elsewhere (no statistics): cald skips stage 2 and ppal counts every class alike, logged."""
     from executor.class_stats import KEY

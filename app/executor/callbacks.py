@@ -29,10 +29,10 @@ class Report:
     """What the callbacks share."""
 
     def __init__(self, cfg: EasyDict, settings: Any, monitor: Monitor, stage_map: Any = None,
-                 started_from: str | None = None, bank_of: Any = None) -> None:
+                 started_from: str | None = None) -> None:
         self.settings = settings  # TrainSettings
         self.monitor = monitor
-        self.stages = StageBook(cfg, settings, stage_map, started_from, bank_of)
+        self.stages = StageBook(cfg, settings, stage_map, started_from)
         self.tensorboard_dir = cfg.ymir.output.tensorboard_dir
         self.errors_dir = Path(cfg.ymir.output.root_dir).absolute() / WORKER_ERRORS
         self.batches_done = 0

@@ -16,7 +16,6 @@ from pathlib import Path
 import torch
 
 from executor import runtime, slicing, ultra
-from executor.bank import Bank
 from executor.class_stats import ClassStats
 from executor.inputs import InputSpec, Meta, passes
 from executor.protocol import Params, model_error
@@ -122,7 +121,6 @@ class Engine:
         self.nc = len(model_names)
         stats = ClassStats.from_checkpoint(checkpoint)
         self.class_stats = stats if stats is not None and stats.names == model_names else None  # model class order
-        self.bank = Bank.from_checkpoint(checkpoint)  # the images it was trained on, described (``executor.bank``)
         LOG.info("model %s on %s (%s)", weights_path.name, self.device, "float16" if self.half else "float32")
 
     @property

@@ -20,8 +20,6 @@ from typing import Any
 from easydict import EasyDict
 
 from executor import evaluate, ultra
-from executor.bank import KEY as BANK_KEY
-from executor.bank import Bank
 from executor.class_stats import KEY, ClassStats
 from executor.protocol import Protocol, Stage, atomic_copy, prune_unlisted, write_training_result
 
@@ -35,7 +33,7 @@ class StageBook:
     """The stages written so far, which epoch ``best`` holds, and result.yaml."""
 
     def __init__(self, cfg: EasyDict, settings: Any, stage_map: Callable[[Path], Figures] | None = None,
-                 started_from: str | None = None, bank_of: Callable[[Path], Bank] | None = None) -> None:
+                 started_from: str | None = None) -> None:
         # A checkpoint's figures when they are not Ultralytics' validation's: with slicing, on whole images
         # (``train.stage_map``).
         self.stage_map = stage_map
@@ -47,22 +45,19 @@ class StageBook:
         self.attachments: dict[str, list[str]] = {}
         self.evaluate_config: dict[str, float] = {}
         self.started_from = started_from  # the pretrained weights training started from; None: from scratch
-        self.bank_of = bank_of  # a final stage's labelled bank from its weights (``executor.bank``); None: no bank
         self.last: Figures = {"mAP": 0.0}
         self.epochs_run = 0
         self.best_epoch = 0  # the epoch whose weights best.pt holds: the highest mAP@0.5 so far
         self.best_map = 0.0
 
     def save(self, name: str, source: Path, figures: Figures, extra: list[str] | None = None, strip: bool = True,
-             stats: ClassStats | None = None, carried: Bank | None = None) -> None:
+             stats: ClassStats | None = None) -> None:
         """Copy a checkpoint into a stage. ``strip`` drops the optimizer state (a load and a save, about 4x
         the cost of a plain copy): done for stages kept for good, not for the best/last of every epoch,
-        which ``finish`` strips once, adding the class statistics (``executor.class_stats``) and the labelled
-        bank (``executor.bank``)."""
+        which ``finish`` strips once, adding the class statistics (``executor.class_stats``)."""
         target = f"{name}.pt"
         if strip:
-            updates = {**({KEY: stats.to_dict()} if stats else {}), **({BANK_KEY: carried.to_dict()} if carried else {})}
-            stripped_copy(source, self.models_dir / target, updates or None)
+            stripped_copy(source, self.models_dir / target, {KEY: stats.to_dict()} if stats else None)
         else:
             atomic_copy(source, self.models_dir / target)
         files = self._kept([target] + (extra or []))
@@ -121,27 +116,15 @@ class StageBook:
             stage = self.stages[f"epoch_{self.best_epoch}"]
             stage.mAP, stage.figures = best_found["mAP"], {k: v for k, v in best_found.items() if k != "mAP"}
         if last.exists():
-            self.save("last", last, best_found if same else self.last, stats=stats, carried=self._bank(last))
+            self.save("last", last, best_found if same else self.last, stats=stats)
         if best.exists():
             extra = self._export_onnx(best) if self.settings.export_onnx else []
-            self.save("best", best, best_found, extra, stats=stats, carried=self._bank(best))
+            self.save("best", best, best_found, extra, stats=stats)
         best_name = self.write()
         removed = prune_unlisted(str(self.models_dir), self.result_file)
         if removed:
             LOG.info("removed from %s the files result.yaml does not list: %s", self.models_dir, ", ".join(removed))
         return best_name
-
-    def _bank(self, checkpoint: Path) -> Bank | None:
-        """The labelled bank of ``checkpoint``'s weights; None without a maker (slicing) or when making it fails: the
-        stage is good without it (mining then says it has none)."""
-        if self.bank_of is None:
-            return None
-        try:
-            return self.bank_of(checkpoint)
-        except Exception as exc:  # noqa: BLE001 - the trained stage stays valid without its bank
-            LOG.warning("%s: no labelled bank (%s: %s); mining with it will not discount candidates close to the "
-                        "training images", checkpoint.name, type(exc).__name__, str(exc)[:200])
-            return None
 
     def figures_of(self, checkpoint: Path, trainer: Any) -> Figures:
         """The figures of the weights Ultralytics just validated (``checkpoint`` holds them): its validation's mAP@0.5

@@ -13,7 +13,6 @@ import itertools
 import json
 import logging
 import os
-import random
 import re
 import shutil
 import subprocess
@@ -24,12 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
 from easydict import EasyDict
 
-from executor import bank, callbacks, dataset, evaluate, inputs, runtime, slicing, ultra, weights
-from executor.engine import Engine
+from executor import callbacks, dataset, evaluate, inputs, runtime, slicing, ultra, weights
 from executor.protocol import (
     ErrorCode,
     Monitor,
@@ -177,7 +174,7 @@ def run(cfg: EasyDict, monitor: Monitor) -> None:
     Path(cfg.ymir.output.models_dir).mkdir(parents=True, exist_ok=True)
     model = build_model(settings.model, start)
     report = callbacks.Report(cfg, settings, monitor, stage_map(settings, names, device, out_root / "yolo-dataset"),
-                              str(start) if start else None, bank_of(settings, names, device, data_yaml))
+                              str(start) if start else None)
     for event, callback in callbacks.callbacks(report).items():
         model.add_callback(event, callback)
     with worker_errors(report.errors_dir):
@@ -205,48 +202,6 @@ def stage_map(settings: TrainSettings, names: list[str], device: str, dataset_ro
     return functools.partial(evaluate.sliced_figures, images=truth, names=names, img_size=settings.img_size,
                              slices=settings.slices, device=device.split(",")[0], batch_size=settings.batch_size_per_gpu,
                              workers=runtime.decode_workers(settings.num_workers_per_gpu, 1))
-
-
-def bank_of(settings: TrainSettings, names: list[str], device: str, data_yaml: str) -> Any:
-    """What makes a final stage's labelled bank (``executor.bank``) from its weights: one pass over (a seeded
-    sample of) the training images, as mining runs its model. None with slicing (the training set is tiles,
-    which no candidate resembles: such a model mines without a bank, which the log says)."""
-    if settings.slices.on:
-        return None
-    listed = Path(yaml.safe_load(Path(data_yaml).read_text(encoding="utf-8"))["train"])
-    images = listed.read_text(encoding="utf-8").splitlines()
-    return functools.partial(labelled_bank, images=images, names=names, img_size=settings.img_size,
-                             device=device.split(",")[0], batch_size=settings.batch_size_per_gpu,
-                             workers=runtime.decode_workers(settings.num_workers_per_gpu, 1))
-
-
-def labelled_bank(weights: Path, images: list[str], names: list[str], img_size: int, device: str, batch_size: int,
-                  workers: int) -> bank.Bank:
-    """``weights``' boxes on at most ``bank.IMAGES`` of ``images`` (a seeded sample beyond), described as ``ppal``
-    describes candidates (``bank.describe``)."""
-    started = time.time()
-    paths = images if len(images) <= bank.IMAGES else random.Random(bank.SEED).sample(images, bank.IMAGES)
-    engine = Engine(weights, device, img_size, False, names)
-    matrix = None
-    features, classes, scores, counts = [], [], [], []
-    for batch_images, metas, _ in engine.batches(paths, batch_size, workers):
-        if batch_images is None:  # every image of the pass unreadable: the dataset's conversion counted them
-            continue
-        batch = engine.forward(engine.prepare(batch_images), metas)
-        dets = engine.model_detections(batch, bank.MIN_SCORE, bank.NMS_IOU, bank.MAX_BOXES)
-        if matrix is None:
-            matrix = bank.projection(sum(level.shape[1] for level in batch.feats), bank.SEED)
-        features.append(bank.describe(batch.feats, tuple(batch.images.shape[-2:]), dets, matrix).half().cpu())
-        classes += [det[:, 5].long().cpu() for det in dets]
-        scores += [det[:, 4].cpu() for det in dets]
-        counts += [len(det) for det in dets]
-    empty = torch.zeros(0)
-    made = bank.Bank(torch.cat(features) if features else torch.zeros(0, bank.DIM).half(),
-                     torch.cat(classes) if classes else empty.long(), torch.cat(scores) if scores else empty,
-                     torch.tensor(counts, dtype=torch.long), bank.SEED, 0 if matrix is None else matrix.shape[0])
-    LOG.info("%s: labelled bank of %d training images (of %d), %d boxes, %.1f s", weights.name, made.images, len(images),
-             len(made.features), time.time() - started)
-    return made
 
 
 def loader_workers(settings: TrainSettings, gpus: int) -> int:

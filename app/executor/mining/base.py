@@ -30,7 +30,6 @@ from executor.engine import owners, to_image_frame
 MAX_DET = 300  # boxes per image a miner sees (infer takes its boxes from these when it keeps no more)
 
 if TYPE_CHECKING:
-    from executor.bank import Bank
     from executor.class_stats import ClassStats
     from executor.engine import Batch, Engine
 
@@ -51,11 +50,6 @@ class MinerContext:
     def class_stats(self) -> ClassStats | None:
         """What the model carries about its classes (``executor.class_stats``); None without an engine."""
         return getattr(self.engine, "class_stats", None)
-
-    @property
-    def bank(self) -> Bank | None:
-        """The images the model was trained on, described (``executor.bank``); None without an engine or a bank."""
-        return getattr(self.engine, "bank", None)
 
     @property
     def device(self) -> torch.device:

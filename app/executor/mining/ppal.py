@@ -19,13 +19,6 @@ uncertain; they come first in that order, then every other image by its uncertai
 last. Ours where the paper's k-center greedy takes the farthest image alone: weighting by uncertainty makes
 every prefix of the list a good pick, whatever ``mining_budget`` says; YMIR's topk is not passed to the
 executor, and farthest-first over a budget larger than the topk filled the top with the pool's outliers.
-
-The labelled bank. A model trained by this image carries its training images, described the same way
-(``executor.bank``): they count as already picked, so each candidate's distance starts at 1 - its similarity to
-the nearest of them (the core-set view: the labelled set is the first set of centres). A near-copy of a labelled
-image then waits behind every candidate unlike what the model has seen. Without a bank (a model trained
-elsewhere or by an older version of this image, an epoch stage, sliced training or mining) the distance starts
-at 1, which the log says.
 """
 
 from __future__ import annotations
@@ -34,16 +27,28 @@ import logging
 import math
 
 import torch
+from torchvision.ops import roi_align
 
-from executor.bank import DIM, MAX_BOXES, Bank, describe, projection
 from executor.engine import owners
 from executor.mining.base import Miner, MinerContext, finite_features, group_rows
 from executor.mining.entropy import box_uncertainty, per_image
 
 LOG = logging.getLogger("executor")
+DIM = 64
+MAX_BOXES = 20  # per image, by score: enough for the similarity, bounded memory
 CANDIDATES = 2.0  # stage 2 looks at this many times the budget
 PRUNE_AT = 2  # the boxes of images that can no longer be candidates are dropped when this many times them are kept
-BANK_CHUNK = 1024  # bank boxes compared at once: (candidate boxes x 1024) floats, whatever the bank
+
+
+def box_features(feats: list[torch.Tensor], image_size: tuple[int, int], boxes: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Per image, ``(n, sum of channels)`` float32: each box's RoIAlign (1x1) on every head level."""
+    rois = [b[:, :4].float() for b in boxes]
+    per_level = []
+    for level in feats:
+        stride = image_size[1] / level.shape[-1]
+        per_level.append(roi_align(level.float(), rois, output_size=1, spatial_scale=1 / stride, aligned=True).flatten(1))
+    pooled = torch.cat(per_level, 1) if per_level else torch.zeros(0, 0)
+    return list(pooled.split([len(r) for r in rois]))
 
 
 def similarity_to(pick: int, features: torch.Tensor, classes: torch.Tensor, owner: torch.Tensor, n_images: int) -> torch.Tensor:
@@ -63,47 +68,11 @@ def similarity_to(pick: int, features: torch.Tensor, classes: torch.Tensor, owne
     return torch.where(has_boxes, (forward.mean(0) + backward) / 2, 0.0)
 
 
-def bank_similarity(features: torch.Tensor, classes: torch.Tensor, owner: torch.Tensor, n_images: int,
-                    bank: Bank) -> torch.Tensor:
-    """Each image's similarity to the most similar image of ``bank``, ``(n_images,)`` in [0, 1]: the measure of
-    ``similarity_to`` between an image and a bank image, the bank's boxes taken a chunk of images at a time."""
-    best = features.new_zeros(n_images)
-    if not len(features) or not len(bank.features):
-        return best
-    counts = torch.bincount(owner, minlength=n_images)
-    has_boxes = counts > 0
-    bank_owner = owners(bank.counts)
-    bounds = torch.cat([torch.zeros(1, dtype=torch.long), bank.counts.cumsum(0)])
-    first = 0
-    while first < bank.images:
-        last = first + 1  # images [first, last): at least one, at most BANK_CHUNK boxes unless one image has more
-        while last < bank.images and int(bounds[last + 1] - bounds[first]) <= BANK_CHUNK:
-            last += 1
-        rows = slice(int(bounds[first]), int(bounds[last]))
-        theirs, their_owner = bank.features[rows].float(), bank_owner[rows] - first
-        sim = (features @ theirs.T).clamp_min(0)  # (mine, theirs) cosine, negatives as no match
-        sim = torch.where(classes[:, None] == bank.classes[rows][None], sim, 0.0)
-        chunk = last - first
-        # forward: each of an image's boxes -> its best same-class box of the bank image, averaged over the image
-        best_there = sim.new_zeros(len(features), chunk).scatter_reduce(1, their_owner.expand_as(sim), sim, "amax",
-                                                                         include_self=True)
-        forward = sim.new_zeros(n_images, chunk).index_add(0, owner, best_there) / counts.clamp_min(1)[:, None]
-        # backward: each bank box -> its best same-class box of the image, averaged over the bank image
-        best_here = sim.new_zeros(n_images, sim.shape[1]).scatter_reduce(0, owner[:, None].expand_as(sim), sim, "amax",
-                                                                          include_self=True)
-        their_counts = bank.counts[first:last]
-        backward = sim.new_zeros(n_images, chunk).index_add(1, their_owner, best_here) / their_counts.clamp_min(1)
-        pair = torch.where(has_boxes[:, None] & (their_counts > 0)[None], (forward + backward) / 2, 0.0)
-        best = torch.maximum(best, pair.max(1).values)
-        first = last
-    return best.clamp(max=1.0)  # float16 features: a copy's cosine can exceed 1 by a rounding step
-
-
 def select(uncertainty: torch.Tensor, features: torch.Tensor, classes: torch.Tensor, owner: torch.Tensor,
-           budget: int, bank: Bank | None = None) -> torch.Tensor:
+           budget: int) -> torch.Tensor:
     """Scores whose descending order is: the greedy picks (largest uncertainty x distance) among the candidates
     (the most uncertain images, at most ``CANDIDATES x budget``, none without uncertainty), then the rest by
-    uncertainty (0 without any). With a ``bank``, its images count as picked before the first pick."""
+    uncertainty (0 without any)."""
     n = len(uncertainty)
     by_uncertainty = uncertainty.argsort(descending=True, stable=True)  # ties: candidate order
     uncertain = int((uncertainty > 0).sum())
@@ -115,8 +84,6 @@ def select(uncertainty: torch.Tensor, features: torch.Tensor, classes: torch.Ten
     scores = uncertainty / (uncertainty.max().clamp_min(1e-12) + 1)  # the rest: below 1, by uncertainty
     weight = uncertainty[candidates]  # in descending order: ties go to the more uncertain
     distance = torch.ones(len(candidates))
-    if bank is not None:
-        distance = 1 - bank_similarity(features, classes, local, len(candidates), bank)
     taken = torch.zeros(len(candidates), dtype=torch.bool)
     for rank in range(min(budget, len(candidates))):
         pick = int(torch.where(taken, -math.inf, weight * distance).argmax())
@@ -144,9 +111,7 @@ class PPAL(Miner):
         stats = ctx.class_stats
         self.calibrated = stats is not None
         self.difficulty = torch.tensor(stats.difficulty() if stats else [1.0] * len(ctx.class_weights), dtype=torch.float32)
-        sliced = ctx.bank is not None and ctx.engine.slices.on  # tiles: no candidate is like a training image
-        self.bank = None if sliced or ctx.bank is None else ctx.bank.above(ctx.min_score)
-        self.no_bank = "sliced inputs" if sliced else "none in the model"
+        self.generator = torch.Generator().manual_seed(ctx.seed)
         self.projection: torch.Tensor | None = None
         self.counts: list[int] = []  # boxes kept per image, in pass order (0: none, or dropped by ``prune``)
         # the kept boxes, a set per batch (one after ``prune``), on the device until state(): features (n, DIM)
@@ -158,12 +123,11 @@ class PPAL(Miner):
     def image_scores(self, batch) -> torch.Tensor:
         weights = self.ctx.class_weights * self.difficulty.to(self.ctx.class_weights.device)
         dets = [det[det[:, 4].argsort(descending=True)[:MAX_BOXES]] for det in self.detections(batch)]
-        if self.projection is None:  # the bank's, so that candidates and bank compare; else seeded by the mining seed
-            in_dim = sum(level.shape[1] for level in batch.feats)
-            if self.bank is not None and self.bank.in_dim != in_dim:
-                self.bank, self.no_bank = None, f"the bank's features have {self.bank.in_dim} channels, the model {in_dim}"
-            self.projection = projection(in_dim, self.bank.seed if self.bank is not None else self.ctx.seed)
-        projected = describe(batch.feats, tuple(batch.images.shape[-2:]), dets, self.projection)
+        features = torch.cat(box_features(batch.feats, tuple(batch.images.shape[-2:]), dets))
+        if self.projection is None:  # drawn on the CPU (seeded), then kept beside the features
+            self.projection = torch.randn(features.shape[1], DIM, generator=self.generator) / DIM**0.5
+        self.projection = self.projection.to(features.device)
+        projected = torch.nn.functional.normalize(features @ self.projection, dim=1)
         classes = torch.cat([det[:, 5].long() for det in dets])  # the NMS's class: the top of the class scores
         uncertainty = per_image(dets, box_uncertainty(torch.cat(dets), weights), "sum")
         device = uncertainty.device
@@ -208,8 +172,7 @@ class PPAL(Miner):
     def state(self, order: torch.Tensor) -> object:
         counts, features, classes = self.flat()
         features, classes = ragged_take([features, classes], counts, order)
-        return {"features": features, "classes": classes, "counts": counts[order], "calibrated": self.calibrated,
-                "bank": self.bank, "no_bank": self.no_bank}
+        return {"features": features, "classes": classes, "counts": counts[order], "calibrated": self.calibrated}
 
     tile_reduce = "mean"  # sliced: the mean of its inputs' uncertainty (the sum grows with the tile count; measured)
 
@@ -225,18 +188,11 @@ class PPAL(Miner):
         self.counts = [n for s in parts for n in s["counts"].tolist()]
         self.kept = [(s["features"], s["classes"], *[torch.zeros(0)] * 3) for s in parts]  # flat() reads the first two
         self.calibrated = all(s["calibrated"] for s in parts)
-        banks = [s["bank"] for s in parts if s.get("bank") is not None]
-        self.bank = banks[0] if banks and len(banks) == len(parts) else None  # every shard ran the same model
-        self.no_bank = next((s["no_bank"] for s in parts if s.get("bank") is None), self.no_bank)
 
     def finish(self, scores: list[float | None]) -> list[float | None]:
         if not self.calibrated:
             LOG.info("ppal: the model carries no per-class validation AP (trained by an older version of this image, "
                      "or an epoch stage): every class counts as equally hard")
-        if self.bank is None:
-            LOG.info("ppal: no labelled bank (%s; a model trained by an older version of this image, an epoch stage "
-                     "or sliced training has none): candidates close to the training images are not held back",
-                     self.no_bank)
         if not self.kept:
             return scores
         counts, features, classes = self.flat()
@@ -249,9 +205,7 @@ class PPAL(Miner):
         index[valid] = torch.arange(len(valid))
         keep = index[owner] >= 0  # boxes of images with a finite score
         picked = select(torch.tensor([scores[i] for i in valid]), features[keep], classes[keep], index[owner[keep]],
-                        self.ctx.budget, self.bank)
-        if self.bank is not None:
-            LOG.info("ppal: the labelled bank (%d training images) counts as already picked", self.bank.images)
+                        self.ctx.budget)
         out: list[float | None] = [None] * len(scores)
         for i, value in zip(valid, picked.tolist(), strict=True):
             out[i] = value
