@@ -364,6 +364,50 @@ def test_the_large_pool_pilot_control_is_that_of_its_raw_results():
     assert quoted_in_place("README.md", "At 3,000 candidates, 75 a round", f"(pilot, 2 seeds): {percent(ppal['label_savings'])}")
 
 
+def test_the_labelled_bank_pilot_figures_are_those_of_its_raw_results():
+    """The labelled bank's pilot (issue 43, item 2): its arm beside the pilot's, merged as ``--report`` merges them;
+    its copies of labelled scenes counted from the cached picks; the rule that removed it."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from active_learning import merge_rounds, report_rounds
+
+    files = [load(f"rounds-large-pilot-{s}.json") for s in (500, 501)] + [load(f"rounds-large-bank-pilot-{s}.json") for s in (500, 501)]
+    results = [{**r, "rounds": {a: h for a, h in r["rounds"].items() if a != "diversity"}} for r in merge_rounds(files)]
+    summary = report_rounds(results)
+    rand = summary["arms"]["random"]["mean"]
+    gains = {}
+    for arm, place in (("ppal", "| `ppal`, the pilot (b697599) |"), ("ppal@ba9b141", "| `ppal` with the bank (ba9b141) |")):
+        mean = summary["arms"][arm]["mean"]
+        cells = " | ".join(f"{m:.4f} ({m - r:+.4f})" for m, r in zip(mean[1:], rand[1:], strict=True))
+        assert quoted_in_place("docs/benchmarks.md", place, f"| {cells} |"), (arm, cells)
+        gains[arm] = statistics.mean(m - r for m, r in zip(mean[2:], rand[2:], strict=True))
+    place = "its gain over random averaged over rounds 2-4"
+    assert quoted_in_place("docs/benchmarks.md", place, f"is {gains['ppal@ba9b141']:+.4f}, plain `ppal`'s {gains['ppal']:+.4f}")
+    assert gains["ppal@ba9b141"] < gains["ppal"]  # the rule written before the run: not kept
+    for arm, said in (("ppal@ba9b141", "with the bank"), ("ppal", "without")):
+        per_seed = " and ".join(percent(al_savings(summary["counts"], c, r)) for c, r in zip(
+            summary["arms"][arm]["per_seed"], summary["arms"]["random"]["per_seed"], strict=True))
+        assert quoted_in_place("docs/benchmarks.md", "Label savings to random's final mAP@0.5",
+                               f"{percent(summary['arms'][arm]['label_savings'])} {said} (per seed {per_seed})")
+    copies = load("labelled-copies-large-pilot.json")["copies"]
+
+    def rounds_2_4(seed: str, commit: str, arm: str) -> list[int]:
+        return [r["of_labelled_scenes"] for r in copies[seed][commit][arm][1:]]
+
+    def both(commit: str, arm: str) -> str:
+        return " and ".join(", ".join(map(str, rounds_2_4(seed, commit, arm))) for seed in ("500", "501"))
+
+    place = "Fewer copies of labelled scenes"
+    held = sum(sum(rounds_2_4(seed, "ba9b141", "ppal")) for seed in ("500", "501"))
+    plain = sum(sum(rounds_2_4(seed, "b697599", "ppal")) for seed in ("500", "501"))
+    assert quoted_in_place("docs/benchmarks.md", place, f"rounds 2-4, {both('ba9b141', 'ppal').replace(' and ', ' (seed 500) and ', 1)} (seed 501)")
+    assert quoted_in_place("docs/benchmarks.md", place, f"plain `ppal`'s {both('b697599', 'ppal')}")
+    assert quoted_in_place("docs/benchmarks.md", place, f"(the oracle: {both('b697599', 'oracle')})")
+    assert quoted_in_place("docs/benchmarks.md", place, f": {held} against {plain}.")
+    assert quoted_in_place("docs/benchmarks.md", "copies it held back over both seeds", f"The {plain - held} copies")
+
+
 def al_savings(counts: list[int], curve: list[float], random_curve: list[float]) -> float:
     """One seed's label savings against that seed's random draw (``active_learning.label_savings``)."""
     from active_learning import label_savings
