@@ -85,6 +85,20 @@ def memory_runs(data: dict) -> list[Figure]:
     return [("2,000 and 20,000 candidates", f"{names[row['run']]} {row['end'][1] / row['end'][0]:.2f}x") for row in data["rss_mb"]]
 
 
+def memory_scale(data: dict) -> list[Figure]:
+    """Issue 43, item 3: per run, time per candidate and end-of-run RSS at 20,000 and 100,000, one row each."""
+    names = {"infer": "| infer |", "mining (diversity)": "| `diversity` mining |",
+             "mining + infer (ppal)": "| `ppal` mining + infer, before pruning |" if "before" in data["name"]
+             else "| `ppal` mining + infer, pruning (0949ad4) |"}
+    n, n10 = data["candidates"]
+    out = []
+    for rss, wall in zip(data["rss_mb"], data["wall_s"], strict=True):
+        (a, b), (ea, eb) = wall["wall"], rss["end"]
+        out.append((names[rss["run"]], f"| {1000 * a / n:.2f} | {1000 * b / n10:.2f} | {b / n10 / (a / n):.2f}x | {ea:.0f} MB | "
+                    f"{eb:.0f} MB | {eb / ea:.2f}x |"))
+    return out
+
+
 def memory_large(data: dict) -> list[Figure]:
     rows = data["pss_mb"]
     place = "Most PSS added in the main process"
@@ -230,6 +244,8 @@ FIGURES = [
     ("docs/benchmarks.md", "memory-200.json", memory),
     ("docs/benchmarks.md", "memory-2000.json", lambda data: memory(data) + memory_runs(data)),
     ("docs/benchmarks.md", "memory-large.json", memory_large),
+    ("docs/benchmarks.md", "memory-20000-100000-before-pruning.json", memory_scale),
+    ("docs/benchmarks.md", "memory-20000-100000.json", memory_scale),
     ("docs/benchmarks.md", "small-objects-speed-full.json", sliced_speed),
     ("docs/benchmarks.md", "cpu-threads-infer.json", cpu_threads),
     ("docs/benchmarks.md", "shared-memory-64m-640px.json", shared_memory),
