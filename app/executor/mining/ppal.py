@@ -30,7 +30,7 @@ import torch
 from torchvision.ops import roi_align
 
 from executor.engine import owners
-from executor.mining.base import Miner, MinerContext, finite_features, group_rows
+from executor.mining.base import Miner, MinerContext, group_rows
 from executor.mining.entropy import box_uncertainty, per_image
 
 LOG = logging.getLogger("executor")
@@ -115,9 +115,11 @@ class PPAL(Miner):
         self.projection: torch.Tensor | None = None
         self.counts: list[int] = []  # boxes kept per image, in pass order (0: none, or dropped by ``prune``)
         # the kept boxes, a set per batch (one after ``prune``), on the device until state(): features (n, DIM)
-        # float16, classes (n,), and per image holding boxes: its pass position, box count and uncertainty (+inf for
-        # a sliced input, whose image's score is the mean of inputs not all seen yet: never dropped)
-        self.kept: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        # float16, classes (n,), and per image holding boxes: its pass position and box count
+        self.kept: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        # beside each set, per image: its final score (``device_scores``; -inf when not finite), +inf for a sliced
+        # input, whose image's score is the mean of inputs not all seen yet: never dropped
+        self.keys: list[torch.Tensor] = []
         self.since_prune = 0
 
     def image_scores(self, batch) -> torch.Tensor:
@@ -129,18 +131,20 @@ class PPAL(Miner):
         self.projection = self.projection.to(features.device)
         projected = torch.nn.functional.normalize(features @ self.projection, dim=1)
         classes = torch.cat([det[:, 5].long() for det in dets])  # the NMS's class: the top of the class scores
-        uncertainty = per_image(dets, box_uncertainty(torch.cat(dets), weights), "sum")
-        device = uncertainty.device
-        whole = torch.tensor([meta.parts == 1 for meta in batch.metas], device=device)
-        positions = torch.arange(len(self.counts), len(self.counts) + len(dets), device=device)
+        positions = torch.arange(len(self.counts), len(self.counts) + len(dets), device=projected.device)
         self.counts += [len(det) for det in dets]
-        final = torch.isfinite(uncertainty) & finite_features(batch)  # else ranked last (``Miner.device_scores``)
-        self.kept.append((projected.half(), classes, positions, torch.tensor([len(det) for det in dets], device=device),
-                          torch.where(whole, torch.where(final, uncertainty.float(), -math.inf), math.inf)))
-        self.since_prune += len(dets)
+        self.kept.append((projected.half(), classes, positions, torch.tensor([len(det) for det in dets], device=positions.device)))
+        return per_image(dets, box_uncertainty(torch.cat(dets), weights), "sum")
+
+    def device_scores(self, batch) -> torch.Tensor:
+        """The base class's scores, which are also what ``prune`` ranks the batch's images by."""
+        scores = super().device_scores(batch)
+        whole = torch.tensor([meta.parts == 1 for meta in batch.metas], device=scores.device)
+        self.keys.append(torch.where(whole, scores.nan_to_num(nan=-math.inf), math.inf))
+        self.since_prune += len(batch.metas)
         if self.since_prune > PRUNE_AT * self.bound():
             self.prune()
-        return uncertainty
+        return scores
 
     def bound(self) -> int:
         """The most images stage 2 looks at (its candidates)."""
@@ -151,7 +155,8 @@ class PPAL(Miner):
         are more uncertain (a whole image's score is final once seen), or it has no uncertainty. What is kept
         stays within a few times the candidates, whatever the pool (issue 43, item 3), and each step looks at that
         much only; the ranking is the same (tested)."""
-        features, classes, positions, counts, uncertainty = (torch.cat(parts) for parts in zip(*self.kept, strict=True))
+        features, classes, positions, counts = (torch.cat(parts) for parts in zip(*self.kept, strict=True))
+        uncertainty = torch.cat(self.keys)
         known = uncertainty[uncertainty < math.inf]
         k = self.bound()
         threshold = known.topk(k).values[-1] if len(known) > k else -math.inf  # the k-th most uncertain
@@ -159,7 +164,7 @@ class PPAL(Miner):
         for position in positions[drop].tolist():
             self.counts[position] = 0
         boxes = ~torch.repeat_interleave(drop, counts)
-        self.kept = [(features[boxes], classes[boxes], positions[~drop], counts[~drop], uncertainty[~drop])]
+        self.kept, self.keys = [(features[boxes], classes[boxes], positions[~drop], counts[~drop])], [uncertainty[~drop]]
         self.since_prune = 0
 
     def flat(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -186,7 +191,7 @@ class PPAL(Miner):
     def merge_states(self, states: list[object]) -> None:
         parts = [s for s in states if isinstance(s, dict)]
         self.counts = [n for s in parts for n in s["counts"].tolist()]
-        self.kept = [(s["features"], s["classes"], *[torch.zeros(0)] * 3) for s in parts]  # flat() reads the first two
+        self.kept = [(s["features"], s["classes"], *[torch.zeros(0)] * 2) for s in parts]  # flat() reads the first two
         self.calibrated = all(s["calibrated"] for s in parts)
 
     def finish(self, scores: list[float | None]) -> list[float | None]:
