@@ -190,3 +190,24 @@ def test_the_handover_goes_by_pipe_only_when_shared_memory_is_short(monkeypatch,
     assert not inputs.shared_memory_handover(1, 1, 320)  # 1 input of 0.3 MB a batch: 2.4 MB
     monkeypatch.setattr(runtime, "shared_memory_free", lambda: 1 << 30)  # --shm-size 1g for 8 GPUs: 96 MB each
     assert inputs.shared_memory_handover(1, 16, 640) is False and inputs.shared_memory_handover(8, 16, 640, processes=8)
+
+
+def test_the_worker_hands_the_freed_heap_back_every_so_many_passes(trained, sample_root, tmp_path, monkeypatch):
+    """Every ``TRIM_EVERY`` passes (here 2) the worker returns the heap's free pages (``runtime.release_freed_heap``),
+    else the heap's holes keep the RSS growing with the pool (docs/benchmarks.md section 3)."""
+    from executor.engine import Engine
+
+    events = []
+    batches = Engine.batches
+
+    def passes(self, *args):
+        for item in batches(self, *args):
+            events.append("pass")
+            yield item
+
+    monkeypatch.setattr(Engine, "batches", passes)
+    monkeypatch.setattr(scan, "release_freed_heap", lambda: events.append("trim"))
+    monkeypatch.setattr(scan, "TRIM_EVERY", 2)
+    paths = [p for p in (sample_root / "in" / "candidate-index.tsv").read_text().splitlines() if p][:20]
+    scan.run(job_for(trained, tmp_path, "ppal"), paths, ["cpu"], Monitor(str(tmp_path / "m.txt"), "t"), None, Protocol("1.1.0"))
+    assert events.count("pass") >= 4 and "".join(e[0] for e in events) == ("ppt" * 9)[:len(events)], events

@@ -44,9 +44,10 @@ from executor.protocol import (
     path_list,
     read_index,
 )
-from executor.runtime import decode_workers, select_device
+from executor.runtime import decode_workers, release_freed_heap, select_device
 
 LOG = logging.getLogger("executor")
+TRIM_EVERY = 64  # passes between two returns of the C heap's free pages (``runtime.release_freed_heap``)
 NOT_FINITE = "images with a NaN/Inf score or features, ranked last (with half: true, an fp16 overflow; try half: false)"
 
 
@@ -151,7 +152,8 @@ def worker(rank: int, job: ScanJob, shards: list[list[str]], devices: list[str],
             return found_in_pass
 
         try:
-            for images, metas, bad in engine.batches(paths, job.engine.batch_size, job.engine.workers, job.by_pipe):
+            for passes, (images, metas, bad) in enumerate(engine.batches(paths, job.engine.batch_size, job.engine.workers,
+                                                                         job.by_pipe), start=1):
                 if images is not None:
                     batch = engine.forward(engine.prepare(images), metas)  # queued on a GPU: the host goes on
                     if waiting is not None:  # the previous pass's results, written while this one computes
@@ -171,6 +173,8 @@ def worker(rank: int, job: ScanJob, shards: list[list[str]], devices: list[str],
                     if infer_file is not None:
                         in_order.write(meta.index, json.dumps([meta.path, [], 0, 0]) + "\n")
                 report(progress.add(metas, bad))
+                if passes % TRIM_EVERY == 0:  # else the heap's holes stay resident and the RSS grows with the pool
+                    release_freed_heap()
             if waiting is not None:
                 boxes += write(*waiting)
         finally:
