@@ -90,6 +90,9 @@ def memory_scale(data: dict) -> list[Figure]:
     names = {"infer": "| infer |", "mining (diversity)": "| `diversity` mining |",
              "mining + infer (ppal)": "| `ppal` mining + infer, before pruning |" if "before" in data["name"]
              else "| `ppal` mining + infer, pruning (0949ad4) |"}
+    if "trim" in data["name"]:
+        names = {"mining + infer (ppal)": "| `ppal` mining + infer, trimmed (d309dbc) |",
+                 "mining (diversity)": "| `diversity` mining, trimmed (d309dbc) |"}
     n, n10 = data["candidates"]
     out = []
     for rss, wall in zip(data["rss_mb"], data["wall_s"], strict=True):
@@ -108,6 +111,26 @@ def memory_mmap(data: dict) -> list[Figure]:
     return [("`MALLOC_MMAP_THRESHOLD_=65536` in the environment", f"ended at {ea:.0f} MB and {eb:.0f} MB, **{eb / ea:.2f}x**"),
             ("so that setting is no fix", f"{1000 * wa / n:.2f} ms a candidate at {n:,}, {wa / n / default:.2f}x the "
              f"{1000 * default:.2f} ms")]
+
+
+def memory_trim_peaks(data: dict) -> list[Figure]:
+    peaks = [row["peak"][1] / row["peak"][0] for row in data["rss_mb"]]
+    ends = [row["end"][1] / row["end"][0] for row in data["rss_mb"]]
+    return [("The peak grew", f"{peaks[0]:.2f}x for `ppal` and {peaks[1]:.2f}x for `diversity`"),
+            ("| 3. memory from N to 10 x N candidates |", f"{min(ends):.2f}x-{max(ends):.2f}x (20,000 to 100,000")]
+
+
+def memory_trim_readme(data: dict) -> list[Figure]:
+    n, n10 = data["candidates"]
+    (ppal, diversity), walls = data["rss_mb"], [w["wall"][1] / n10 / (w["wall"][0] / n) for w in data["wall_s"]]
+    return [("| memory from 20,000 to 100,000 candidates |", f"end of run `ppal` mining + infer {ppal['end'][1] / ppal['end'][0]:.2f}x, "
+             f"`diversity` {diversity['end'][1] / diversity['end'][0]:.2f}x, time per candidate {min(walls):.2f}x-{max(walls):.2f}x")]
+
+
+def memory_alternated(data: dict) -> list[Figure]:
+    """One of the four alternated runs with and without the heap trim: its row, time and RSS growth."""
+    (wa, wb), (ea, eb) = data["wall_s"][0]["wall"], data["rss_mb"][0]["end"]
+    return [(f"| {data['name'][-6]} | {data['commit']} |", f"| {wa:.1f} s | {wb:.1f} s | {ea:.0f} MB | {eb:.0f} MB | {eb / ea:.2f}x |")]
 
 
 def memory_large(data: dict) -> list[Figure]:
@@ -258,6 +281,9 @@ FIGURES = [
     ("docs/benchmarks.md", "memory-20000-100000-before-pruning.json", memory_scale),
     ("docs/benchmarks.md", "memory-20000-100000.json", memory_scale),
     ("docs/benchmarks.md", "memory-20000-60000-mmap-threshold-65536.json", memory_mmap),
+    ("docs/benchmarks.md", "memory-20000-100000-trim.json", lambda data: memory_scale(data) + memory_trim_peaks(data)),
+    ("README.md", "memory-20000-100000-trim.json", memory_trim_readme),
+    *[("docs/benchmarks.md", f"memory-2000-20000-alternated-{run}.json", memory_alternated) for run in (1, 2, 3, 4)],
     ("docs/benchmarks.md", "small-objects-speed-full.json", sliced_speed),
     ("docs/benchmarks.md", "cpu-threads-infer.json", cpu_threads),
     ("docs/benchmarks.md", "shared-memory-64m-640px.json", shared_memory),
