@@ -3,7 +3,8 @@
 Each run is a fresh ``app/start.py`` process. Two figures per run: its peak RSS (from ``wait4``; on
 this stack it is often reached while torch is imported, before any candidate is read) and its RSS at
 the end of the run (the last ``/proc`` sample, taken every 20 ms), which grows with anything the scan
-keeps per candidate. Target: growth <= 1.2x from N to 10 x N.
+keeps per candidate. Target: growth <= 1.2x from N to 10 x N. Also the most PSS the run's decoding workers
+(its descendant processes) held together, sampled as often (PSS counts the pages they share once).
 
 ``--large``: what slicing holds on very large images. The engine's input pipeline (``Engine.batches``: the
 decoding workers, the shared memory they hand tiles over in, the per-shape queues), run in this process
@@ -38,12 +39,13 @@ from pathlib import Path
 from common import ROOT, machine, require_boxes, sample, save_result, trained_model
 
 
-def rss_mb(env_path: Path) -> tuple[float, float, float]:
-    """(peak RSS, RSS at the end of the run) of one run, in MB, and its wall seconds."""
+def rss_mb(env_path: Path) -> tuple[float, float, float, float]:
+    """(peak RSS, RSS at the end of the run) of one run's main process, in MB, its wall seconds, and the most PSS its
+    descendants (the decoding workers) held together."""
     started = time.perf_counter()
     proc = subprocess.Popen([sys.executable, str(ROOT / "app" / "start.py")], stdout=subprocess.DEVNULL,
                             env={**os.environ, "DEFAULT_ENV_FILE_PATH": str(env_path)})
-    last = 0.0
+    last = workers = 0.0
     while True:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid:
@@ -53,10 +55,12 @@ def rss_mb(env_path: Path) -> tuple[float, float, float]:
                 last = next(int(line.split()[1]) for line in fp if line.startswith("VmRSS:")) / 1024
         except (OSError, StopIteration):  # exiting: keep the previous sample
             pass
+        main, total = process_pss(proc.pid)
+        workers = max(workers, total - main)
         time.sleep(0.02)
     if status:
         raise SystemExit(f"run failed with status {status}")
-    return usage.ru_maxrss / 1024, last, time.perf_counter() - started
+    return usage.ru_maxrss / 1024, last, time.perf_counter() - started, workers
 
 
 def pss_mb(pid: int) -> float:
@@ -64,9 +68,10 @@ def pss_mb(pid: int) -> float:
         return next(int(line.split()[1]) for line in fp if line.startswith("Pss:")) / 1024
 
 
-def process_pss() -> tuple[float, float]:
-    """PSS in MB of this process, and of it and its descendants (the decoding workers) together."""
-    sizes, todo = {}, [os.getpid()]
+def process_pss(root: int | None = None) -> tuple[float, float]:
+    """PSS in MB of a process (this one by default), and of it and its descendants (the decoding workers) together."""
+    root = root or os.getpid()
+    sizes, todo = {}, [root]
     while todo:
         pid = todo.pop()
         try:
@@ -76,7 +81,7 @@ def process_pss() -> tuple[float, float]:
                     todo += [int(child) for child in fp.read().split()]
         except (OSError, StopIteration):  # gone between listing and reading
             pass
-    return sizes.get(os.getpid(), 0.0), sum(sizes.values())
+    return sizes.get(root, 0.0), sum(sizes.values())
 
 
 def pipeline_added_mb(engine, paths: list[str]) -> tuple[float, float, int]:  # noqa: ANN001 - executor.engine.Engine
@@ -199,22 +204,25 @@ def main() -> None:
                           "model_params_path": [str(model)], **extra}
                 runs.append(rss_mb(sample.write_task(root, tasks, config)))
                 print(f"{name}, {count} candidates: peak {runs[-1][0]:.0f} MB, end {runs[-1][1]:.0f} MB, "
-                      f"{runs[-1][2]:.1f} s", flush=True)
+                      f"{runs[-1][2]:.1f} s; decoding workers' PSS at most {runs[-1][3]:.0f} MB", flush=True)
             rows.append((" + ".join(tasks) + (f" ({extra['mining_algorithm']})" if extra else ""), *runs))
             if "infer" in tasks:  # the results streamed to disk hold boxes, as users' results do
                 found = require_boxes(root / "out" / "infer-result.json")
     print(f"\nmachine: {machine()}; RSS of the main process, MB: peak, and at the end of the run; "
           f"{found:.2f} boxes per candidate")
     print(f"| run | peak, {n} | peak, {n10} | growth | end, {n} | end, {n10} | growth | ms per candidate, {n} | {n10} | "
-          "growth |\n|---|---|---|---|---|---|---|---|---|---|")
-    for name, (peak, end, wall), (peak10, end10, wall10) in rows:
+          f"growth | workers' PSS, {n} | {n10} | growth |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for name, (peak, end, wall, workers), (peak10, end10, wall10, workers10) in rows:
         print(f"| {name} | {peak:.0f} | {peak10:.0f} | {peak10 / peak:.2f}x | {end:.0f} | {end10:.0f} | {end10 / end:.2f}x "
-              f"| {1000 * wall / n:.2f} | {1000 * wall10 / n10:.2f} | {wall10 / n10 / (wall / n):.2f}x |")
+              f"| {1000 * wall / n:.2f} | {1000 * wall10 / n10:.2f} | {wall10 / n10 / (wall / n):.2f}x "
+              f"| {workers:.0f} | {workers10:.0f} | {workers10 / max(workers, 1e-9):.2f}x |")
     save_result(f"memory-{n}" + (f"-{n10}" if args.counts else ""),
                 {"candidates": [n, n10], "unique": args.unique or n10, "boxes_per_candidate": found,
                  "rss_mb": [{"run": name, "peak": [peak, peak10], "end": [end, end10]}
-                            for name, (peak, end, _), (peak10, end10, _) in rows],
-                 "wall_s": [{"run": name, "wall": [wall, wall10]} for name, (_, _, wall), (_, _, wall10) in rows]})
+                            for name, (peak, end, _, _), (peak10, end10, _, _) in rows],
+                 "wall_s": [{"run": name, "wall": [wall, wall10]} for name, (_, _, wall, _), (_, _, wall10, _) in rows],
+                 "workers_pss_mb": [{"run": name, "peak": [workers, workers10]}
+                                    for name, (_, _, _, workers), (_, _, _, workers10) in rows]})
 
 
 if __name__ == "__main__":
