@@ -127,6 +127,20 @@ def memory_trim_readme(data: dict) -> list[Figure]:
              f"`diversity` {diversity['end'][1] / diversity['end'][0]:.2f}x, time per candidate {min(walls):.2f}x-{max(walls):.2f}x")]
 
 
+def memory_workers(data: dict) -> list[Figure]:
+    """The second run of the trimmed code, which also recorded the decoding workers' PSS."""
+    (ea, eb), (wa, wb) = data["rss_mb"][0]["end"], data["workers_pss_mb"][0]["peak"]
+    return [("A second run of the trimmed code", f"from {ea:.0f} MB to {eb:.0f} MB, {eb / ea:.2f}x"),
+            ("So one run each way", f"1.04x-{eb / ea:.2f}x with the trim"),
+            ("The decoding workers stay flat", f"{wa:.0f} MB at 20,000 candidates and {wb:.0f} MB at 100,000, {wb / wa:.2f}x"),
+            ("| 3. memory from N to 10 x N candidates |", f"a second `ppal` run {eb / ea:.2f}x, {data['commit']}")]
+
+
+def memory_workers_readme(data: dict) -> list[Figure]:
+    (ea, eb) = data["rss_mb"][0]["end"]
+    return [("| memory from 20,000 to 100,000 candidates |", f"a second `ppal` run {eb / ea:.2f}x ({data['commit']}")]
+
+
 def memory_alternated(data: dict) -> list[Figure]:
     """One of the four alternated runs with and without the heap trim: its row, time and RSS growth."""
     (wa, wb), (ea, eb) = data["wall_s"][0]["wall"], data["rss_mb"][0]["end"]
@@ -283,6 +297,8 @@ FIGURES = [
     ("docs/benchmarks.md", "memory-20000-60000-mmap-threshold-65536.json", memory_mmap),
     ("docs/benchmarks.md", "memory-20000-100000-trim.json", lambda data: memory_scale(data) + memory_trim_peaks(data)),
     ("README.md", "memory-20000-100000-trim.json", memory_trim_readme),
+    ("docs/benchmarks.md", "memory-20000-100000-workers.json", memory_workers),
+    ("README.md", "memory-20000-100000-workers.json", memory_workers_readme),
     *[("docs/benchmarks.md", f"memory-2000-20000-alternated-{run}.json", memory_alternated) for run in (1, 2, 3, 4)],
     ("docs/benchmarks.md", "small-objects-speed-full.json", sliced_speed),
     ("docs/benchmarks.md", "cpu-threads-infer.json", cpu_threads),
