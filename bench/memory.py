@@ -4,7 +4,8 @@ Each run is a fresh ``app/start.py`` process. Two figures per run: its peak RSS 
 this stack it is often reached while torch is imported, before any candidate is read) and its RSS at
 the end of the run (the last ``/proc`` sample, taken every 20 ms), which grows with anything the scan
 keeps per candidate. Target: growth <= 1.2x from N to 10 x N. Also the most PSS the run's decoding workers
-(its descendant processes) held together, sampled as often (PSS counts the pages they share once).
+(its descendant processes) held together (PSS counts the pages they share once), sampled once a second: at
+every 20 ms, with the main process's PSS read too (ddbf19f), the sampling took most of a core.
 
 ``--large``: what slicing holds on very large images. The engine's input pipeline (``Engine.batches``: the
 decoding workers, the shared memory they hand tiles over in, the per-shape queues), run in this process
@@ -38,6 +39,8 @@ from pathlib import Path
 
 from common import ROOT, machine, require_boxes, sample, save_result, trained_model
 
+WORKER_SAMPLES = 50  # RSS samples (20 ms apart) per sample of the workers' PSS: one a second
+
 
 def rss_mb(env_path: Path) -> tuple[float, float, float, float]:
     """(peak RSS, RSS at the end of the run) of one run's main process, in MB, its wall seconds, and the most PSS its
@@ -46,6 +49,7 @@ def rss_mb(env_path: Path) -> tuple[float, float, float, float]:
     proc = subprocess.Popen([sys.executable, str(ROOT / "app" / "start.py")], stdout=subprocess.DEVNULL,
                             env={**os.environ, "DEFAULT_ENV_FILE_PATH": str(env_path)})
     last = workers = 0.0
+    samples = 0
     while True:
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid:
@@ -55,8 +59,9 @@ def rss_mb(env_path: Path) -> tuple[float, float, float, float]:
                 last = next(int(line.split()[1]) for line in fp if line.startswith("VmRSS:")) / 1024
         except (OSError, StopIteration):  # exiting: keep the previous sample
             pass
-        main, total = process_pss(proc.pid)
-        workers = max(workers, total - main)
+        samples += 1
+        if samples % WORKER_SAMPLES == 0:  # PSS is dear to read: it would take a core's share from the timed run
+            workers = max(workers, process_pss(proc.pid, skip_root=True)[1])
         time.sleep(0.02)
     if status:
         raise SystemExit(f"run failed with status {status}")
@@ -68,14 +73,15 @@ def pss_mb(pid: int) -> float:
         return next(int(line.split()[1]) for line in fp if line.startswith("Pss:")) / 1024
 
 
-def process_pss(root: int | None = None) -> tuple[float, float]:
-    """PSS in MB of a process (this one by default), and of it and its descendants (the decoding workers) together."""
+def process_pss(root: int | None = None, skip_root: bool = False) -> tuple[float, float]:
+    """PSS in MB of a process (this one by default), and of it and its descendants (the decoding workers) together.
+    ``skip_root``: the root's own PSS is not read (0): reading it walks its page tables, about 50 ms at 1 GB."""
     root = root or os.getpid()
     sizes, todo = {}, [root]
     while todo:
         pid = todo.pop()
         try:
-            sizes[pid] = pss_mb(pid)
+            sizes[pid] = 0.0 if skip_root and pid == root else pss_mb(pid)
             for task in os.listdir(f"/proc/{pid}/task"):
                 with open(f"/proc/{pid}/task/{task}/children") as fp:
                     todo += [int(child) for child in fp.read().split()]
