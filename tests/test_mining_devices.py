@@ -121,21 +121,6 @@ def test_random_ignores_the_model_with_infer_as_without(tmp_path):
     assert to_list(miner.device_scores(batch)) == [pytest.approx(random_value(0, m.path)) for m in batch.metas]
 
 
-def test_ppal_scores_the_same_content_under_two_paths_in_the_ratio_of_their_draws():
-    """ppal's score is the image's uncertainty times its seeded draw (sampling by score): the same head outputs
-    under other paths change each score by exactly the ratio of the two paths' draws."""
-    from executor.mining.ppal import sample_weight
-
-    miner, batch = miner_and_batch("ppal", "cpu", torch.float32)
-    first = miner.image_scores(batch)
-    moved = [Meta(m.index, f"/in/other/{m.index}.jpg", 64, 64) for m in batch.metas]
-    second = miner.image_scores(Batch(batch.images, moved, batch.decoded, batch.class_logits, batch.feats))
-    for i, (a, b) in enumerate(zip(batch.metas, moved, strict=True)):
-        ratio = sample_weight(0, b.path) / sample_weight(0, a.path)
-        assert float(second[i]) == pytest.approx(float(first[i]) * ratio, rel=1e-5)
-    assert float(first[0]) > 0 and float(first[2]) == 0  # image 2 has no box: no uncertainty, drawn or not
-
-
 def test_scan_counts_and_ranks_non_finite_scores_last(tmp_path):
     """The worker's count and result.tsv's order, from a scan result holding a None score."""
     from executor.protocol import write_mining_result

@@ -193,22 +193,6 @@ def test_ppal_picks_spread_over_near_duplicates_among_the_uncertain():
     assert order[0] == 0 and set(order[1:3]) == {3, 4} and order[3:5] == [1, 2] and order[5:] == [5, 6, 7]
 
 
-def test_ppal_draws_its_list_in_proportion_to_uncertainty_not_its_hard_top():
-    """Sampling by score (issue 43, item 2): of 2,000 images, half three times as uncertain as the rest, the top
-    100 by uncertainty x draw take about three in four from the more uncertain half (a hard top: all), and the
-    draw is a stream of its own, unrelated to ``random``'s score of the same seed and path."""
-    from executor.mining.random_score import random_value
-
-    paths = [f"/in/assets/{i:04d}.jpg" for i in range(2000)]
-    uncertainty = torch.tensor([3.0 if i % 2 else 1.0 for i in range(2000)])
-    draws = torch.tensor([ppal.sample_weight(7, p) for p in paths])
-    top = (uncertainty * draws).argsort(descending=True)[:100]
-    assert 0.65 < float((uncertainty[top] == 3).float().mean()) < 0.85
-    ranks = [torch.tensor(v).argsort().argsort().float() for v in (draws.tolist(), [random_value(7, p) for p in paths])]
-    assert abs(float(torch.corrcoef(torch.stack(ranks))[0, 1])) < 0.1
-    assert ppal.sample_weight(7, paths[0]) == ppal.sample_weight(7, paths[0]) != ppal.sample_weight(8, paths[0])
-
-
 def test_ppal_difficulty_comes_from_the_models_validation_ap():
     from executor.class_stats import ClassStats
 

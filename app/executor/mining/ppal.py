@@ -5,9 +5,7 @@ Stage 1, difficulty-calibrated uncertainty. Each kept box's uncertainty (``entro
 is weighted by how hard its classes were for the model: 1 - the class's AP@0.5 on the validation set of
 the training that made it, which the model carries (``executor.class_stats``; without it every class
 counts alike, which the log says). An image's uncertainty is the sum over its boxes: YMIR's budget counts
-images, so an image with more unsure boxes of hard classes brings more labels per pick. The image's score is
-that uncertainty times a seeded draw (``sample_weight``), so the list is a sample drawn in proportion to the
-uncertainty rather than its hard top (issue 43, item 2: sampling by score).
+images, so an image with more unsure boxes of hard classes brings more labels per pick.
 
 Stage 2, category-conditioned diversity. The candidates are the ``2 x mining_budget`` most uncertain images,
 and never an image without uncertainty (no kept box of a wanted class): such an image is as far from every
@@ -32,7 +30,7 @@ import torch
 from torchvision.ops import roi_align
 
 from executor.engine import owners
-from executor.mining.base import Miner, MinerContext, group_rows, image_seed
+from executor.mining.base import Miner, MinerContext, group_rows
 from executor.mining.entropy import box_uncertainty, per_image
 
 LOG = logging.getLogger("executor")
@@ -40,14 +38,6 @@ DIM = 64
 MAX_BOXES = 20  # per image, by score: enough for the similarity, bounded memory
 CANDIDATES = 2.0  # stage 2 looks at this many times the budget
 PRUNE_AT = 2  # the boxes of images that can no longer be candidates are dropped when this many times them are kept
-
-
-def sample_weight(seed: int, path: str) -> float:
-    """1 / E, E ~ Exp(1), drawn per image from the mining seed and its path (a stream of its own, not random's):
-    images ordered by uncertainty x this are drawn without replacement with probability proportional to their
-    uncertainty (the exponential race; Kirsch et al.'s power sampling, beta 1), whatever the batch or shard."""
-    uniform = ((image_seed(seed, f"ppal:{path}") >> 39) + 0.5) / 2**24  # in (0, 1)
-    return 1 / -math.log(uniform)
 
 
 def box_features(feats: list[torch.Tensor], image_size: tuple[int, int], boxes: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -144,9 +134,7 @@ class PPAL(Miner):
         positions = torch.arange(len(self.counts), len(self.counts) + len(dets), device=projected.device)
         self.counts += [len(det) for det in dets]
         self.kept.append((projected.half(), classes, positions, torch.tensor([len(det) for det in dets], device=positions.device)))
-        uncertainty = per_image(dets, box_uncertainty(torch.cat(dets), weights), "sum")
-        draws = torch.tensor([sample_weight(self.ctx.seed, meta.path) for meta in batch.metas], dtype=torch.float32)
-        return uncertainty * draws.to(uncertainty.device)
+        return per_image(dets, box_uncertainty(torch.cat(dets), weights), "sum")
 
     def device_scores(self, batch) -> torch.Tensor:
         """The base class's scores, which are also what ``prune`` ranks the batch's images by."""
