@@ -546,7 +546,7 @@ def report_rounds(results: list[dict], default: str = "ppal", png: str | None = 
     floors = [statistics.mean(abs(r["rounds"]["random"][i]["map50"] - r["rounds"]["random:1"][i]["map50"]) for r in results)
               for i in range(len(counts) - 1)]  # per round
     rand = per_arm["random"]
-    print(f"\nSeeds {', '.join(str(r['seed']) for r in results)}; B = {BUDGET} per round\n")
+    print(f"\nSeeds {', '.join(str(r['seed']) for r in results)}; B = {counts[1] - counts[0]} per round (from the labelled counts)\n")
     print("| arm | " + " | ".join(f"{n} labelled" for n in counts) + " |")
     print("|---|" + "---|" * len(counts))
     summary: dict = {"counts": counts, "floors": floors, "arms": {}}

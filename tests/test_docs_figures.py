@@ -479,6 +479,51 @@ def test_the_labelled_bank_pilot_figures_are_those_of_its_raw_results():
     assert quoted_in_place("docs/benchmarks.md", "copies it held back over both seeds", f"The {plain - held} copies")
 
 
+def test_the_sampling_pilot_figures_are_those_of_its_raw_results():
+    """Sampling by score (issue 43, item 2): its arm beside the pilot's, merged as ``--report`` merges them; the
+    rule that removed it; the picks' digits, near-duplicates and empty frames per round."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from active_learning import merge_rounds, report_rounds
+
+    files = [load(f"rounds-large-pilot-{s}.json") for s in (500, 501)] + [
+        load(f"rounds-large-sampling-pilot-{s}.json") for s in (500, 501)]
+    results = [{**r, "rounds": {a: h for a, h in r["rounds"].items() if a != "diversity"}} for r in merge_rounds(files)]
+    summary = report_rounds(results)
+    rand = summary["arms"]["random"]["mean"]
+    gains = {}
+    for arm, place in (("ppal", "| `ppal`, the pilot (b697599) |"), ("ppal@e2048d0", "| `ppal` sampled by score (e2048d0) |")):
+        mean = summary["arms"][arm]["mean"]
+        cells = " | ".join(f"{m:.4f} ({m - r:+.4f})" for m, r in zip(mean[1:], rand[1:], strict=True))
+        assert quoted_in_place("docs/benchmarks.md", place, f"| {cells} |"), (arm, cells)
+        gains[arm] = statistics.mean(m - r for m, r in zip(mean[1:], rand[1:], strict=True))
+    place = "Less gain in every round"
+    assert quoted_in_place("docs/benchmarks.md", place, f"{gains['ppal@e2048d0']:+.4f} over random against plain `ppal`'s "
+                                                        f"{gains['ppal']:+.4f}")
+    assert gains["ppal@e2048d0"] < gains["ppal"]  # the rule written before the run: not kept
+    for arm, said in (("ppal@e2048d0", "sampled"), ("ppal", "plain")):
+        per_seed = " and ".join(percent(al_savings(summary["counts"], c, r)) for c, r in zip(
+            summary["arms"][arm]["per_seed"], summary["arms"]["random"]["per_seed"], strict=True))
+        assert quoted_in_place("docs/benchmarks.md", "Label savings to random's final mAP@0.5",
+                               f"{percent(summary['arms'][arm]['label_savings'])} {said} "
+                               f"(per seed {per_seed})")
+
+    def spread(arms: tuple[str, ...], key: str) -> str:
+        values = [h["picks"][key] for r in results for a in arms for h in r["rounds"][a]]
+        return f"{min(values)}-{max(values)}"
+
+    place = "Why, as the picks show it"
+    randoms = ("random", "random:1")
+    assert quoted_in_place("docs/benchmarks.md", place, f"{spread(('ppal@e2048d0',), 'digits')} digits sampled against plain "
+                                                        f"`ppal`'s {spread(('ppal',), 'digits')} (random {spread(randoms, 'digits')})")
+    assert quoted_in_place("docs/benchmarks.md", place, f"{spread(('ppal@e2048d0',), 'duplicates')} near-duplicates against "
+                                                        f"{spread(('ppal',), 'duplicates')} (random {spread(randoms, 'duplicates')})")
+    assert quoted_in_place("docs/benchmarks.md", place, f"{spread(('ppal@e2048d0',), 'empty')} empty frames against none "
+                                                        f"(random {spread(randoms, 'empty')})")
+    assert spread(("ppal",), "empty") == "0-0"
+
+
 def al_savings(counts: list[int], curve: list[float], random_curve: list[float]) -> float:
     """One seed's label savings against that seed's random draw (``active_learning.label_savings``)."""
     from active_learning import label_savings
