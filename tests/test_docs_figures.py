@@ -524,6 +524,50 @@ def test_the_sampling_pilot_figures_are_those_of_its_raw_results():
     assert spread(("ppal",), "empty") == "0-0"
 
 
+def test_the_typical_first_pilot_figures_are_those_of_its_raw_results():
+    """Typical images first (issue 43, item 2): both its runs beside the pilot's arms, merged as ``--report`` merges
+    them; the rule that sends it to the full run; its picks; the cost of its stage 2."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from active_learning import merge_rounds, report_rounds
+
+    files = [load(f"rounds-large-{run}pilot-{s}.json") for run in ("", "typical-", "typical2-") for s in (500, 501)]
+    results = [{**r, "rounds": {a: h for a, h in r["rounds"].items() if a != "diversity"}} for r in merge_rounds(files)]
+    summary = report_rounds(results)
+    rand, plain = summary["arms"]["random"]["mean"], summary["arms"]["ppal"]["mean"]
+    gains = {}
+    for arm, commit, named in (("ppal@103d6be", "103d6be", " typical first"), ("ppal@9fa9686", "9fa9686", "")):
+        mean = summary["arms"][arm]["mean"]
+        cells = " | ".join(f"{m:.4f} ({m - r:+.4f})" for m, r in zip(mean[1:], rand[1:], strict=True))
+        assert quoted_in_place("docs/benchmarks.md", f"| `ppal`, typical first ({commit}) |", f"| {cells} |"), (arm, cells)
+        gains[arm] = statistics.mean(m - r for m, r in zip(mean[1:], rand[1:], strict=True))
+        below = [p - m for m, p, floor in zip(mean[1:], plain[1:], summary["floors"], strict=True) if p - m > floor]
+        assert gains[arm] > statistics.mean(p - r for p, r in zip(plain[1:], rand[1:], strict=True)) and not below  # kept
+        per_seed = " and ".join(percent(al_savings(summary["counts"], c, r)) for c, r in zip(
+            summary["arms"][arm]["per_seed"], summary["arms"]["random"]["per_seed"], strict=True))
+        said = f"{percent(summary['arms'][arm]['label_savings'])}{named} (per seed {per_seed})"
+        assert quoted_in_place("docs/benchmarks.md", "Label savings", said), (arm, said)
+    assert quoted_in_place("docs/benchmarks.md", "More gain, in rounds 2 and 3 mostly", f"{gains['ppal@103d6be']:+.4f} over random")
+    assert quoted_in_place("docs/benchmarks.md", "Averaged over rounds 1-4", f"{gains['ppal@9fa9686']:+.4f} over random")
+    new, old = summary["arms"]["ppal@9fa9686"]["mean"], summary["arms"]["ppal@103d6be"]["mean"]
+    assert quoted_in_place("docs/benchmarks.md", "in round 4 it is", f"{plain[4] - new[4]:.4f} below plain")
+    assert quoted_in_place("docs/benchmarks.md", "in round 4 it is", f"noise floor ({summary['floors'][3]:.4f})")
+    spread = max(abs(a - b) for a, b in zip(new[1:], old[1:], strict=True))
+    assert quoted_in_place("docs/benchmarks.md", "Its two runs", f"differ by up to {spread:.4f} in a round")
+    picks = [h["picks"] for r in results for h in r["rounds"]["ppal@9fa9686"]]
+    dups, empty = [p["duplicates"] for p in picks], [p["empty"] for p in picks]
+    assert quoted_in_place("docs/benchmarks.md", "Its picks hold", f"{min(dups)}-{max(dups)} near-duplicates of 75 per round")
+    assert quoted_in_place("docs/benchmarks.md", "Its picks hold", f"and {min(empty)}-{max(empty)} empty frames")
+    stage2 = load("ppal-stage2.json")
+    five, twenty = stage2["runs"]
+    place = "Its cost"
+    assert quoted_in_place("docs/benchmarks.md", place, f"stage 2 took {five['stage2_s']:.1f} s")
+    assert quoted_in_place("docs/benchmarks.md", place, f"and {twenty['stage2_s']:.1f} s with 20")
+    assert quoted_in_place("docs/benchmarks.md", place, f"the typicality {five['typicality_share']:.0%} and "
+                                                        f"{twenty['typicality_share']:.0%}".replace("%", " %"))
+
+
 def al_savings(counts: list[int], curve: list[float], random_curve: list[float]) -> float:
     """One seed's label savings against that seed's random draw (``active_learning.label_savings``)."""
     from active_learning import label_savings
