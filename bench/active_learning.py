@@ -26,6 +26,8 @@ requirements-dev.txt) unless --data names an .npz written by --save-data.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import hashlib
 import itertools
 import json
@@ -244,13 +246,33 @@ def seed_setup(root: Path, seed: int, gpu: str, data_file: str | None, started: 
     return lines, facts, test, seed_model, seed_map, seed_ap
 
 
+@contextlib.contextmanager
+def seed_root(seed: int, base: Path | None = None):
+    """This seed's /in and /out, at one path in every run: ``random``'s score and ``cald``'s cutouts hash each
+    image's path, so a rerun draws what the first run drew (a fresh temporary folder per run drew anew). The path
+    is locked while a run uses it (the lock dies with the process, so a killed run leaves nothing to clear); a
+    second run of the same seed at once stops with a message."""
+    root = (base or Path(tempfile.gettempdir())) / f"ymir-al-seed-{seed}"
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root.parent / f"{root.name}.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SystemExit(f"{root} is in use by another run of seed {seed}: run one seed once at a time") from None
+        shutil.rmtree(root)  # what a killed run left
+        root.mkdir()
+        try:
+            yield root
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+
+
 def run_seed(seed: int, arms: list[str], gpu: str, data_file: str | None, finetune: list[str], deadline: float,
              save=lambda result: None) -> dict:
     """One benchmark seed: tier 0 for ``arms``, then fine-tuning for those of them in ``finetune``; ``save`` gets
     the result after each arm; no arm starts after ``deadline`` (epoch s)."""
     started = time.time()
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
+    with seed_root(seed) as root:
         lines, facts, test, seed_model, seed_map, seed_ap = seed_setup(root, seed, gpu, data_file, started)
         errors = model_errors(root, lines["pool"], seed_model, gpu)
         picks, tier0 = {}, {}
@@ -419,8 +441,7 @@ def run_rounds(seed: int, arms: list[str], rounds: int, gpu: str, data_file: str
     """One benchmark seed over ``rounds`` rounds: every arm from the same seed model (as ``run_seed``), each
     round's test mAP@0.5 against the labelled count; ``save`` gets the result after every round."""
     started = time.time()
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
+    with seed_root(seed) as root:
         lines, facts, test, seed_model, seed_map, seed_ap = seed_setup(root, seed, gpu, data_file, started)
         result = {"seed": seed, "seed_map": seed_map, "seed_ap": seed_ap, "labelled": len(lines["seed"]),
                   "rounds": {}}

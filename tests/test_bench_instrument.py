@@ -112,3 +112,21 @@ def test_gpu_check_runs_the_checks_only_names_in_its_order():
     assert ran == ["training", "two-shards", "infer", "infer", *["mining"] * len(gpu_check.ALGORITHMS)], ran
     with pytest.raises(SystemExit, match="unknown mining-cost"):
         gpu_check.chosen(steps, "infer,mining-cost")
+
+
+def test_a_seeds_folder_is_the_same_in_every_run_and_held_by_one_run_at_a_time(tmp_path):
+    """bench/active_learning.py: random's picks hash the images' paths, so a rerun of a seed must see the same
+    paths; a second run of the seed at once is refused, and a killed run's leftovers are cleared."""
+    from active_learning import seed_root
+
+    with seed_root(7, tmp_path) as first:
+        (first / "left").write_text("by a killed run")
+        with pytest.raises(SystemExit, match="in use by another run of seed 7"), seed_root(7, tmp_path):
+            pass
+        with seed_root(8, tmp_path) as other:
+            assert other != first
+    (first).mkdir()
+    (first / "left").write_text("by a killed run")
+    with seed_root(7, tmp_path) as again:
+        assert again == first and not (again / "left").exists()
+    assert not first.exists()
