@@ -371,6 +371,37 @@ def rounds_summary(names: list[str]) -> dict:
     return report_rounds([r for name in names for r in load(name)["results"]])
 
 
+def merged_summary(names: list[str], drop: tuple[str, ...] = ()) -> tuple[list[dict], dict]:
+    """The seeds of these raw results merged as ``--report`` merges them (an arm run again at another commit is
+    ``ARM@COMMIT``), less the arms in ``drop``: the results and ``report_rounds``' summary of them."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from active_learning import merge_rounds, report_rounds
+
+    results = [{**r, "rounds": {a: h for a, h in r["rounds"].items() if a not in drop}}
+               for r in merge_rounds([load(name) for name in names])]
+    return results, report_rounds(results)
+
+
+def large_pilot_with(*runs: str) -> tuple[list[dict], dict]:
+    """The large-pool pilot's arms (seeds 500 and 501, its ``diversity`` left out) beside a lever's runs of ``ppal``."""
+    return merged_summary([f"rounds-large-{run}pilot-{s}.json" for run in ("", *runs) for s in (500, 501)], ("diversity",))
+
+
+def gain_cells(summary: dict, arm: str) -> tuple[str, list[float]]:
+    """An arm's table cells, ``| mAP (gain over the random mean) | ...`` per round, and those gains."""
+    mean, rand = summary["arms"][arm]["mean"], summary["arms"]["random"]["mean"]
+    gains = [m - r for m, r in zip(mean[1:], rand[1:], strict=True)]
+    return "| " + " | ".join(f"{m:.4f} ({g:+.4f})" for m, g in zip(mean[1:], gains, strict=True)) + " |", gains
+
+
+def per_seed_savings(summary: dict, arm: str) -> str:
+    """An arm's label savings per seed against each seed's random draw, as the docs list them."""
+    return " and ".join(percent(al_savings(summary["counts"], c, r)) for c, r in zip(
+        summary["arms"][arm]["per_seed"], summary["arms"]["random"]["per_seed"], strict=True))
+
+
 def percent(share: float) -> str:
     return f"{share:.0%}".replace("%", " %")
 
@@ -437,29 +468,18 @@ def test_the_large_pool_pilot_control_is_that_of_its_raw_results():
 def test_the_labelled_bank_pilot_figures_are_those_of_its_raw_results():
     """The labelled bank's pilot (issue 43, item 2): its arm beside the pilot's, merged as ``--report`` merges them;
     its copies of labelled scenes counted from the cached picks; the rule that removed it."""
-    import sys
-
-    sys.path.insert(0, str(ROOT / "bench"))
-    from active_learning import merge_rounds, report_rounds
-
-    files = [load(f"rounds-large-pilot-{s}.json") for s in (500, 501)] + [load(f"rounds-large-bank-pilot-{s}.json") for s in (500, 501)]
-    results = [{**r, "rounds": {a: h for a, h in r["rounds"].items() if a != "diversity"}} for r in merge_rounds(files)]
-    summary = report_rounds(results)
-    rand = summary["arms"]["random"]["mean"]
+    _, summary = large_pilot_with("bank-")
     gains = {}
     for arm, place in (("ppal", "| `ppal`, the pilot (b697599) |"), ("ppal@ba9b141", "| `ppal` with the bank (ba9b141) |")):
-        mean = summary["arms"][arm]["mean"]
-        cells = " | ".join(f"{m:.4f} ({m - r:+.4f})" for m, r in zip(mean[1:], rand[1:], strict=True))
-        assert quoted_in_place("docs/benchmarks.md", place, f"| {cells} |"), (arm, cells)
-        gains[arm] = statistics.mean(m - r for m, r in zip(mean[2:], rand[2:], strict=True))
+        cells, per_round = gain_cells(summary, arm)
+        assert quoted_in_place("docs/benchmarks.md", place, cells), (arm, cells)
+        gains[arm] = statistics.mean(per_round[1:])  # rounds 2-4
     place = "its gain over random averaged over rounds 2-4"
     assert quoted_in_place("docs/benchmarks.md", place, f"is {gains['ppal@ba9b141']:+.4f}, plain `ppal`'s {gains['ppal']:+.4f}")
     assert gains["ppal@ba9b141"] < gains["ppal"]  # the rule written before the run: not kept
     for arm, said in (("ppal@ba9b141", "with the bank"), ("ppal", "without")):
-        per_seed = " and ".join(percent(al_savings(summary["counts"], c, r)) for c, r in zip(
-            summary["arms"][arm]["per_seed"], summary["arms"]["random"]["per_seed"], strict=True))
         assert quoted_in_place("docs/benchmarks.md", "Label savings to random's final mAP@0.5",
-                               f"{percent(summary['arms'][arm]['label_savings'])} {said} (per seed {per_seed})")
+                               f"{percent(summary['arms'][arm]['label_savings'])} {said} (per seed {per_seed_savings(summary, arm)})")
     copies = load("labelled-copies-large-pilot.json")["copies"]
 
     def rounds_2_4(seed: str, commit: str, arm: str) -> list[int]:
@@ -482,32 +502,19 @@ def test_the_labelled_bank_pilot_figures_are_those_of_its_raw_results():
 def test_the_sampling_pilot_figures_are_those_of_its_raw_results():
     """Sampling by score (issue 43, item 2): its arm beside the pilot's, merged as ``--report`` merges them; the
     rule that removed it; the picks' digits, near-duplicates and empty frames per round."""
-    import sys
-
-    sys.path.insert(0, str(ROOT / "bench"))
-    from active_learning import merge_rounds, report_rounds
-
-    files = [load(f"rounds-large-pilot-{s}.json") for s in (500, 501)] + [
-        load(f"rounds-large-sampling-pilot-{s}.json") for s in (500, 501)]
-    results = [{**r, "rounds": {a: h for a, h in r["rounds"].items() if a != "diversity"}} for r in merge_rounds(files)]
-    summary = report_rounds(results)
-    rand = summary["arms"]["random"]["mean"]
+    results, summary = large_pilot_with("sampling-")
     gains = {}
     for arm, place in (("ppal", "| `ppal`, the pilot (b697599) |"), ("ppal@e2048d0", "| `ppal` sampled by score (e2048d0) |")):
-        mean = summary["arms"][arm]["mean"]
-        cells = " | ".join(f"{m:.4f} ({m - r:+.4f})" for m, r in zip(mean[1:], rand[1:], strict=True))
-        assert quoted_in_place("docs/benchmarks.md", place, f"| {cells} |"), (arm, cells)
-        gains[arm] = statistics.mean(m - r for m, r in zip(mean[1:], rand[1:], strict=True))
+        cells, per_round = gain_cells(summary, arm)
+        assert quoted_in_place("docs/benchmarks.md", place, cells), (arm, cells)
+        gains[arm] = statistics.mean(per_round)
     place = "Less gain in every round"
     assert quoted_in_place("docs/benchmarks.md", place, f"{gains['ppal@e2048d0']:+.4f} over random against plain `ppal`'s "
                                                         f"{gains['ppal']:+.4f}")
     assert gains["ppal@e2048d0"] < gains["ppal"]  # the rule written before the run: not kept
     for arm, said in (("ppal@e2048d0", "sampled"), ("ppal", "plain")):
-        per_seed = " and ".join(percent(al_savings(summary["counts"], c, r)) for c, r in zip(
-            summary["arms"][arm]["per_seed"], summary["arms"]["random"]["per_seed"], strict=True))
         assert quoted_in_place("docs/benchmarks.md", "Label savings to random's final mAP@0.5",
-                               f"{percent(summary['arms'][arm]['label_savings'])} {said} "
-                               f"(per seed {per_seed})")
+                               f"{percent(summary['arms'][arm]['label_savings'])} {said} (per seed {per_seed_savings(summary, arm)})")
 
     def spread(arms: tuple[str, ...], key: str) -> str:
         values = [h["picks"][key] for r in results for a in arms for h in r["rounds"][a]]
@@ -527,26 +534,18 @@ def test_the_sampling_pilot_figures_are_those_of_its_raw_results():
 def test_the_typical_first_pilot_figures_are_those_of_its_raw_results():
     """Typical images first (issue 43, item 2): both its runs beside the pilot's arms, merged as ``--report`` merges
     them; the rule that sends it to the full run; its picks; the cost of its stage 2."""
-    import sys
-
-    sys.path.insert(0, str(ROOT / "bench"))
-    from active_learning import merge_rounds, report_rounds
-
-    files = [load(f"rounds-large-{run}pilot-{s}.json") for run in ("", "typical-", "typical2-") for s in (500, 501)]
-    results = [{**r, "rounds": {a: h for a, h in r["rounds"].items() if a != "diversity"}} for r in merge_rounds(files)]
-    summary = report_rounds(results)
-    rand, plain = summary["arms"]["random"]["mean"], summary["arms"]["ppal"]["mean"]
+    results, summary = large_pilot_with("typical-", "typical2-")
+    plain = summary["arms"]["ppal"]["mean"]
+    plain_gain = statistics.mean(gain_cells(summary, "ppal")[1])
     gains = {}
     for arm, commit, named in (("ppal@103d6be", "103d6be", " typical first"), ("ppal@9fa9686", "9fa9686", "")):
         mean = summary["arms"][arm]["mean"]
-        cells = " | ".join(f"{m:.4f} ({m - r:+.4f})" for m, r in zip(mean[1:], rand[1:], strict=True))
-        assert quoted_in_place("docs/benchmarks.md", f"| `ppal`, typical first ({commit}) |", f"| {cells} |"), (arm, cells)
-        gains[arm] = statistics.mean(m - r for m, r in zip(mean[1:], rand[1:], strict=True))
+        cells, per_round = gain_cells(summary, arm)
+        assert quoted_in_place("docs/benchmarks.md", f"| `ppal`, typical first ({commit}) |", cells), (arm, cells)
+        gains[arm] = statistics.mean(per_round)
         below = [p - m for m, p, floor in zip(mean[1:], plain[1:], summary["floors"], strict=True) if p - m > floor]
-        assert gains[arm] > statistics.mean(p - r for p, r in zip(plain[1:], rand[1:], strict=True)) and not below  # kept
-        per_seed = " and ".join(percent(al_savings(summary["counts"], c, r)) for c, r in zip(
-            summary["arms"][arm]["per_seed"], summary["arms"]["random"]["per_seed"], strict=True))
-        said = f"{percent(summary['arms'][arm]['label_savings'])}{named} (per seed {per_seed})"
+        assert gains[arm] > plain_gain and not below  # kept
+        said = f"{percent(summary['arms'][arm]['label_savings'])}{named} (per seed {per_seed_savings(summary, arm)})"
         assert quoted_in_place("docs/benchmarks.md", "Label savings", said), (arm, said)
     assert quoted_in_place("docs/benchmarks.md", "More gain, in rounds 2 and 3 mostly", f"{gains['ppal@103d6be']:+.4f} over random")
     assert quoted_in_place("docs/benchmarks.md", "Averaged over rounds 1-4", f"{gains['ppal@9fa9686']:+.4f} over random")
@@ -578,12 +577,7 @@ def test_the_full_runs_seeds_so_far_are_quoted_from_their_raw_results():
             "no arm is below random")
     assert quoted_in_place("docs/benchmarks.md", place, said), said
     assert not any(arms[a]["below_random_in_rounds"] for a in ("oracle", "ppal", "diversity"))
-    import sys
-
-    sys.path.insert(0, str(ROOT / "bench"))
-    from active_learning import merge_rounds, report_rounds
-
-    both = report_rounds(merge_rounds([load(f"rounds-large-full{run}-{s}.json") for run in ("", "-typical") for s in (502, 503)]))
+    _, both = merged_summary([f"rounds-large-full{run}-{s}.json" for run in ("", "-typical") for s in (502, 503)])
     typical, plain = both["arms"]["ppal@9fa9686"], both["arms"]["ppal"]
     assert all(t > p for t, p in zip(typical["mean"][1:], plain["mean"][1:], strict=True))  # ahead in every round
     assert quoted_in_place("docs/benchmarks.md", "`ppal` typical first (9fa9686, raw results",
