@@ -253,13 +253,13 @@ def seed_root(seed: int, base: Path | None = None):
     is locked while a run uses it (the lock dies with the process, so a killed run leaves nothing to clear); a
     second run of the same seed at once stops with a message."""
     root = (base or Path(tempfile.gettempdir())) / f"ymir-al-seed-{seed}"
-    root.mkdir(parents=True, exist_ok=True)
+    root.parent.mkdir(parents=True, exist_ok=True)
     with open(root.parent / f"{root.name}.lock", "w") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise SystemExit(f"{root} is in use by another run of seed {seed}: run one seed once at a time") from None
-        shutil.rmtree(root)  # what a killed run left
+        shutil.rmtree(root, ignore_errors=True)  # what a killed run left
         root.mkdir()
         try:
             yield root

@@ -14,7 +14,7 @@ import math
 import time
 
 import torch
-from common import commit, machine, save_result
+from common import save_result
 from executor.mining import ppal
 
 
@@ -58,8 +58,7 @@ def main() -> None:
             run.update(typicality_s=typical, typicality_share=typical / stage2)
         runs.append(run)
         print(f"{boxes} boxes per image, {len(candidates)} candidates: {run}", flush=True)
-    save_result("ppal-stage2", {"commit": commit(), "machine": machine(), "images": args.images,
-                                     "budget": args.budget, "repeats": args.repeats, "runs": runs})
+    save_result("ppal-stage2", {"images": args.images, "budget": args.budget, "repeats": args.repeats, "runs": runs})
 
 
 if __name__ == "__main__":
