@@ -585,8 +585,9 @@ def report_rounds(results: list[dict], default: str = "ppal", png: str | None = 
                 below.append(i)
         saved = None if arm == "random" else label_savings(counts, mean_curve(curve), mean_curve(rand))
         interval = None if arm == "random" else savings_interval(counts, curve, rand)
+        seeds_saved = None if arm == "random" else [label_savings(counts, c, b) for c, b in zip(curve, rand, strict=True)]
         summary["arms"][arm] = {"mean": mean_curve(curve), "per_seed": curve, "below_random_in_rounds": below,
-                                "label_savings": saved, "savings_interval_90": interval}
+                                "label_savings": saved, "savings_interval_90": interval, "per_seed_savings": seeds_saved}
         print(f"| {arm}{' (default)' if arm == default else ''} | " + " | ".join(cells) + " |")
     print("\nnoise floor |random - random:1| per round: " + ", ".join(f"{f:.4f}" for f in floors))
     if "oracle" in per_arm:
@@ -606,12 +607,33 @@ def report_rounds(results: list[dict], default: str = "ppal", png: str | None = 
         if arm == "random":
             continue
         saved, (low, high) = found["label_savings"], found["savings_interval_90"]
-        shown = "never reaches it" if saved is None else f"{saved:.0%} fewer mined labels"
+        mined, budget = counts[-1] - counts[0], counts[1] - counts[0]
+        shown = "never reaches it" if saved is None else (f"{saved:.0%} fewer mined labels ({saved * mined:.0f} of "
+                                                          f"{mined}, {saved * mined / budget:.1f} rounds of {budget})")
+        per_seed = ", ".join("never" if v is None else f"{v:.0%}" for v in found["per_seed_savings"])
         print(f"{arm}: random's final mAP@0.5 ({mean_curve(rand)[-1]:.4f} at {counts[-1]}): {shown} "
-              f"(90 % bootstrap over seeds: {low:.0%} to {high:.0%}); below random in rounds: {found['below_random_in_rounds'] or 'none'}")
+              f"(90 % bootstrap over seeds: {low:.0%} to {high:.0%}; per seed {per_seed}); "
+              f"below random in rounds: {found['below_random_in_rounds'] or 'none'}")
+    summary["picks"] = picks_per_round(results, len(counts) - 1)
+    for arm, kinds in summary["picks"].items():
+        print(f"{arm} picks per round, mean (range over seeds): " + "; ".join(
+            f"{kind} " + ", ".join(f"{statistics.mean(v):.1f} ({min(v)}-{max(v)})" for v in rounds)
+            for kind, rounds in kinds.items()))
     if png:
         plot_curves(counts, per_arm, png, len(results))
     return summary
+
+
+def picks_per_round(results: list[dict], rounds: int) -> dict[str, dict[str, list[list[int]]]]:
+    """Per arm (each random draw apart), per kind (near-duplicates, empty frames), per round: the count in each
+    seed's picks. Arms whose rounds carry no ``picks`` (older results) are left out."""
+    out: dict[str, dict[str, list[list[int]]]] = {}
+    for arm in results[0]["rounds"]:
+        history = [r["rounds"][arm][:rounds] for r in results]
+        if all("picks" in h for seed in history for h in seed):
+            out[arm] = {kind: [[seed[i]["picks"][kind] for seed in history] for i in range(rounds)]
+                        for kind in ("duplicates", "empty")}
+    return out
 
 
 def plot_curves(counts: list[int], per_arm: dict[str, list[list[float]]], png: str, seeds: int) -> None:

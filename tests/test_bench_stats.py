@@ -163,3 +163,21 @@ def test_scene_copies_tell_copies_of_labelled_scenes_from_copies_within_a_round(
     assert counted == [{"near_duplicates": 3, "of_labelled_scenes": 0, "within_round": 1},
                        {"near_duplicates": 4, "of_labelled_scenes": 1, "within_round": 2},
                        {"near_duplicates": 2, "of_labelled_scenes": 1, "within_round": 0}]
+
+
+def test_the_rounds_report_gives_each_seeds_savings_and_the_picks_per_round():
+    """Issue 43 asks for per-seed savings and each round's near-duplicates and empty frames, per arm."""
+    from active_learning import report_rounds
+
+    results = fake_results({"ppal": [0.1, 0.1, 0.1, 0.1], "late": [0.0, 0.0, 0.0, -0.5]}, seeds=2)
+    for seed, result in enumerate(results):
+        for arm, history in result["rounds"].items():
+            for r, record in enumerate(history):
+                record["picks"] = {"duplicates": 10 * r + seed, "empty": 0 if arm == "ppal" else 5, "digits": 0, "rare": 0}
+    summary = report_rounds(results)
+    assert summary["arms"]["ppal"]["per_seed_savings"] == [pytest.approx(0.5, abs=0.02)] * 2
+    assert summary["arms"]["late"]["per_seed_savings"] == [None, None]  # never reaches random's final mAP
+    assert summary["picks"]["ppal"] == {"duplicates": [[0, 1], [10, 11], [20, 21], [30, 31]], "empty": [[0, 0]] * 4}
+    assert summary["picks"]["random:1"]["empty"] == [[5, 5]] * 4  # each random draw apart
+    del results[0]["rounds"]["late"][2]["picks"]  # an older result without picks: the arm is left out
+    assert "late" not in report_rounds(results)["picks"]
