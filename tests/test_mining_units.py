@@ -193,6 +193,36 @@ def test_ppal_picks_spread_over_near_duplicates_among_the_uncertain():
     assert order[0] == 0 and set(order[1:3]) == {3, 4} and order[3:5] == [1, 2] and order[5:] == [5, 6, 7]
 
 
+def test_ppal_takes_typical_images_first_among_the_uncertain():
+    """Typical first (issue 43, item 2): four images alike and one like none of them, the outlier a little more
+    uncertain; the first pick is one of the four (by uncertainty alone it would be the outlier)."""
+    rows = [[1.0, 0.0, 0.0], [0.9, 0.1, 0.0], [0.95, 0.05, 0.0], [0.92, 0.0, 0.08], [0.0, 0.0, 1.0]]
+    f = torch.nn.functional.normalize(torch.tensor(rows), dim=1)
+    classes, owner = torch.zeros(5, dtype=torch.long), torch.arange(5)
+    typical = ppal.typicality(f, classes, owner, 5)
+    assert typical[:4].min() > 0.7 and typical[4] < 0.05  # three of its four others alike; one far
+    scores = ppal.select(torch.tensor([0.5, 0.5, 0.5, 0.5, 0.6]), f, classes, owner, budget=3)
+    order = scores.argsort(descending=True).tolist()
+    assert order[0] in {0, 1, 2, 3} and order[1] == 4  # then the outlier: far from the first pick
+
+
+def test_ppal_typicality_on_many_candidates_is_close_to_the_mean_over_all_at_a_bounded_cost(monkeypatch):
+    """Over more candidates than ``REFERENCES`` the typicality is measured against that many of them: within 0.05
+    of the mean over all (10 scenes of unequal sizes, 3 classes), with that many similarity rows."""
+    g = torch.Generator().manual_seed(0)
+    n = 1200
+    scene = torch.randint(0, 10, (n,), generator=g) ** 2 % 10  # unequal scenes: some typical, some rare
+    centres = torch.randn(10, 16, generator=g)
+    f = torch.nn.functional.normalize(centres[scene] + 0.5 * torch.randn(n, 16, generator=g), dim=1)
+    classes, owner = scene % 3, torch.arange(n)
+    exact = torch.stack([ppal.similarity_to(i, f, classes, owner, n) for i in range(n)]).sum(0).sub(1) / (n - 1)
+    rows = []
+    real = ppal.similarity_to
+    monkeypatch.setattr(ppal, "similarity_to", lambda i, *a: rows.append(i) or real(i, *a))
+    typical = ppal.typicality(f, classes, owner, n)
+    assert len(rows) <= ppal.REFERENCES and (typical - exact).abs().max() < 0.05
+
+
 def test_ppal_difficulty_comes_from_the_models_validation_ap():
     from executor.class_stats import ClassStats
 
