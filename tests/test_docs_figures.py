@@ -404,9 +404,14 @@ def gain_cells(summary: dict, arm: str) -> tuple[str, list[float]]:
 
 
 def per_seed_savings(summary: dict, arm: str) -> str:
-    """An arm's label savings per seed against each seed's random draw, as the docs list them."""
-    return " and ".join(percent(al_savings(summary["counts"], c, r)) for c, r in zip(
-        summary["arms"][arm]["per_seed"], summary["arms"]["random"]["per_seed"], strict=True))
+    """An arm's label savings per seed against each seed's random draw (``report_rounds``' ``per_seed_savings``), as
+    the docs list them."""
+    return " and ".join(percent(v) for v in summary["arms"][arm]["per_seed_savings"])
+
+
+def span(values: list[int]) -> str:
+    """A range as the docs write it: ``low-high``, or one value when they are equal."""
+    return f"{min(values)}-{max(values)}" if min(values) < max(values) else f"{min(values)}"
 
 
 def percent(share: float) -> str:
@@ -454,10 +459,8 @@ def test_the_large_pool_pilot_control_is_that_of_its_raw_results():
     savings = percent(summary["arms"]["oracle"]["label_savings"])
     assert quoted_in_place("docs/benchmarks.md", "The oracle reaches random's final mAP@0.5", f"{savings} fewer mined labels")
     ppal = summary["arms"]["ppal"]
-    per_seed = " and ".join(percent(al_savings(summary["counts"], c, r)) for c, r in zip(ppal["per_seed"],
-                            summary["arms"]["random"]["per_seed"], strict=True))
     assert quoted_in_place("docs/benchmarks.md", "`ppal` reaches random's final mAP@0.5",
-                           f"{percent(ppal['label_savings'])} fewer mined labels (per seed {per_seed};")
+                           f"{percent(ppal['label_savings'])} fewer mined labels (per seed {per_seed_savings(summary, 'ppal')};")
     shares = summary["default_share_of_oracle"]
     assert quoted_in_place("docs/benchmarks.md", "ahead of random in every round on both seeds",
                            f"{min(shares):.2f} to {max(shares):.2f} of the oracle's gain")
@@ -639,15 +642,15 @@ def test_the_large_pool_full_run_is_quoted_from_its_raw_results():
     for name in large_full_names():
         assert name in bench and load(name)["commit"] in bench, name
     typical, plain, oracle = arms["ppal@9fa9686"], arms["ppal"], arms["oracle"]
-    gains = {arm: [m - r for m, r in zip(arms[arm]["mean"][1:], rand["mean"][1:], strict=True)] for arm in arms}
+    gains = {arm: gain_cells(summary, arm)[1] for arm in ("ppal", "ppal@9fa9686")}
     leads = [t - p for t, p in zip(gains["ppal@9fa9686"], gains["ppal"], strict=True)]
     assert statistics.mean(leads) > 0 and all(lead > -f for lead, f in zip(leads, summary["floors"], strict=True))  # its rule
     place = "**Typical first holds on the 8 seeds**"
     assert quoted_in_place("docs/benchmarks.md", place, f"is {statistics.mean(gains['ppal@9fa9686']):+.4f} against plain "
                            f"`ppal`'s {statistics.mean(gains['ppal']):+.4f}")
-    if all(lead > 0 for lead in leads):
-        assert quoted_in_place("docs/benchmarks.md", place, "ahead of plain `ppal` in every round (" +
-                               ", ".join(f"{lead:+.4f}" for lead in leads) + ")")
+    assert all(lead > 0 for lead in leads)  # "ahead of plain `ppal` in every round"
+    assert quoted_in_place("docs/benchmarks.md", place, "ahead of plain `ppal` in every round (" +
+                           ", ".join(f"{lead:+.4f}" for lead in leads) + ")")
     assert all(lead < f for lead, f in zip(leads, summary["floors"], strict=True))  # "under that round's noise floor"
     points = round(100 * typical["label_savings"]) - round(100 * plain["label_savings"])
     assert quoted_in_place("docs/benchmarks.md", "Each round's lead is under that round's noise floor", f"differ by {points} point")
@@ -668,31 +671,20 @@ def test_the_large_pool_full_run_is_quoted_from_its_raw_results():
     assert quoted_in_place("README.md", "**about one round in four, ", f"the oracle {percent(oracle['label_savings'])}, plain "
                            f"`ppal` (before typical first) {percent(plain['label_savings'])}, `diversity` "
                            f"{percent(six['arms']['diversity']['label_savings'])} (6 seeds)")
-    counts = {arm: [h["picks"] for r in results for h in r["rounds"][arm]] for arm in ("random", "random:1", "ppal@9fa9686")}
-    dup = {arm: [p["duplicates"] for p in picks] for arm, picks in counts.items()}
-    empty = {arm: [p["empty"] for p in picks] for arm, picks in counts.items()}
+    picks = summary["picks"]  # per arm and kind: per round, each seed's count
+    dup, empty = ({arm: [n for per_round in picks[arm][kind] for n in per_round] for arm in picks} for kind in ("duplicates", "empty"))
     rand_dup, rand_empty = dup["random"] + dup["random:1"], empty["random"] + empty["random:1"]
-    def span(values: list[int]) -> str:
-        return f"{min(values)}-{max(values)}" if min(values) < max(values) else f"{min(values)}"
-
     assert quoted_in_place("README.md", "the default's picks per round", (
         f"{span(dup['ppal@9fa9686'])} near-duplicates of 75 (random {span(rand_dup)}), "
         f"{span(empty['ppal@9fa9686'])} empty frames (random {span(rand_empty)})"))
     assert (ROOT / "docs/active-learning-rounds-large.png").exists()
-    means = {arm: [statistics.mean(r) for r in summary["picks"][arm]["duplicates"]] for arm in ("random", "random:1", "ppal@9fa9686")}
+    means = {arm: [statistics.mean(r) for r in picks[arm]["duplicates"]] for arm in ("random", "random:1", "ppal@9fa9686")}
     assert all(t < min(a, b) for t, a, b in zip(means["ppal@9fa9686"], means["random"], means["random:1"], strict=True))
     assert quoted_in_place("docs/benchmarks.md", "near-duplicates per round at most random's: met",
                            "in every round its mean is below either random draw's")
     assert quoted_in_place("docs/benchmarks.md", "| 5. active learning", f"`ppal` typical first (the default) "
                            f"{percent(typical['label_savings'])} fewer mined labels (90 % interval {percent(low)} to "
                            f"{percent(high)}), the oracle {percent(oracle['label_savings'])}, no arm below random in any round")
-
-
-def al_savings(counts: list[int], curve: list[float], random_curve: list[float]) -> float:
-    """One seed's label savings against that seed's random draw (``active_learning.label_savings``)."""
-    from active_learning import label_savings
-
-    return label_savings(counts, curve, random_curve)
 
 
 ROUNDS_FULL = ["rounds-pilot-400.json", "rounds-pilot-401.json", "rounds-full-402-403.json", "rounds-full-404-405.json"]
@@ -712,8 +704,7 @@ def test_the_rounds_full_run_figures_are_those_of_its_raw_results():
     ppal = summary["arms"]["ppal"]
     low, high = (percent(v) for v in ppal["savings_interval_90"])
     assert f"{percent(ppal['label_savings'])} fewer mined labels (90 % interval over seeds: {low} to {high})" in readme
-    per_seed = [al_savings(summary["counts"], c, r) for c, r in zip(ppal["per_seed"], summary["arms"]["random"]["per_seed"],
-                                                                   strict=True)]
+    per_seed = ppal["per_seed_savings"]
     assert quoted_in_place("README.md", "a 600-image pool", f"per seed {100 * min(per_seed):.0f}-{percent(max(per_seed))}")
     below = [arm for arm, found in summary["arms"].items() if found["below_random_in_rounds"]]
     for arm in below:
