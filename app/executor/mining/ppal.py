@@ -88,7 +88,7 @@ def typicality(features: torch.Tensor, classes: torch.Tensor, owner: torch.Tenso
 
 def select(uncertainty: torch.Tensor, features: torch.Tensor, classes: torch.Tensor, owner: torch.Tensor,
            budget: int) -> torch.Tensor:
-    """Scores whose descending order is: the greedy picks (largest uncertainty x distance) among the candidates
+    """Scores whose descending order is: the greedy picks (largest uncertainty x typicality x distance) among the candidates
     (the most uncertain images, at most ``CANDIDATES x budget``, none without uncertainty), then the rest by
     uncertainty (0 without any)."""
     n = len(uncertainty)
