@@ -17,7 +17,7 @@ holds (near-duplicates, empty canvases, rare-class digits): does a score find th
 
 Usage: python bench/active_learning.py [--mode cpu|gpu] [--seeds 1] [--first-seed 0] [--arms random,random:1,oracle,...]
            [--tier0-only | --finetune random,random:1,oracle] [--json out.json] [--gpu 0] [--data digits.npz] [--deadline SECONDS]
-       python bench/active_learning.py --report a.json [b.json ...] [--primary entropy]
+       python bench/active_learning.py --report a.json [b.json ...] [--primary entropy] [--only random,random:1,ARM]
        python bench/active_learning.py --save-data digits.npz   (glyphs and photos, for a machine without scikit-learn)
 The data comes from scikit-learn (`pip install scikit-learn` in .venv; a benchmark-only dependency, not in
 requirements-dev.txt) unless --data names an .npz written by --save-data.
@@ -558,6 +558,17 @@ def merge_rounds(files: list[dict]) -> list[dict]:
     return list(merged.values())
 
 
+def only_arms(results: list[dict], arms: list[str] | None) -> list[dict]:
+    """The results with only these arms' rounds (all of them when ``arms`` is None): seeds that ran other arms
+    reported together over the arms they share."""
+    if arms is None:
+        return results
+    missing = {a for r in results for a in arms if a not in r["rounds"]}
+    if missing:
+        raise SystemExit(f"--only: not every seed ran {', '.join(sorted(missing))}")
+    return [{**r, "rounds": {a: r["rounds"][a] for a in arms}} for r in results]
+
+
 def report_rounds(results: list[dict], default: str = "ppal", png: str | None = None) -> dict:
     """Per round, each arm's mean test mAP@0.5 and its gain over the random mean (seeds ahead), the noise floor
     and the oracle's headroom in floors; which arms fall below random by more than the floor in any round; the
@@ -775,6 +786,7 @@ def main() -> None:
                         "benchmark with tier 0)")
     parser.add_argument("--curve", metavar="PNG", help="with --report of --rounds results: the budget curve here")
     parser.add_argument("--default", default="ppal", help="the arm the README's savings figure is about")
+    parser.add_argument("--only", help="with --report of --rounds results: only these arms (e.g. random,random:1,diversity)")
     parser.add_argument("--labelled-copies", nargs="+", metavar="FOLDER=LABEL", help="count the near-duplicates in "
                         "the cached rounds of these RoundCache folders that copy a scene labelled before (no training)")
     parser.add_argument("--labelled-copies-name", default="labelled-copies", help="its raw result's name")
@@ -793,7 +805,7 @@ def main() -> None:
         files = [json.loads(Path(path).read_text()) for path in args.report]
         loaded = [r for payload in files for r in payload["results"]]
         if loaded and "rounds" in loaded[0]:
-            report_rounds(merge_rounds(files), args.default, args.curve)
+            report_rounds(only_arms(merge_rounds(files), args.only.split(",") if args.only else None), args.default, args.curve)
             return
         results = merge(loaded)
         report(sorted(results, key=lambda r: r["seed"]), args.primary)

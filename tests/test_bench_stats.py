@@ -158,6 +158,20 @@ def test_rounds_of_one_seed_from_two_files_stand_side_by_side_and_a_different_se
         merge_rounds([old, {"commit": "ccc", "results": [result(0.31, {"ppal": 0.7})]}])
 
 
+def test_only_keeps_the_named_arms_and_stops_when_a_seed_lacks_one():
+    """``--report --only``: seeds that ran different arms (502-507 with the oracle, 508-509 without) reported over
+    the arms they share."""
+    from active_learning import only_arms
+
+    results = [{"seed": 502, "rounds": {"random": [1], "oracle": [2], "diversity": [3]}},
+               {"seed": 508, "rounds": {"random": [4], "diversity": [5], "cald": [6]}}]
+    assert only_arms(results, None) is results
+    assert [r["rounds"] for r in only_arms(results, ["random", "diversity"])] == [{"random": [1], "diversity": [3]},
+                                                                                 {"random": [4], "diversity": [5]}]
+    with pytest.raises(SystemExit, match="cald, oracle"):
+        only_arms(results, ["random", "oracle", "cald"])
+
+
 def test_scene_copies_tell_copies_of_labelled_scenes_from_copies_within_a_round():
     counted = scene_copies([[1, 2, 2], [2, 3, 3, 3], [1, 4]])
     assert counted == [{"near_duplicates": 3, "of_labelled_scenes": 0, "within_round": 1},
