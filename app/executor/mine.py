@@ -13,7 +13,7 @@ from easydict import EasyDict
 
 from executor import scan
 from executor.engine import EngineSettings, InferSettings
-from executor.mining import MiningSettings
+from executor.mining import MiningSettings, algorithms
 from executor.mining.random_score import random_value
 from executor.protocol import Monitor, Params, Protocol, class_names, write_mining_result
 
@@ -27,6 +27,8 @@ def run(cfg: EasyDict, monitor: Monitor, with_infer: bool = False) -> None:
     infer_settings = InferSettings.read(params) if with_infer else None
     paths = scan.candidates(cfg)
     result_file = cfg.ymir.output.mining_result_file
+    if algorithms()[settings.algorithm].caveat:
+        LOG.warning(algorithms()[settings.algorithm].caveat)
 
     if settings.algorithm == "random" and not with_infer:
         # No model needed: each image's score comes from the seed and its path, as with infer; the scan's

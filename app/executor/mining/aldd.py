@@ -43,6 +43,9 @@ def aldd_scores(level_probs: list[torch.Tensor], class_weights: torch.Tensor) ->
 
 class ALDD(Miner):
     name = "aldd"
+    caveat = ("mining_algorithm aldd: over 4 rounds of 75 from a 3,000-image pool it picked worse than random in "
+              "every round (docs/benchmarks.md, section 5), where ppal, the default, and diversity stayed ahead of "
+              "random in every round")
 
     def image_scores(self, batch) -> torch.Tensor:
         if batch.class_logits is None or not batch.feats:

@@ -64,6 +64,9 @@ class Miner:
     # Whether the score comes from the model's outputs: only then do its head's non-finite features (an fp16
     # overflow) make the score meaningless and rank the image last. ``random`` reads none, with infer or without.
     reads_the_model = True
+    # What the benchmark found against this algorithm, logged as a warning when a user picks it (``mine.run``):
+    # the docs are not where a user who set ``mining_algorithm`` reads. Empty: nothing against it.
+    caveat = ""
 
     def __init__(self, ctx: MinerContext) -> None:
         self.ctx = ctx
