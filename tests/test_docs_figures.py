@@ -378,16 +378,17 @@ def rounds_summary(names: list[str]) -> dict:
     return report_rounds([r for name in names for r in load(name)["results"]])
 
 
-def merged_summary(names: list[str], drop: tuple[str, ...] = ()) -> tuple[list[dict], dict]:
+def merged_summary(names: list[str], drop: tuple[str, ...] = (), only: list[str] | None = None) -> tuple[list[dict], dict]:
     """The seeds of these raw results merged as ``--report`` merges them (an arm run again at another commit is
-    ``ARM@COMMIT``), less the arms in ``drop``: the results and ``report_rounds``' summary of them."""
+    ``ARM@COMMIT``), less the arms in ``drop``, or only the arms in ``only`` (``--only``): the results and
+    ``report_rounds``' summary of them."""
     import sys
 
     sys.path.insert(0, str(ROOT / "bench"))
-    from active_learning import merge_rounds, report_rounds
+    from active_learning import merge_rounds, only_arms, report_rounds
 
     results = [{**r, "rounds": {a: h for a, h in r["rounds"].items() if a not in drop}}
-               for r in merge_rounds([load(name) for name in names])]
+               for r in only_arms(merge_rounds([load(name) for name in names]), only)]
     return results, report_rounds(results)
 
 
@@ -590,17 +591,26 @@ def large_full_names(seeds=LARGE_SEEDS) -> list[str]:
         if s < 502 else (f"rounds-large-full-{s}.json", f"rounds-large-full-typical-{s}.json"))]
 
 
-def large_rows(summary: dict, arm: str, label: str, rand: dict, rows: set[str]) -> None:
+def seed_gains(summary: dict, arm: str) -> list[list[float]]:
+    """Per round (1 on), each seed's gain of ``arm`` over that seed's random mean."""
+    found, rand = summary["arms"][arm], summary["arms"]["random"]
+    return [[c[i] - b[i] for c, b in zip(found["per_seed"], rand["per_seed"], strict=True)] for i in range(1, len(found["mean"]))]
+
+
+def mean_row(summary: dict, arm: str, label: str) -> str:
+    """An arm's table row of mean mAP per labelled count, with (gain over the random mean, seeds ahead) after round 0."""
+    mean = summary["arms"][arm]["mean"]
+    cells = [f"{m:.4f}" if arm == "random" else f"{m:.4f} ({statistics.mean(g):+.4f}, {sum(x > 0 for x in g)}/{len(g)})"
+             for m, g in zip(mean[1:], seed_gains(summary, arm), strict=True)]
+    return f"| {label} | {mean[0]:.4f} | " + " | ".join(cells) + " |"
+
+
+def large_rows(summary: dict, arm: str, label: str, rows: set[str]) -> None:
     """An arm's row of mean mAP (gain, seeds ahead) and its row of label savings are in the doc, it is ahead of
     random on every seed in every round, and never below random."""
     found = summary["arms"][arm]
-    mean, cells = found["mean"], []
-    for i in range(1, len(mean)):
-        gains = [c[i] - b[i] for c, b in zip(found["per_seed"], rand["per_seed"], strict=True)]
-        assert arm == "random" or all(g > 0 for g in gains)  # "ahead of random on every seed in every round"
-        cells.append(f"{mean[i]:.4f}" if arm == "random" else
-                     f"{mean[i]:.4f} ({statistics.mean(gains):+.4f}, {sum(g > 0 for g in gains)}/{len(gains)})")
-    assert f"| {label} | {mean[0]:.4f} | " + " | ".join(cells) + " |" in rows, arm
+    assert arm == "random" or all(g > 0 for gains in seed_gains(summary, arm) for g in gains)  # on every seed, every round
+    assert mean_row(summary, arm, label) in rows, arm
     if arm == "random":
         return
     assert not found["below_random_in_rounds"]
@@ -628,8 +638,8 @@ def test_the_large_pool_full_run_is_quoted_from_its_raw_results():
     assert sorted(r["seed"] for r in results) == list(LARGE_SEEDS) and set(arms) == set(LARGE_ARMS)
     rows = set(places("docs/benchmarks.md"))
     for arm, label in LARGE_ARMS.items():
-        large_rows(summary, arm, label, rand, rows)
-    large_rows(six, "diversity", DIVERSITY_LABEL, six["arms"]["random"], rows)
+        large_rows(summary, arm, label, rows)
+    large_rows(six, "diversity", DIVERSITY_LABEL, rows)
     for arm, kinds in summary["picks"].items():
         assert picks_row(LARGE_ARMS.get(arm, arm) if arm not in ("random", "random:1") else arm, kinds) in rows, arm
     assert picks_row(DIVERSITY_LABEL, six["picks"]["diversity"]) in rows
@@ -732,35 +742,19 @@ def offered_names(seeds=OFFERED_SEEDS) -> list[str]:
                                              if s < 508 else ()) + (f"rounds-large-offered-{s}.json",)]
 
 
-def only_summary(names: list[str], arms: list[str]) -> tuple[list[dict], dict]:
-    """``--report NAMES --only ARMS``: the seeds merged, only these arms, and ``report_rounds``' summary."""
-    import sys
-
-    sys.path.insert(0, str(ROOT / "bench"))
-    from active_learning import merge_rounds, only_arms, report_rounds
-
-    results = only_arms(merge_rounds([load(name) for name in names]), arms)
-    return results, report_rounds(results)
-
-
 def offered_rows(summary: dict, arm: str, label: str) -> tuple[str, str | None]:
     """An arm's row of mean mAP (gain over the random mean, seeds ahead) and its row of label savings ("never"
     where a seed's arm does not reach random's final mAP@0.5)."""
-    found, rand = summary["arms"][arm], summary["arms"]["random"]
-    cells = [f"{found['mean'][0]:.4f}"]
-    for i in range(1, len(found["mean"])):
-        gains = [c[i] - b[i] for c, b in zip(found["per_seed"], rand["per_seed"], strict=True)]
-        cells.append(f"{found['mean'][i]:.4f}" if arm == "random" else
-                     f"{found['mean'][i]:.4f} ({statistics.mean(gains):+.4f}, {sum(g > 0 for g in gains)}/{len(gains)})")
+    found = summary["arms"][arm]
     if arm == "random":
-        return f"| {label} | " + " | ".join(cells) + " |", None
+        return mean_row(summary, arm, label), None
     saved, seeds = found["label_savings"], found["per_seed_savings"]
     low, high = found["savings_interval_90"]
     reached = [v for v in seeds if v is not None]
     shown = "never" if saved is None else percent(saved)
     span_ = (f"{100 * min(reached):.0f}-{percent(max(reached))}" if reached else "never") + (
         f", never on {seeds.count(None)}" if None in seeds and reached else "")
-    return (f"| {label} | " + " | ".join(cells) + " |",
+    return (mean_row(summary, arm, label),
             f"| {label} | {shown} | {percent(low)} to {percent(high)} | "
             + ", ".join("never" if v is None else f"{100 * v:.0f}" for v in seeds) + f" | {span_} |")
 
@@ -774,7 +768,7 @@ def test_every_offered_algorithm_over_rounds_is_quoted_from_its_raw_results():
     sys.path.insert(0, str(ROOT / "app"))
     from executor.mining import algorithms
 
-    results, summary = only_summary(offered_names(), list(OFFERED_ARMS) + ["random:1"])
+    results, summary = merged_summary(offered_names(), only=list(OFFERED_ARMS) + ["random:1"])
     assert sorted(r["seed"] for r in results) == list(OFFERED_SEEDS)
     rows = set(places("docs/benchmarks.md"))
     for arm, label in OFFERED_ARMS.items():
@@ -788,8 +782,7 @@ def test_every_offered_algorithm_over_rounds_is_quoted_from_its_raw_results():
     assert below == {"aldd": [1, 2, 3, 4]}  # what the docs, README, template and aldd's caveat say
     place = "**`aldd` is below random in every round**"
     assert quoted_in_place("docs/benchmarks.md", place, "(" + ", ".join(f"{g:+.4f}" for g in gain_cells(summary, "aldd")[1]) + ")")
-    behind = [sum(c[i] < b[i] for c, b in zip(summary["arms"]["aldd"]["per_seed"], summary["arms"]["random"]["per_seed"],
-                                              strict=True)) for i in (1, 2, 3, 4)]
+    behind = [sum(g < 0 for g in gains) for gains in seed_gains(summary, "aldd")]
     assert quoted_in_place("docs/benchmarks.md", place, f"behind random on {', '.join(map(str, behind[:-1]))} and "
                                                         f"{behind[-1]} of the 6 seeds")
     assert summary["arms"]["aldd"]["label_savings"] is None  # "it never reaches random's final mAP@0.5"
@@ -807,9 +800,8 @@ def test_every_offered_algorithm_over_rounds_is_quoted_from_its_raw_results():
         f"{copied('cald')} in `cald`'s and {copied('diversity')} in `diversity`'s"))
     assert copied("aldd") > max(copied(arm) for arm in ("random", "random:1", "entropy", "cald", "diversity"))
     average = {arm: statistics.mean(gain_cells(summary, arm)[1]) for arm in ("entropy", "cald", "diversity")}
-    entropy = summary["arms"]["entropy"]
     first = gain_cells(summary, "entropy")[1][0]
-    ahead = sum(c[1] > b[1] for c, b in zip(entropy["per_seed"], summary["arms"]["random"]["per_seed"], strict=True))
+    ahead = sum(g > 0 for g in seed_gains(summary, "entropy")[0])
     assert -summary["floors"][0] < first < 0  # "behind random in round 1 ... within that round's floor"
     assert quoted_in_place("docs/benchmarks.md", "gain less than `diversity`", f"`entropy` is behind random in round 1 "
                            f"({first:+.4f}, ahead on {ahead} of the 6 seeds), within that round's floor ({summary['floors'][0]:.4f})")
@@ -819,7 +811,8 @@ def test_every_offered_algorithm_over_rounds_is_quoted_from_its_raw_results():
         f"random, where `diversity` gains {average['diversity']:+.4f} on these seeds"))
     assert "picked worse than random in every round" in algorithms()["aldd"].caveat
     assert not any(m.caveat for name, m in algorithms().items() if name != "aldd")
-    _, eight = only_summary(large_full_names(range(502, 508)) + offered_names(range(508, 510)), ["random", "random:1", "diversity"])
+    _, eight = merged_summary(large_full_names(range(502, 508)) + offered_names(range(508, 510)),
+                      only=["random", "random:1", "diversity"])
     found = eight["arms"]["diversity"]
     low, high = found["savings_interval_90"]
     seeds = found["per_seed_savings"]
@@ -838,8 +831,9 @@ def test_the_readme_table_of_algorithms_is_that_of_the_rounds_at_users_proportio
     `diversity` on 502-509, the others on 504-509), its cost from the 640 px mining-cost runs; and the template's
     comment on ``mining_algorithm`` quotes the same savings."""
     with_oracle = merged_summary(large_full_names(), ("diversity",))[1]
-    offered = only_summary(offered_names(), list(OFFERED_ARMS) + ["random:1"])[1]
-    eight = only_summary(large_full_names(range(502, 508)) + offered_names(range(508, 510)), ["random", "random:1", "diversity"])[1]
+    offered = merged_summary(offered_names(), only=list(OFFERED_ARMS) + ["random:1"])[1]
+    eight = merged_summary(large_full_names(range(502, 508)) + offered_names(range(508, 510)),
+                      only=["random", "random:1", "diversity"])[1]
     cost = load("mining-cost-photos-96-640px-cpu.json")["vs_infer_alone"]
     cost["mining ppal + infer"] = load("mining-cost-photos-96-640px-cpu-ppal-typical.json")["vs_infer_alone"]["mining ppal + infer"]
     rows = set(places("README.md"))

@@ -27,8 +27,9 @@ def run(cfg: EasyDict, monitor: Monitor, with_infer: bool = False) -> None:
     infer_settings = InferSettings.read(params) if with_infer else None
     paths = scan.candidates(cfg)
     result_file = cfg.ymir.output.mining_result_file
-    if algorithms()[settings.algorithm].caveat:
-        LOG.warning(algorithms()[settings.algorithm].caveat)
+    caveat = algorithms()[settings.algorithm].caveat
+    if caveat:
+        LOG.warning(caveat)
 
     if settings.algorithm == "random" and not with_infer:
         # No model needed: each image's score comes from the seed and its path, as with infer; the scan's
